@@ -1,0 +1,122 @@
+//! The `kiln` command line: parses arguments and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kiln::commands::{self, StepArgs};
+use kiln::policy::{HostPattern, MemorySize, StepGrant, Timeout};
+
+/// Run CI build steps as sandboxed WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "kiln", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect the available plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Run one plugin as a step, under an explicit grant.
+    Step(StepCli),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// List the built-in plugins.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin's inputs, outputs and the capabilities it needs.
+    Inspect {
+        /// A built-in name or a path to a .wasm component.
+        plugin: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct StepCli {
+    /// A built-in name or a path to a .wasm component.
+    plugin: String,
+    /// An input, as NAME=VALUE (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", value_parser = parse_input)]
+    inputs: Vec<(String, String)>,
+    /// Let the step read DIR (mounted at the same path).
+    #[arg(long, value_name = "DIR")]
+    allow_read: Vec<PathBuf>,
+    /// Let the step write DIR (mounted at the same path).
+    #[arg(long, value_name = "DIR")]
+    allow_write: Vec<PathBuf>,
+    /// Let the step send HTTP requests to HOST[:PORT] or *.SUFFIX[:PORT].
+    #[arg(long, value_name = "HOST")]
+    allow_net: Vec<HostPattern>,
+    /// Pass the environment variable NAME to the step.
+    #[arg(long, value_name = "NAME")]
+    env: Vec<String>,
+    /// Let the step read the secret NAME (its value comes from $NAME and is masked).
+    #[arg(long, value_name = "NAME")]
+    secret: Vec<String>,
+    /// Wall-clock limit, e.g. 90s or 10m [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<Timeout>,
+    /// Memory limit, e.g. 512MiB [default: 2GiB, at most 4GiB].
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<MemorySize>,
+    /// The workspace, mounted read-only at /workspace [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// The writable output directory, mounted at /output [default: .kiln/out/PLUGIN].
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Print one JSON event per line instead of human output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Plugin {
+            command: PluginCommand::List { json },
+        } => commands::plugin_list(json).await,
+        Command::Plugin {
+            command: PluginCommand::Inspect { plugin, json },
+        } => commands::plugin_inspect(&plugin, json).await,
+        Command::Step(step) => {
+            let grant = StepGrant {
+                read: step.allow_read,
+                write: step.allow_write,
+                net: step.allow_net,
+                env: step.env,
+                secrets: step.secret,
+                timeout: step.timeout,
+                memory: step.memory,
+            };
+            commands::step(StepArgs {
+                plugin: step.plugin,
+                inputs: step.inputs,
+                grant,
+                workspace: step.workspace,
+                output: step.output,
+                json: step.json,
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The capability policy: the one place that turns a step's grant into what
+//! its plugin can touch.
+//!
+//! [`Sandbox::new`] builds, from a [`StepGrant`], the `WasiCtx` (preopened
+//! directories, environment, no sockets), the outbound-HTTP hook, the
+//! secrets the step may ask for, and its memory and time limits. Nothing
+//! else in kiln creates a `WasiCtx`.
+
+mod grant;
+mod memory;
+mod net;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+pub use grant::{
+    DEFAULT_MEMORY, DEFAULT_TIMEOUT, GrantError, HostMatch, HostPattern, MAX_MEMORY, MemorySize,
+    StepGrant, Timeout,
+};
+pub use memory::{MemoryCap, MemoryCapExceeded};
+pub use net::{OutboundHttp, Refusal, is_public};
+
+use crate::host_api::GuestOutput;
+use crate::ui::{Level, StepLog};
+
+/// Where the workspace is mounted inside every guest.
+pub const GUEST_WORKSPACE: &str = "/workspace";
+/// Where the step's output directory is mounted inside every guest.
+pub const GUEST_OUTPUT: &str = "/output";
+
+/// The host directories behind the default mounts.
+#[derive(Debug, Clone)]
+pub struct StepDirs {
+    /// The project directory, mounted read-only at [`GUEST_WORKSPACE`].
+    pub workspace: PathBuf,
+    /// The step's output directory, mounted writable at [`GUEST_OUTPUT`].
+    pub output: PathBuf,
+}
+
+/// A grant that cannot be put in force; nothing has run.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A directory to mount does not exist or cannot be opened.
+    #[error("cannot mount {path}: {reason}")]
+    Mount {
+        /// The host path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A granted secret has no value in the environment.
+    #[error("secret {0} is granted but not set; export {0} before running kiln")]
+    SecretNotSet(String),
+}
+
+/// Everything a step may touch, ready to be moved into its `Store`.
+pub struct Sandbox {
+    /// WASI state: mounts, granted environment, captured stdio, no sockets.
+    pub wasi: WasiCtx,
+    /// The outbound HTTP hook.
+    pub http: OutboundHttp,
+    /// The linear-memory cap.
+    pub memory: MemoryCap,
+    /// The wall-clock limit.
+    pub timeout: Duration,
+    /// The secrets the step may read, by name.
+    pub secrets: BTreeMap<String, String>,
+    /// The step's log channel (masks these secrets).
+    pub log: Arc<StepLog>,
+    /// The guest's stdout and stderr, to flush their last partial lines.
+    pub stdio: [GuestOutput; 2],
+}
+
+/// Where the values of granted environment variables and secrets come
+/// from: the process environment for `kiln step`, pipeline variables later.
+pub trait ValueSource {
+    /// The value of `name`, if set.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// Values from the process environment.
+pub struct ProcessEnv;
+
+impl ValueSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Sandbox {
+    /// The sandbox for a step under `grant`. `make_log` receives the
+    /// secret values that must be masked and returns the step's log.
+    pub fn new(
+        grant: &StepGrant,
+        dirs: &StepDirs,
+        values: &dyn ValueSource,
+        make_log: impl FnOnce(&[&str]) -> Arc<StepLog>,
+    ) -> Result<Sandbox, PolicyError> {
+        let mut secrets = BTreeMap::new();
+        for name in &grant.secrets {
+            let value = values
+                .get(name)
+                .ok_or_else(|| PolicyError::SecretNotSet(name.clone()))?;
+            secrets.insert(name.clone(), value);
+        }
+        let masked: Vec<&str> = secrets.values().map(String::as_str).collect();
+        let log = make_log(&masked);
+
+        let mut wasi = WasiCtxBuilder::new();
+        mount(&mut wasi, &dirs.workspace, GUEST_WORKSPACE, false)?;
+        mount(&mut wasi, &dirs.output, GUEST_OUTPUT, true)?;
+        for (dirs, writable) in [(&grant.read, false), (&grant.write, true)] {
+            for dir in dirs {
+                let canonical = canonical_dir(dir)?;
+                let guest = canonical.to_str().ok_or_else(|| PolicyError::Mount {
+                    path: dir.clone(),
+                    reason: "the path is not UTF-8".into(),
+                })?;
+                mount(&mut wasi, &canonical, guest, writable)?;
+            }
+        }
+        for name in &grant.env {
+            match values.get(name) {
+                Some(value) => {
+                    wasi.env(name, value);
+                }
+                None => log.host(
+                    Level::Debug,
+                    &format!("granted environment variable {name} is not set"),
+                ),
+            }
+        }
+        let stdio = [
+            GuestOutput::new(log.clone(), Level::Info),
+            GuestOutput::new(log.clone(), Level::Warn),
+        ];
+        wasi.initial_cwd(GUEST_WORKSPACE)
+            .stdout(stdio[0].clone())
+            .stderr(stdio[1].clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+
+        Ok(Sandbox {
+            wasi: wasi.build(),
+            http: OutboundHttp::new(grant.net.clone(), log.clone()),
+            memory: MemoryCap::new(grant.memory()),
+            timeout: grant.timeout(),
+            secrets,
+            log,
+            stdio,
+        })
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with nothing mounted, no environment and no network: for
+    /// calls such as `describe()` that need no grant at all.
+    pub fn isolated(log: Arc<StepLog>, memory: u64, timeout: Duration) -> Sandbox {
+        let stdio = [
+            GuestOutput::new(log.clone(), Level::Info),
+            GuestOutput::new(log.clone(), Level::Warn),
+        ];
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdio[0].clone())
+            .stderr(stdio[1].clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Sandbox {
+            wasi,
+            http: OutboundHttp::new(Vec::new(), log.clone()),
+            memory: MemoryCap::new(memory),
+            timeout,
+            secrets: BTreeMap::new(),
+            log,
+            stdio,
+        }
+    }
+}
+
+fn canonical_dir(dir: &Path) -> Result<PathBuf, PolicyError> {
+    let canonical = dir.canonicalize().map_err(|e| PolicyError::Mount {
+        path: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !canonical.is_dir() {
+        return Err(PolicyError::Mount {
+            path: dir.to_owned(),
+            reason: "not a directory".into(),
+        });
+    }
+    Ok(canonical)
+}
+
+fn mount(
+    wasi: &mut WasiCtxBuilder,
+    host: &Path,
+    guest: &str,
+    writable: bool,
+) -> Result<(), PolicyError> {
+    let host = canonical_dir(host)?;
+    let perms = if writable {
+        FsPerms::ReadWrite
+    } else {
+        FsPerms::ReadOnly
+    };
+    wasi.preopened_dir(&host, guest, perms)
+        .map_err(|e| PolicyError::Mount {
+            path: host.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Outbound HTTP: the `wasi:http` hook that lets a request leave only for a
+//! host in the step's grant.
+//!
+//! Sockets are never granted to plugins; `wasi:http` is their only way out,
+//! and every request passes [`OutboundHttp::send_request`]. A refused
+//! request is answered with `HttpRequestDenied` before any connection is
+//! made.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::grant::{HostMatch, HostPattern, split_authority};
+use crate::ui::{Level, StepLog};
+
+/// The future types `wasi:http` hooks return, named once.
+type ResponseFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+/// The step's outbound HTTP policy.
+pub struct OutboundHttp {
+    allowed: Arc<[HostPattern]>,
+    log: Arc<StepLog>,
+}
+
+impl OutboundHttp {
+    /// A policy allowing exactly `allowed`; denials are reported on `log`.
+    pub fn new(allowed: Vec<HostPattern>, log: Arc<StepLog>) -> Self {
+        OutboundHttp {
+            allowed: allowed.into(),
+            log,
+        }
+    }
+}
+
+/// Why a request was refused, for the host's log line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No pattern in the grant covers the host.
+    NotGranted,
+    /// Only a wildcard covers the host and it resolves to a loopback,
+    /// private or link-local address.
+    PrivateAddress(IpAddr),
+    /// The URL has no usable host.
+    NoHost,
+}
+
+/// Decide whether `host:port` may be reached under `allowed`, resolving
+/// wildcard matches to make sure they stay on public addresses.
+pub async fn check(allowed: &[HostPattern], host: &str, port: u16) -> Result<(), Refusal> {
+    let best = allowed
+        .iter()
+        .filter_map(|p| p.matches(host, port))
+        .min_by_key(|m| *m != HostMatch::ByName);
+    match best {
+        None => Err(Refusal::NotGranted),
+        Some(HostMatch::ByName) => Ok(()),
+        Some(HostMatch::ByWildcard) => {
+            let addresses = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|_| Refusal::NotGranted)?;
+            for address in addresses {
+                if !is_public(address.ip()) {
+                    return Err(Refusal::PrivateAddress(address.ip()));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private,
+/// link-local, shared, unspecified or multicast).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> ResponseFuture {
+        let allowed = self.allowed.clone();
+        let log = self.log.clone();
+        Box::new(async move {
+            let uri = request.uri();
+            let default_port = if uri.scheme() == Some(&Scheme::HTTPS) { 443 } else { 80 };
+            let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+            let verdict = match split_authority(&authority) {
+                Some((host, port)) => check(&allowed, &host, port.unwrap_or(default_port)).await,
+                None => Err(Refusal::NoHost),
+            };
+            if let Err(refusal) = verdict {
+                let why = match refusal {
+                    Refusal::NotGranted => "not in this step's grant".to_owned(),
+                    Refusal::PrivateAddress(ip) => format!(
+                        "resolves to the non-public address {ip}; grant the host by name to allow it"
+                    ),
+                    Refusal::NoHost => "the URL has no host".to_owned(),
+                };
+                log.host(
+                    Level::Warn,
+                    &format!("denied HTTP request to {authority}: {why}"),
+                );
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(list: &[&str]) -> Vec<HostPattern> {
+        list.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn loopback_needs_a_grant_by_name() {
+        let by_name = patterns(&["127.0.0.1:5000", "localhost"]);
+        assert_eq!(check(&by_name, "127.0.0.1", 5000).await, Ok(()));
+        assert_eq!(check(&by_name, "localhost", 80).await, Ok(()));
+        assert_eq!(check(&by_name, "127.0.0.1", 5001).await, Err(Refusal::NotGranted));
+        // `*.localhost` resolves to loopback: a wildcard may not reach it.
+        let wildcard = patterns(&["*.localhost"]);
+        assert!(matches!(
+            check(&wildcard, "registry.localhost", 80).await,
+            Err(Refusal::PrivateAddress(_)) | Err(Refusal::NotGranted)
+        ));
+        assert_eq!(check(&[], "example.com", 443).await, Err(Refusal::NotGranted));
+    }
+
+    #[test]
+    fn classifies_addresses() {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:2800:220:1::1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Running one step from start to end: resolve the plugin, check inputs
+//! against `describe()`, build the sandbox from the grant, run, and mask
+//! what comes back.
+
+use std::sync::Arc;
+
+use crate::inputs;
+use crate::plugins::PluginRef;
+use crate::policy::{Sandbox, StepDirs, StepGrant, ValueSource};
+use crate::runtime::{
+    LoadedPlugin, NamedValue, PluginInfo, Runtime, StepContext, StepFailure, Value,
+};
+use crate::ui::{DEFAULT_LOG_LIMIT, Reporter, SecretMask, StepLog};
+
+/// Everything needed to run one step.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    /// The step's name, prefixed to its log lines.
+    pub name: String,
+    /// The plugin to run.
+    pub plugin: PluginRef,
+    /// Inputs as `name`, raw text; typed against `describe()`.
+    pub inputs: Vec<(String, String)>,
+    /// What the step may touch beyond the default.
+    pub grant: StepGrant,
+    /// The workspace and output directories on the host.
+    pub dirs: StepDirs,
+}
+
+/// Load the plugin a reference names.
+pub fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, StepFailure> {
+    let wasm = plugin
+        .wasm()
+        .map_err(|e| StepFailure::Setup(e.to_string()))?;
+    runtime.load(&wasm).map_err(|e| {
+        StepFailure::Setup(format!("{} is not a kiln plugin component: {e}", plugin.label()))
+    })
+}
+
+/// `describe()` of a plugin, logging as `label`.
+pub async fn describe(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    label: &str,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PluginInfo, StepFailure> {
+    let log = Arc::new(StepLog::new(label, reporter, SecretMask::default(), DEFAULT_LOG_LIMIT));
+    runtime.describe(plugin, log).await
+}
+
+/// Run the step described by `request`; values of granted variables and
+/// secrets come from `values`. Every string returned is masked.
+pub async fn run(
+    runtime: &Runtime,
+    request: &StepRequest,
+    reporter: Arc<dyn Reporter>,
+    values: &dyn ValueSource,
+) -> Result<Vec<NamedValue>, StepFailure> {
+    let plugin = load(runtime, &request.plugin)?;
+    let info = describe(runtime, &plugin, &request.name, reporter.clone()).await?;
+    let checked = inputs::check(&info, &request.inputs).map_err(StepFailure::InvalidInput)?;
+    let mut mask = SecretMask::default();
+    for value in &checked.secret_values {
+        mask.add(value);
+    }
+    let sandbox = Sandbox::new(&request.grant, &request.dirs, values, |secrets| {
+        for secret in secrets {
+            mask.add(secret);
+        }
+        Arc::new(StepLog::new(&request.name, reporter, mask.clone(), DEFAULT_LOG_LIMIT))
+    })
+    .map_err(|e| StepFailure::Setup(e.to_string()))?;
+    let log = sandbox.log.clone();
+    let context = StepContext {
+        step_name: request.name.clone(),
+        workspace: crate::policy::GUEST_WORKSPACE.to_owned(),
+        output: crate::policy::GUEST_OUTPUT.to_owned(),
+    };
+    let result = runtime.run(&plugin, sandbox, context, checked.values).await;
+    let mask = log.mask();
+    match result {
+        Ok(outputs) => Ok(outputs
+            .into_iter()
+            .map(|output| NamedValue {
+                name: output.name,
+                value: mask_value(mask, output.value),
+            })
+            .collect()),
+        Err(failure) => Err(mask_failure(mask, failure)),
+    }
+}
+
+fn mask_value(mask: &SecretMask, value: Value) -> Value {
+    match value {
+        Value::Text(text) => Value::Text(mask.apply(&text)),
+        Value::Path(text) => Value::Path(mask.apply(&text)),
+        other => other,
+    }
+}
+
+fn mask_failure(mask: &SecretMask, failure: StepFailure) -> StepFailure {
+    match failure {
+        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(mask.apply(&m)),
+        StepFailure::Denied(m) => StepFailure::Denied(mask.apply(&m)),
+        StepFailure::Failed(m) => StepFailure::Failed(mask.apply(&m)),
+        StepFailure::Trapped(m) => StepFailure::Trapped(mask.apply(&m)),
+        StepFailure::Setup(m) => StepFailure::Setup(mask.apply(&m)),
+        other => other,
+    }
+}

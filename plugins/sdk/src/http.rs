@@ -1,0 +1,337 @@
+//! A small blocking HTTP client over `wasi:http`, with denials that say what
+//! to grant.
+//!
+//! Every request leaves through the host, which refuses hosts outside the
+//! step's grant with `HttpRequestDenied` before anything is sent. Generic
+//! clients report that as a connection error; this one keeps the code and
+//! reports "denied: HOST not in this step's grant".
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method,
+    OutgoingBody, OutgoingRequest, Scheme,
+};
+use wasip2::io::streams::InputStream;
+
+use crate::StepError;
+
+/// Why a request did not produce a response.
+#[derive(Debug)]
+pub enum HttpError {
+    /// The host refused the request because `host` is not in the step's
+    /// grant; nothing was sent.
+    Denied {
+        /// The `host[:port]` that was refused.
+        host: String,
+    },
+    /// The URL could not be used (no scheme, unsupported scheme, ...).
+    InvalidUrl(String),
+    /// A header name or value was refused.
+    InvalidHeader(String),
+    /// The request failed on the way (connection refused, TLS error, ...).
+    Transport(String),
+    /// The response body could not be read.
+    Body(io::Error),
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Denied { host } => write!(f, "denied: {host} not in this step's grant"),
+            HttpError::InvalidUrl(message) => write!(f, "invalid URL: {message}"),
+            HttpError::InvalidHeader(message) => write!(f, "invalid header: {message}"),
+            HttpError::Transport(message) => write!(f, "request failed: {message}"),
+            HttpError::Body(error) => write!(f, "reading the response body failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl From<HttpError> for StepError {
+    fn from(error: HttpError) -> Self {
+        match error {
+            HttpError::Denied { .. } => StepError::Denied(error.to_string()),
+            HttpError::InvalidUrl(_) => StepError::InvalidInput(error.to_string()),
+            _ => StepError::Failed(error.to_string()),
+        }
+    }
+}
+
+enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Reader(Box<dyn Read>),
+}
+
+/// An HTTP request being built.
+pub struct Request {
+    method: Method,
+    url: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Body,
+}
+
+/// Start a GET request.
+pub fn get(url: &str) -> Request {
+    Request::new("GET", url)
+}
+
+impl Request {
+    /// A request with the given method (`GET`, `PUT`, ...).
+    pub fn new(method: &str, url: &str) -> Self {
+        let method = match method {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_owned()),
+        };
+        Request {
+            method,
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Send `bytes` as the body.
+    pub fn body(mut self, bytes: Vec<u8>) -> Self {
+        self.body = Body::Bytes(bytes);
+        self
+    }
+
+    /// Stream the body from `reader`; set `content-length` yourself when the
+    /// server needs it.
+    pub fn body_reader(mut self, reader: impl Read + 'static) -> Self {
+        self.body = Body::Reader(Box::new(reader));
+        self
+    }
+
+    /// Send the request and wait for the response head.
+    pub fn send(self) -> Result<Response, HttpError> {
+        let target = Target::parse(&self.url)?;
+        let fields = Fields::from_list(&self.headers)
+            .map_err(|e| HttpError::InvalidHeader(format!("{e:?}")))?;
+        let request = OutgoingRequest::new(fields);
+        let invalid = |what: &str| HttpError::InvalidUrl(format!("{what} in {}", self.url));
+        request
+            .set_method(&self.method)
+            .map_err(|()| invalid("bad method"))?;
+        request
+            .set_scheme(Some(&target.scheme))
+            .map_err(|()| invalid("bad scheme"))?;
+        request
+            .set_authority(Some(&target.authority))
+            .map_err(|()| invalid("bad host"))?;
+        request
+            .set_path_with_query(Some(&target.path))
+            .map_err(|()| invalid("bad path"))?;
+        let outgoing_body = request.body().expect("a new request's body is taken once");
+
+        let pending = outgoing_handler::handle(request, None)
+            .map_err(|code| transport_error(code, &target.authority))?;
+        write_body(&outgoing_body, self.body)?;
+        OutgoingBody::finish(outgoing_body, None)
+            .map_err(|code| transport_error(code, &target.authority))?;
+
+        let response = wait(&pending).map_err(|code| transport_error(code, &target.authority))?;
+        Response::new(response)
+    }
+}
+
+fn write_body(body: &OutgoingBody, content: Body) -> Result<(), HttpError> {
+    let mut stream = body.write().expect("the body's stream is taken once");
+    let result = match content {
+        Body::Empty => Ok(()),
+        Body::Bytes(bytes) => stream.write_all(&bytes),
+        Body::Reader(mut reader) => io::copy(&mut reader, &mut stream).map(|_| ()),
+    };
+    result
+        .and_then(|()| Write::flush(&mut stream))
+        .map_err(|e| HttpError::Transport(format!("sending the request body: {e}")))
+}
+
+fn wait(pending: &FutureIncomingResponse) -> Result<IncomingResponse, ErrorCode> {
+    loop {
+        match pending.get() {
+            Some(Ok(result)) => return result,
+            Some(Err(())) => unreachable!("a response is taken once"),
+            None => pending.subscribe().block(),
+        }
+    }
+}
+
+fn transport_error(code: ErrorCode, authority: &str) -> HttpError {
+    match code {
+        ErrorCode::HttpRequestDenied => HttpError::Denied {
+            host: authority.to_owned(),
+        },
+        ErrorCode::ConnectionRefused => {
+            HttpError::Transport(format!("connection to {authority} refused"))
+        }
+        other => HttpError::Transport(format!("{authority}: {other:?}")),
+    }
+}
+
+/// The parts of a URL that `wasi:http` takes separately.
+struct Target {
+    scheme: Scheme,
+    authority: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, HttpError> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| HttpError::InvalidUrl(format!("{url} has no scheme (http:// or https://)")))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => {
+                return Err(HttpError::InvalidUrl(format!(
+                    "{url}: scheme {other} is not http or https"
+                )));
+            }
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.is_empty() {
+            return Err(HttpError::InvalidUrl(format!("{url} has no host")));
+        }
+        let path = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        Ok(Target {
+            scheme,
+            authority: authority.to_owned(),
+            path,
+        })
+    }
+}
+
+/// A response whose head has arrived; the body is read on demand.
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: BodyReader,
+}
+
+impl Response {
+    fn new(response: IncomingResponse) -> Result<Self, HttpError> {
+        let status = response.status();
+        let headers = response.headers().entries();
+        let body = response
+            .consume()
+            .map_err(|()| HttpError::Transport("response body already taken".into()))?;
+        let stream = body
+            .stream()
+            .map_err(|()| HttpError::Transport("response body stream already taken".into()))?;
+        Ok(Response {
+            status,
+            headers,
+            body: BodyReader {
+                stream: Some(stream),
+                _body: Some(body),
+                _response: response,
+            },
+        })
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first value of header `name` (case-insensitive), if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// Every header, in the order received.
+    pub fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
+    }
+
+    /// The body as a stream.
+    pub fn body_reader(&mut self) -> &mut impl Read {
+        &mut self.body
+    }
+
+    /// Read the whole body, refusing more than `limit` bytes so a hostile
+    /// server cannot exhaust the plugin's memory.
+    pub fn bytes(mut self, limit: u64) -> Result<Vec<u8>, HttpError> {
+        let mut out = Vec::new();
+        (&mut self.body)
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(HttpError::Body)?;
+        if out.len() as u64 > limit {
+            return Err(HttpError::Body(io::Error::other(format!(
+                "response body larger than {limit} bytes"
+            ))));
+        }
+        Ok(out)
+    }
+
+    /// Read the whole body as UTF-8 text, at most `limit` bytes.
+    pub fn text(self, limit: u64) -> Result<String, HttpError> {
+        String::from_utf8(self.bytes(limit)?)
+            .map_err(|e| HttpError::Body(io::Error::new(io::ErrorKind::InvalidData, e)))
+    }
+}
+
+/// Reads a response body. Field order matters: WASI requires the stream to
+/// be dropped before its body, and the body before its response.
+struct BodyReader {
+    stream: Option<InputStream>,
+    _body: Option<IncomingBody>,
+    _response: IncomingResponse,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.stream {
+            Some(stream) => stream.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls_into_wasi_parts() {
+        let t = Target::parse("http://127.0.0.1:5000/v2/?x=1").unwrap();
+        assert_eq!(t.authority, "127.0.0.1:5000");
+        assert_eq!(t.path, "/v2/?x=1");
+        let t = Target::parse("https://example.com").unwrap();
+        assert_eq!(t.path, "/");
+        let t = Target::parse("https://example.com?q").unwrap();
+        assert_eq!(t.path, "/?q");
+        assert!(Target::parse("example.com/x").is_err());
+        assert!(Target::parse("ftp://example.com/x").is_err());
+        assert!(Target::parse("http:///x").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The crate kiln step plugins are written with.
+//!
+//! A plugin is a WASI Preview 2 component implementing the `kiln:plugin`
+//! contract (see `wit/plugin.wit`). This crate hides the generated bindings
+//! behind a small, typed API:
+//!
+//! ```ignore
+//! use kiln_sdk::{export_step, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError};
+//!
+//! struct Greet;
+//!
+//! impl Step for Greet {
+//!     fn describe() -> PluginInfo {
+//!         PluginInfo::new("greet", env!("CARGO_PKG_VERSION"), "Says hello")
+//!             .input(InputSpec::text("name", "Who to greet").default_text("world"))
+//!     }
+//!     fn run(_ctx: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
+//!         let name = inputs.text("name")?;
+//!         kiln_sdk::info!("greeting {name}");
+//!         Ok(Outputs::new().text("message", format!("hello, {name}")))
+//!     }
+//! }
+//!
+//! export_step!(Greet);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` and run it
+//! with `kiln step path/to/plugin.wasm`.
+#![deny(missing_docs)]
+
+pub mod digest;
+pub mod http;
+pub mod log;
+mod spec;
+mod values;
+
+pub use values::{Inputs, Outputs};
+
+/// Bindings generated from `wit/plugin.wit`; most plugins never need them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "step-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_raw",
+        default_bindings_module: "kiln_sdk::bindings",
+    });
+}
+
+pub use bindings::kiln::plugin::types::{
+    Capability, CapabilityKind, InputSpec, NamedValue, OutputSpec, PluginInfo, StepContext,
+    StepError, Value, ValueKind,
+};
+
+/// What a plugin implements: the two functions of the `step` interface.
+///
+/// Export the implementing type with [`export_step!`].
+pub trait Step {
+    /// Describe the plugin; called before every run, so keep it cheap.
+    fn describe() -> PluginInfo;
+
+    /// Run the step. Inputs have been checked against [`Step::describe`]
+    /// and defaults filled in by the host.
+    fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, StepError>;
+}
+
+/// Export a [`Step`] implementation as the component's `step` interface.
+///
+/// Use it once per plugin crate, at the crate root.
+#[macro_export]
+macro_rules! export_step {
+    ($step:ty) => {
+        #[doc(hidden)]
+        pub struct __KilnStepExport;
+
+        impl $crate::bindings::exports::kiln::plugin::step::Guest for __KilnStepExport {
+            fn describe() -> $crate::PluginInfo {
+                <$step as $crate::Step>::describe()
+            }
+
+            fn run(
+                context: $crate::StepContext,
+                inputs: ::std::vec::Vec<$crate::NamedValue>,
+            ) -> ::std::result::Result<::std::vec::Vec<$crate::NamedValue>, $crate::StepError> {
+                <$step as $crate::Step>::run(context, $crate::Inputs::new(inputs))
+                    .map($crate::Outputs::into_values)
+            }
+        }
+
+        $crate::bindings::export_raw!(__KilnStepExport with_types_in $crate::bindings);
+    };
+}
+
+/// The value of the secret `name` granted to this step.
+///
+/// Secrets are not environment variables: the host answers only for names
+/// in the step's grant, and masks their values in everything it prints.
+pub fn secret(name: &str) -> Result<String, StepError> {
+    bindings::kiln::plugin::secrets::get(name).ok_or_else(|| {
+        StepError::Denied(format!(
+            "secret {name} is not granted to this step (grant it with `--secret {name}` or `allow: {{ secrets: [{name}] }}`)"
+        ))
+    })
+}
+
+impl StepError {
+    /// An input is missing or malformed; say which and what is expected.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        StepError::InvalidInput(message.into())
+    }
+
+    /// A capability was refused; say what, so the user can grant it.
+    pub fn denied(message: impl Into<String>) -> Self {
+        StepError::Denied(message.into())
+    }
+
+    /// The work failed.
+    pub fn failed(message: impl Into<String>) -> Self {
+        StepError::Failed(message.into())
+    }
+}

@@ -1,0 +1,94 @@
+//! A deliberately hostile step plugin for the containment tests.
+//!
+//! Each `attack` tries to get past its step's grant. When an attack
+//! *succeeds* the plugin returns or logs what it obtained, so a test that
+//! looks for the stolen data fails; when the sandbox stops it, the plugin
+//! reports the refusal as `denied`.
+
+use kiln_sdk::{InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError, ValueKind};
+
+struct Hostile;
+
+impl Step for Hostile {
+    fn describe() -> PluginInfo {
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "Tries to escape its sandbox (test fixture)")
+            .input(
+                InputSpec::text(
+                    "attack",
+                    "read-file | write-file | env | http | spin | sleep | alloc | trap | log-flood | stdout-flood | leak-secret",
+                )
+                .required(),
+            )
+            .input(InputSpec::text("target", "The path, variable, URL or secret the attack aims at").default_text(""))
+            .output("loot", ValueKind::Text, "What the attack obtained")
+    }
+
+    fn run(_context: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
+        let target = inputs.text("target")?;
+        let loot = match inputs.text("attack")?.as_str() {
+            "read-file" => std::fs::read_to_string(&target)
+                .map_err(|e| StepError::denied(format!("reading {target}: {e}")))?,
+            "write-file" => {
+                std::fs::write(&target, b"overwritten by hostile plugin")
+                    .map_err(|e| StepError::denied(format!("writing {target}: {e}")))?;
+                format!("wrote {target}")
+            }
+            "env" => std::env::var(&target)
+                .map_err(|e| StepError::denied(format!("reading ${target}: {e}")))?,
+            "http" => {
+                let response = kiln_sdk::http::get(&target).send()?;
+                let status = response.status();
+                let body = response.text(1 << 20)?;
+                format!("{status} {body}")
+            }
+            "spin" => spin(),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                "woke up".to_owned()
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![0xa5; 16 << 20]);
+                    kiln_sdk::debug!("holding {} MiB", hoard.len() * 16);
+                }
+            }
+            "trap" => panic!("hostile plugin panics on purpose"),
+            "log-flood" => {
+                let line = "x".repeat(1 << 20);
+                for _ in 0..1024 {
+                    kiln_sdk::info!("{line}");
+                }
+                "logged 1 GiB".to_owned()
+            }
+            "stdout-flood" => {
+                let line = "y".repeat(1 << 20);
+                for _ in 0..1024 {
+                    println!("{line}");
+                }
+                "printed 1 GiB".to_owned()
+            }
+            "leak-secret" => {
+                let value = kiln_sdk::secret(&target)?;
+                kiln_sdk::info!("the secret is {value}");
+                kiln_sdk::log::emit(kiln_sdk::log::Level::Warn, "leaking", &[("secret", &value)]);
+                println!("stdout: {value}");
+                eprintln!("stderr: {value}");
+                return Err(StepError::failed(format!("giving up, the secret was {value}")));
+            }
+            other => return Err(StepError::invalid_input(format!("unknown attack {other}"))),
+        };
+        Ok(Outputs::new().text("loot", loot))
+    }
+}
+
+/// Burn CPU forever without calling the host, so only epoch interruption
+/// can stop it.
+fn spin() -> String {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+kiln_sdk::export_step!(Hostile);
