@@ -189,9 +189,9 @@ impl SecretMask {
 }
 
 /// Default cap on what one step may print (logs, stdout and stderr
-/// together). A hostile or broken plugin printing gigabytes would otherwise
-/// fill CI logs and the host's memory.
-pub const DEFAULT_LOG_LIMIT: u64 = 16 << 20;
+/// together): GitLab's default job log limit, 4 MiB. A hostile or broken
+/// plugin printing gigabytes would otherwise fill CI logs.
+pub const DEFAULT_LOG_LIMIT: u64 = 4 << 20;
 
 /// The step's log volume went past its limit.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +199,23 @@ pub const DEFAULT_LOG_LIMIT: u64 = 16 << 20;
 pub struct LogLimitExceeded {
     /// The limit in bytes.
     pub limit: u64,
+}
+
+/// Longest line shown; longer lines are cut (after masking, so a cut can
+/// never expose part of a secret).
+const MAX_SHOWN_LINE: usize = 16 * 1024;
+
+fn shorten(mut line: String) -> String {
+    if line.len() > MAX_SHOWN_LINE {
+        let mut cut = MAX_SHOWN_LINE;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let dropped = line.len() - cut;
+        line.truncate(cut);
+        line.push_str(&format!(" … ({dropped} more bytes)"));
+    }
+    line
 }
 
 /// The log channel of one running step: masks secrets, counts bytes against
@@ -273,8 +290,8 @@ impl StepLog {
             .iter()
             .map(|(k, v)| (self.mask.apply(k), self.mask.apply(v)))
             .collect();
-        self.reporter
-            .log(&self.step, level, &self.mask.apply(message), &fields);
+        let message = shorten(self.mask.apply(message));
+        self.reporter.log(&self.step, level, &message, &fields);
         Ok(())
     }
 

@@ -44,8 +44,9 @@ impl GuestOutput {
             let line: Vec<u8> = pending.drain(..=end).collect();
             self.emit(&line[..line.len() - 1])?;
         }
-        if pending.len() > MAX_LINE {
-            let line = std::mem::take(&mut *pending);
+        while pending.len() > MAX_LINE {
+            // Keep the tail so the line's own newline still ends it.
+            let line: Vec<u8> = pending.drain(..MAX_LINE).collect();
             self.emit(&line)?;
         }
         Ok(())

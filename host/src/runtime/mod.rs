@@ -314,11 +314,11 @@ impl Runtime {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return Err(StepFailure::TimedOut(timeout));
         }
-        let message = log.mask().apply(&one_line(&error));
-        Err(if error.downcast_ref::<Trap>().is_some() {
-            StepFailure::Trapped(message)
-        } else {
-            StepFailure::Setup(message)
+        Err(match error.downcast_ref::<Trap>() {
+            Some(trap) => StepFailure::Trapped(format!(
+                "wasm trap: {trap} (a panic or abort; its message, if any, is in the step's output above)"
+            )),
+            None => StepFailure::Setup(log.mask().apply(&one_line(&error))),
         })
     }
 }

@@ -144,24 +144,28 @@ impl Request {
 
         let pending = outgoing_handler::handle(request, None)
             .map_err(|code| transport_error(code, &target.authority))?;
-        write_body(&outgoing_body, self.body)?;
-        OutgoingBody::finish(outgoing_body, None)
-            .map_err(|code| transport_error(code, &target.authority))?;
-
+        // A request refused by the host closes the body stream; the
+        // response then carries the reason, which is the error to report.
+        let sent = write_body(&outgoing_body, self.body).and_then(|()| {
+            OutgoingBody::finish(outgoing_body, None)
+                .map_err(|code| transport_error(code, &target.authority))
+        });
         let response = wait(&pending).map_err(|code| transport_error(code, &target.authority))?;
+        sent?;
         Response::new(response)
     }
 }
 
 fn write_body(body: &OutgoingBody, content: Body) -> Result<(), HttpError> {
-    let mut stream = body.write().expect("the body's stream is taken once");
-    let result = match content {
-        Body::Empty => Ok(()),
-        Body::Bytes(bytes) => stream.write_all(&bytes),
-        Body::Reader(mut reader) => io::copy(&mut reader, &mut stream).map(|_| ()),
+    let mut reader: Box<dyn Read> = match content {
+        Body::Empty => return Ok(()),
+        Body::Bytes(bytes) => Box::new(io::Cursor::new(bytes)),
+        Body::Reader(reader) => reader,
     };
-    result
-        .and_then(|()| Write::flush(&mut stream))
+    let mut stream = body.write().expect("the body's stream is taken once");
+    io::copy(&mut reader, &mut stream)
+        .and_then(|_| Write::flush(&mut stream))
+        .map(|_| ())
         .map_err(|e| HttpError::Transport(format!("sending the request body: {e}")))
 }
 
