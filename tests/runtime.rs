@@ -50,7 +50,8 @@ async fn the_runtime_survives_every_failure_and_runs_the_next_step() {
     };
     let reporter = Arc::new(Collect::default());
 
-    let attacks: [(&str, fn(&StepFailure) -> bool); 5] = [
+    type Expect = fn(&StepFailure) -> bool;
+    let attacks: [(&str, Expect); 5] = [
         ("spin", |f| matches!(f, StepFailure::TimedOut(_))),
         ("alloc", |f| matches!(f, StepFailure::MemoryExceeded(_))),
         ("trap", |f| matches!(f, StepFailure::Trapped(_))),

@@ -23,7 +23,7 @@ enum Command {
         command: PluginCommand,
     },
     /// Run one plugin as a step, under an explicit grant.
-    Step(StepCli),
+    Step(Box<StepCli>),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +99,7 @@ async fn main() -> ExitCode {
             command: PluginCommand::Inspect { plugin, json },
         } => commands::plugin_inspect(&plugin, json).await,
         Command::Step(step) => {
+            let step = *step;
             let grant = StepGrant {
                 read: step.allow_read,
                 write: step.allow_write,

@@ -154,11 +154,11 @@ impl From<MemorySize> for String {
 impl fmt::Display for MemorySize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = self.0;
-        if bytes % (1 << 30) == 0 {
+        if bytes.is_multiple_of(1 << 30) {
             write!(f, "{}GiB", bytes >> 30)
-        } else if bytes % (1 << 20) == 0 {
+        } else if bytes.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", bytes >> 20)
-        } else if bytes % (1 << 10) == 0 {
+        } else if bytes.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", bytes >> 10)
         } else {
             write!(f, "{bytes}B")
