@@ -27,9 +27,19 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
-    for package in BUILTINS.iter().map(|(_, p)| *p).chain(TEST_PLUGINS.iter().copied()) {
+    for package in BUILTINS
+        .iter()
+        .map(|(_, p)| *p)
+        .chain(TEST_PLUGINS.iter().copied())
+    {
         command.args(["-p", package]);
     }
     // The outer build's settings (rustflags for the host, clippy's wrapper,
@@ -44,7 +54,9 @@ fn main() {
             command.env_remove(key.as_ref());
         }
     }
-    let status = command.status().expect("running cargo for the guest plugins");
+    let status = command
+        .status()
+        .expect("running cargo for the guest plugins");
     if !status.success() {
         panic!(
             "building the guest plugins for wasm32-wasip2 failed (see above). \
@@ -54,16 +66,24 @@ fn main() {
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let mut table = String::from("/// Built-in plugins: name and component bytes.\npub(crate) static BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// Built-in plugins: name and component bytes.\npub(crate) static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, package) in BUILTINS {
         let wasm = wasm_path(&wasm_dir, package);
-        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", wasm.display().to_string()));
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            wasm.display().to_string()
+        ));
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("builtins.rs"), table).unwrap();
 
     // Tests find their fixtures here.
-    println!("cargo:rustc-env=KILN_TEST_PLUGIN_DIR={}", wasm_dir.display());
+    println!(
+        "cargo:rustc-env=KILN_TEST_PLUGIN_DIR={}",
+        wasm_dir.display()
+    );
 }
 
 fn wasm_path(dir: &Path, package: &str) -> PathBuf {

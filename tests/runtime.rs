@@ -20,11 +20,19 @@ impl Reporter for Collect {
     fn progress(&self, _: &str, _: &str, _: u64, _: Option<u64>) {}
 }
 
-fn request(dir: &Path, plugin: PluginRef, inputs: &[(&str, &str)], grant: StepGrant) -> StepRequest {
+fn request(
+    dir: &Path,
+    plugin: PluginRef,
+    inputs: &[(&str, &str)],
+    grant: StepGrant,
+) -> StepRequest {
     StepRequest {
         name: "t".into(),
         plugin,
-        inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        inputs: inputs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         grant,
         dirs: StepDirs {
             workspace: dir.to_owned(),
@@ -41,7 +49,8 @@ async fn the_runtime_survives_every_failure_and_runs_the_next_step() {
         cache_dir: Some(cache.path().to_owned()),
     })
     .unwrap();
-    let hostile = PluginRef::File(Path::new(env!("KILN_TEST_PLUGIN_DIR")).join("kiln_test_hostile.wasm"));
+    let hostile =
+        PluginRef::File(Path::new(env!("KILN_TEST_PLUGIN_DIR")).join("kiln_test_hostile.wasm"));
     let hello = PluginRef::parse("hello").unwrap();
     let tight = StepGrant {
         timeout: Some("1s".parse::<Timeout>().unwrap()),
@@ -59,13 +68,23 @@ async fn the_runtime_survives_every_failure_and_runs_the_next_step() {
         ("read-file", |f| matches!(f, StepFailure::Denied(_))),
     ];
     for (attack, expected) in attacks {
-        let hostile_step = request(dir.path(), hostile.clone(), &[("attack", attack), ("target", "/etc/passwd")], tight.clone());
+        let hostile_step = request(
+            dir.path(),
+            hostile.clone(),
+            &[("attack", attack), ("target", "/etc/passwd")],
+            tight.clone(),
+        );
         let failure = step::run(&runtime, &hostile_step, reporter.clone(), &ProcessEnv)
             .await
             .expect_err(attack);
         assert!(expected(&failure), "{attack}: unexpected {failure:?}");
 
-        let hello_step = request(dir.path(), hello.clone(), &[("name", attack)], StepGrant::default());
+        let hello_step = request(
+            dir.path(),
+            hello.clone(),
+            &[("name", attack)],
+            StepGrant::default(),
+        );
         let outputs = step::run(&runtime, &hello_step, reporter.clone(), &ProcessEnv)
             .await
             .unwrap_or_else(|e| panic!("hello after {attack}: {e}"));

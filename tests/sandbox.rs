@@ -42,7 +42,10 @@ impl Fixture {
         command
             .args(args)
             .current_dir(self.workspace())
-            .env("KILN_CACHE_DIR", std::env::temp_dir().join("kiln-test-cache"))
+            .env(
+                "KILN_CACHE_DIR",
+                std::env::temp_dir().join("kiln-test-cache"),
+            )
             .env("KILN_CANARY", CANARY);
         command
     }
@@ -89,9 +92,16 @@ impl Run {
     /// nowhere in the output.
     fn contained(&self, message: &str, leak: &str) {
         let all = self.all();
-        assert_eq!(self.output.status.code(), Some(1), "expected failure, got:\n{all}");
+        assert_eq!(
+            self.output.status.code(),
+            Some(1),
+            "expected failure, got:\n{all}"
+        );
         let last = self.stderr().lines().last().unwrap_or_default().to_owned();
-        assert!(last.contains(message), "last line should say `{message}`: {last}");
+        assert!(
+            last.contains(message),
+            "last line should say `{message}`: {last}"
+        );
         assert!(!all.contains(leak), "output leaks `{leak}`:\n{all}");
     }
 
@@ -105,14 +115,18 @@ impl Run {
 fn a_reading_outside_the_preopens_is_refused() {
     let f = Fixture::new();
     let outside = f.root.path().join("outside/secret.txt");
-    f.attack("read-file", outside.to_str().unwrap(), &[]).contained("denied: reading", CANARY);
+    f.attack("read-file", outside.to_str().unwrap(), &[])
+        .contained("denied: reading", CANARY);
     f.attack("read-file", "/workspace/../outside/secret.txt", &[])
         .contained("denied: reading", CANARY);
     // Granting the directory is what makes it readable.
     let granted = f.attack(
         "read-file",
         outside.to_str().unwrap(),
-        &["--allow-read", f.root.path().join("outside").to_str().unwrap()],
+        &[
+            "--allow-read",
+            f.root.path().join("outside").to_str().unwrap(),
+        ],
     );
     assert!(granted.succeeded().contains(CANARY));
 }
@@ -120,7 +134,8 @@ fn a_reading_outside_the_preopens_is_refused() {
 #[test]
 fn a_writing_the_read_only_workspace_is_refused() {
     let f = Fixture::new();
-    f.attack("write-file", "/workspace/new.txt", &[]).contained("denied: writing", "overwritten");
+    f.attack("write-file", "/workspace/new.txt", &[])
+        .contained("denied: writing", "overwritten");
     assert!(!f.workspace().join("new.txt").exists());
     f.attack("write-file", "/output/new.txt", &[]).succeeded();
 }
@@ -128,16 +143,23 @@ fn a_writing_the_read_only_workspace_is_refused() {
 #[test]
 fn b_symlinks_planted_in_the_workspace_are_not_followed_out() {
     let f = Fixture::new();
-    std::os::unix::fs::symlink(f.root.path().join("outside/secret.txt"), f.workspace().join("link")).unwrap();
+    std::os::unix::fs::symlink(
+        f.root.path().join("outside/secret.txt"),
+        f.workspace().join("link"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("../outside", f.workspace().join("dirlink")).unwrap();
-    f.attack("read-file", "/workspace/link", &[]).contained("denied: reading", CANARY);
-    f.attack("read-file", "/workspace/dirlink/secret.txt", &[]).contained("denied: reading", CANARY);
+    f.attack("read-file", "/workspace/link", &[])
+        .contained("denied: reading", CANARY);
+    f.attack("read-file", "/workspace/dirlink/secret.txt", &[])
+        .contained("denied: reading", CANARY);
 }
 
 #[test]
 fn c_environment_variables_need_a_grant() {
     let f = Fixture::new();
-    f.attack("env", "KILN_CANARY", &[]).contained("denied: reading $KILN_CANARY", CANARY);
+    f.attack("env", "KILN_CANARY", &[])
+        .contained("denied: reading $KILN_CANARY", CANARY);
     let granted = f.attack("env", "KILN_CANARY", &["--env", "KILN_CANARY"]);
     assert!(granted.succeeded().contains(CANARY));
 }
@@ -179,16 +201,34 @@ fn d_http_to_hosts_not_granted_is_refused_and_never_sent() {
     let url = format!("http://127.0.0.1:{}/", server.port);
 
     let none = f.attack("http", "http://registry.example.invalid/v2/", &[]);
-    none.contained("denied: registry.example.invalid not in this step's grant", "hello from");
+    none.contained(
+        "denied: registry.example.invalid not in this step's grant",
+        "hello from",
+    );
 
     let other = f.attack("http", &url, &["--allow-net", "registry.example.com"]);
-    other.contained(&format!("denied: 127.0.0.1:{} not in this step's grant", server.port), "hello from");
+    other.contained(
+        &format!("denied: 127.0.0.1:{} not in this step's grant", server.port),
+        "hello from",
+    );
     // A wildcard never covers an address literal, and the wrong port is not the port.
-    let wrong_port = f.attack("http", &url, &["--allow-net", &format!("127.0.0.1:{}", server.port + 1)]);
+    let wrong_port = f.attack(
+        "http",
+        &url,
+        &["--allow-net", &format!("127.0.0.1:{}", server.port + 1)],
+    );
     wrong_port.contained("not in this step's grant", "hello from");
-    assert_eq!(server.connections.load(Ordering::SeqCst), 0, "a denied request reached the server");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        0,
+        "a denied request reached the server"
+    );
 
-    let granted = f.attack("http", &url, &["--allow-net", &format!("127.0.0.1:{}", server.port)]);
+    let granted = f.attack(
+        "http",
+        &url,
+        &["--allow-net", &format!("127.0.0.1:{}", server.port)],
+    );
     assert!(granted.succeeded().contains("loot=200 hello from loopback"));
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
@@ -198,11 +238,19 @@ fn e_an_endless_loop_is_stopped_by_the_timeout() {
     let f = Fixture::new();
     let spin = f.attack("spin", "", &["--timeout", "1s"]);
     spin.contained("timed out after 1s", CANARY);
-    assert!(spin.elapsed < Duration::from_secs(15), "took {:?}", spin.elapsed);
+    assert!(
+        spin.elapsed < Duration::from_secs(15),
+        "took {:?}",
+        spin.elapsed
+    );
     // Blocked in a host call rather than spinning: stopped all the same.
     let sleep = f.attack("sleep", "", &["--timeout", "1s"]);
     sleep.contained("timed out after 1s", CANARY);
-    assert!(sleep.elapsed < Duration::from_secs(15), "took {:?}", sleep.elapsed);
+    assert!(
+        sleep.elapsed < Duration::from_secs(15),
+        "took {:?}",
+        sleep.elapsed
+    );
 }
 
 #[test]
@@ -228,7 +276,10 @@ fn h_a_gigabyte_of_logs_is_cut_off() {
         run.contained("exceeded its output limit", CANARY);
         let printed = run.output.stdout.len() + run.output.stderr.len();
         // Bounded by the step's 4 MiB output budget (plus the host's lines).
-        assert!(printed < (4 << 20) + (64 << 10), "{attack} printed {printed} bytes");
+        assert!(
+            printed < (4 << 20) + (64 << 10),
+            "{attack} printed {printed} bytes"
+        );
     }
 }
 
@@ -238,8 +289,14 @@ fn secrets_are_masked_everywhere_even_when_the_plugin_prints_them() {
     let value = "hunter2-secret-value";
     for format in [&[][..], &["--json"][..]] {
         let mut args = vec![
-            "step", "__hostile__", "--input", "attack=leak-secret", "--input", "target=REGISTRY_PASSWORD",
-            "--secret", "REGISTRY_PASSWORD",
+            "step",
+            "__hostile__",
+            "--input",
+            "attack=leak-secret",
+            "--input",
+            "target=REGISTRY_PASSWORD",
+            "--secret",
+            "REGISTRY_PASSWORD",
         ];
         let hostile = hostile();
         args[1] = hostile.to_str().unwrap();
@@ -249,13 +306,24 @@ fn secrets_are_masked_everywhere_even_when_the_plugin_prints_them() {
         let run = Run::of(command);
         let all = run.all();
         assert!(!all.contains(value), "secret leaked:\n{all}");
-        assert!(!all.contains("hunter2"), "part of the secret leaked:\n{all}");
-        assert!(all.matches("[masked]").count() >= 4, "expected the masked lines:\n{all}");
+        assert!(
+            !all.contains("hunter2"),
+            "part of the secret leaked:\n{all}"
+        );
+        assert!(
+            all.matches("[masked]").count() >= 4,
+            "expected the masked lines:\n{all}"
+        );
         assert_eq!(run.output.status.code(), Some(1));
     }
     // Not granted: the plugin is told no, and says what to grant.
     let mut command = f.kiln(&[
-        "step", hostile().to_str().unwrap(), "--input", "attack=leak-secret", "--input", "target=REGISTRY_PASSWORD",
+        "step",
+        hostile().to_str().unwrap(),
+        "--input",
+        "attack=leak-secret",
+        "--input",
+        "target=REGISTRY_PASSWORD",
     ]);
     command.env("REGISTRY_PASSWORD", value);
     Run::of(command).contained("denied: secret REGISTRY_PASSWORD is not granted", value);
@@ -267,10 +335,16 @@ fn inspect_shows_inputs_and_capabilities() {
     let hostile = hostile();
     let run = Run::of(f.kiln(&["plugin", "inspect", hostile.to_str().unwrap()]));
     let out = run.succeeded();
-    assert!(out.contains("attack") && out.contains("[required]"), "{out}");
+    assert!(
+        out.contains("attack") && out.contains("[required]"),
+        "{out}"
+    );
     let run = Run::of(f.kiln(&["plugin", "inspect", "hello"]));
     let out = run.succeeded();
-    assert!(out.contains("name") && out.contains("default \"world\""), "{out}");
+    assert!(
+        out.contains("name") && out.contains("default \"world\""),
+        "{out}"
+    );
     assert!(out.contains("write  output"), "{out}");
 }
 
@@ -280,7 +354,8 @@ fn the_example_step_runs_and_writes_its_output() {
     let run = Run::of(f.kiln(&["step", "hello", "--input", "name=kiln"]));
     let out = run.succeeded();
     assert!(out.contains("message=hello, kiln!"), "{out}");
-    let written = std::fs::read_to_string(f.workspace().join(".kiln/out/hello/greeting.txt")).unwrap();
+    let written =
+        std::fs::read_to_string(f.workspace().join(".kiln/out/hello/greeting.txt")).unwrap();
     assert_eq!(written, "hello, kiln!\n");
 }
 
@@ -289,21 +364,44 @@ fn bad_usage_exits_2_with_the_fix() {
     let f = Fixture::new();
     let run = Run::of(f.kiln(&["step", "hello", "--input", "nmae=x"]));
     assert_eq!(run.output.status.code(), Some(2));
-    assert!(run.stderr().contains("unknown input `nmae` for plugin hello (it accepts: name, repeat)"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("unknown input `nmae` for plugin hello (it accepts: name, repeat)"),
+        "{}",
+        run.stderr()
+    );
 
     let run = Run::of(f.kiln(&["step", "helo"]));
     assert_eq!(run.output.status.code(), Some(2));
-    assert!(run.stderr().contains("no built-in plugin named `helo` (built-ins: hello)"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("no built-in plugin named `helo` (built-ins: hello)"),
+        "{}",
+        run.stderr()
+    );
 
     let run = Run::of(f.kiln(&["step", "oci://example.com/p@sha256:00"]));
-    assert!(run.stderr().contains("not yet supported"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("not yet supported"),
+        "{}",
+        run.stderr()
+    );
 
     std::fs::write(f.workspace().join("garbage.wasm"), b"\0asm garbage").unwrap();
     let run = Run::of(f.kiln(&["step", "./garbage.wasm"]));
     assert_eq!(run.output.status.code(), Some(2));
-    assert!(run.stderr().contains("garbage is not a kiln plugin component"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("garbage is not a kiln plugin component"),
+        "{}",
+        run.stderr()
+    );
 
     let run = Run::of(f.kiln(&["step", "hello", "--memory", "lots"]));
     assert_eq!(run.output.status.code(), Some(2));
-    assert!(run.stderr().contains("invalid memory size `lots`"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("invalid memory size `lots`"),
+        "{}",
+        run.stderr()
+    );
 }

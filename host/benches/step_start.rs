@@ -25,7 +25,12 @@ impl Reporter for Quiet {
 }
 
 fn log() -> Arc<StepLog> {
-    Arc::new(StepLog::new("bench", Arc::new(Quiet), SecretMask::default(), DEFAULT_LOG_LIMIT))
+    Arc::new(StepLog::new(
+        "bench",
+        Arc::new(Quiet),
+        SecretMask::default(),
+        DEFAULT_LOG_LIMIT,
+    ))
 }
 
 fn hello() -> &'static [u8] {
@@ -45,7 +50,10 @@ fn runtime() -> Runtime {
 
 #[divan::bench]
 fn warm(bencher: divan::Bencher) {
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let runtime = runtime();
     let plugin = runtime.load(hello()).unwrap();
     bencher.bench_local(|| {
@@ -55,7 +63,10 @@ fn warm(bencher: divan::Bencher) {
 
 #[divan::bench(sample_size = 1, sample_count = 200)]
 fn cold_from_disk_cache(bencher: divan::Bencher) {
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // Make sure the entry exists before measuring.
     runtime().load(hello()).unwrap();
     bencher.with_inputs(runtime).bench_local_values(|runtime| {

@@ -24,7 +24,9 @@ fn reporter(json: bool) -> Arc<dyn Reporter> {
     if json {
         Arc::new(JsonReporter)
     } else {
-        Arc::new(HumanReporter::new(std::env::var_os("KILN_VERBOSE").is_some()))
+        Arc::new(HumanReporter::new(
+            std::env::var_os("KILN_VERBOSE").is_some(),
+        ))
     }
 }
 
@@ -36,7 +38,11 @@ fn runtime() -> Result<Runtime, ExitCode> {
 }
 
 fn fail(failure: &StepFailure) -> ExitCode {
-    ExitCode::from(if failure.is_usage() { EXIT_USAGE } else { EXIT_FAILED })
+    ExitCode::from(if failure.is_usage() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    })
 }
 
 /// `kiln plugin list`: built-ins with version and summary.
@@ -66,7 +72,11 @@ pub async fn plugin_list(json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn describe(runtime: &Runtime, plugin: &PluginRef, json: bool) -> Result<PluginInfo, StepFailure> {
+async fn describe(
+    runtime: &Runtime,
+    plugin: &PluginRef,
+    json: bool,
+) -> Result<PluginInfo, StepFailure> {
     let loaded = step::load(runtime, plugin)?;
     step::describe(runtime, &loaded, &plugin.label(), reporter(json)).await
 }
@@ -142,7 +152,11 @@ pub fn render_info(info: &PluginInfo) -> String {
             input.name,
             kind_name(input.kind),
             input.description,
-            if notes.is_empty() { String::new() } else { format!(" [{}]", notes.join(", ")) }
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", notes.join(", "))
+            }
         ));
     }
     out.push_str("\noutputs:\n");
@@ -150,7 +164,12 @@ pub fn render_info(info: &PluginInfo) -> String {
         out.push_str("  (none)\n");
     }
     for output in &info.outputs {
-        out.push_str(&format!("  {:16} {:8} {}\n", output.name, kind_name(output.kind), output.description));
+        out.push_str(&format!(
+            "  {:16} {:8} {}\n",
+            output.name,
+            kind_name(output.kind),
+            output.description
+        ));
     }
     out.push_str("\ncapabilities:\n");
     if info.capabilities.is_empty() {
@@ -234,7 +253,12 @@ pub async fn step(args: StepArgs) -> ExitCode {
                 JsonReporter::emit(&StepResultEvent {
                     step: &name,
                     ok: true,
-                    outputs: Some(outputs.iter().map(|o| (o.name.as_str(), display(&o.value))).collect()),
+                    outputs: Some(
+                        outputs
+                            .iter()
+                            .map(|o| (o.name.as_str(), display(&o.value)))
+                            .collect(),
+                    ),
                     error: None,
                     duration_ms,
                 });
@@ -265,13 +289,18 @@ pub async fn step(args: StepArgs) -> ExitCode {
 fn step_dirs(args: &StepArgs, name: &str) -> Result<StepDirs, String> {
     let workspace = match &args.workspace {
         Some(dir) => dir.clone(),
-        None => std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?,
+        None => std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory: {e}"))?,
     };
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| workspace.join(".kiln").join("out").join(name));
-    std::fs::create_dir_all(&output)
-        .map_err(|e| format!("cannot create the output directory {}: {e}", output.display()))?;
+    std::fs::create_dir_all(&output).map_err(|e| {
+        format!(
+            "cannot create the output directory {}: {e}",
+            output.display()
+        )
+    })?;
     Ok(StepDirs { workspace, output })
 }

@@ -24,7 +24,11 @@ pub fn check(info: &PluginInfo, given: &[(String, String)]) -> Result<CheckedInp
             return Err(format!(
                 "unknown input `{name}` for plugin {} (it accepts: {})",
                 info.name,
-                if accepted.is_empty() { "no inputs".to_owned() } else { accepted.join(", ") }
+                if accepted.is_empty() {
+                    "no inputs".to_owned()
+                } else {
+                    accepted.join(", ")
+                }
             ));
         }
         if given[..index].iter().any(|(earlier, _)| earlier == name) {
@@ -70,7 +74,10 @@ fn parse(spec: &InputSpec, raw: &str) -> Result<Value, String> {
         ValueKind::Boolean => match raw {
             "true" => Ok(Value::Boolean(true)),
             "false" => Ok(Value::Boolean(false)),
-            _ => Err(format!("input `{}` must be true or false, got `{shown}`", spec.name)),
+            _ => Err(format!(
+                "input `{}` must be true or false, got `{shown}`",
+                spec.name
+            )),
         },
         ValueKind::Integer => raw
             .trim()
@@ -107,7 +114,13 @@ mod tests {
             version: "1.0.0".into(),
             summary: String::new(),
             inputs: vec![
-                spec("name", ValueKind::Text, Some(Value::Text("world".into())), false, false),
+                spec(
+                    "name",
+                    ValueKind::Text,
+                    Some(Value::Text("world".into())),
+                    false,
+                    false,
+                ),
                 spec("count", ValueKind::Integer, None, true, false),
                 spec("dry-run", ValueKind::Boolean, None, false, false),
                 spec("token", ValueKind::Text, None, false, true),
@@ -118,7 +131,10 @@ mod tests {
     }
 
     fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -137,7 +153,10 @@ mod tests {
         let err = check(&info(), &given(&[("count", "x")])).unwrap_err();
         assert!(err.contains("must be an integer"), "{err}");
         let err = check(&info(), &given(&[("count", "1"), ("nmae", "x")])).unwrap_err();
-        assert!(err.contains("unknown input `nmae`") && err.contains("name, count"), "{err}");
+        assert!(
+            err.contains("unknown input `nmae`") && err.contains("name, count"),
+            "{err}"
+        );
         let err = check(&info(), &given(&[("count", "1"), ("dry-run", "yes")])).unwrap_err();
         assert!(err.contains("true or false"), "{err}");
         let err = check(&info(), &given(&[("count", "1"), ("count", "2")])).unwrap_err();

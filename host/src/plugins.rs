@@ -37,7 +37,9 @@ pub enum PluginRef {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginRefError {
     /// Neither a built-in nor a path.
-    #[error("no built-in plugin named `{name}` (built-ins: {known}); give a path ending in .wasm for an external plugin")]
+    #[error(
+        "no built-in plugin named `{name}` (built-ins: {known}); give a path ending in .wasm for an external plugin"
+    )]
     UnknownBuiltin {
         /// What was asked for.
         name: String,
@@ -45,7 +47,9 @@ pub enum PluginRefError {
         known: String,
     },
     /// An `oci://` reference.
-    #[error("`{0}`: plugins from OCI registries (oci://…@sha256:…) are not yet supported; download the .wasm and give its path")]
+    #[error(
+        "`{0}`: plugins from OCI registries (oci://…@sha256:…) are not yet supported; download the .wasm and give its path"
+    )]
     OciNotSupported(String),
     /// A path that cannot be read.
     #[error("cannot read plugin {path}: {reason}")]

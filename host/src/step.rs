@@ -33,7 +33,10 @@ pub fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, 
         .wasm()
         .map_err(|e| StepFailure::Setup(e.to_string()))?;
     runtime.load(&wasm).map_err(|e| {
-        StepFailure::Setup(format!("{} is not a kiln plugin component: {e}", plugin.label()))
+        StepFailure::Setup(format!(
+            "{} is not a kiln plugin component: {e}",
+            plugin.label()
+        ))
     })
 }
 
@@ -44,7 +47,12 @@ pub async fn describe(
     label: &str,
     reporter: Arc<dyn Reporter>,
 ) -> Result<PluginInfo, StepFailure> {
-    let log = Arc::new(StepLog::new(label, reporter, SecretMask::default(), DEFAULT_LOG_LIMIT));
+    let log = Arc::new(StepLog::new(
+        label,
+        reporter,
+        SecretMask::default(),
+        DEFAULT_LOG_LIMIT,
+    ));
     runtime.describe(plugin, log).await
 }
 
@@ -67,7 +75,12 @@ pub async fn run(
         for secret in secrets {
             mask.add(secret);
         }
-        Arc::new(StepLog::new(&request.name, reporter, mask.clone(), DEFAULT_LOG_LIMIT))
+        Arc::new(StepLog::new(
+            &request.name,
+            reporter,
+            mask.clone(),
+            DEFAULT_LOG_LIMIT,
+        ))
     })
     .map_err(|e| StepFailure::Setup(e.to_string()))?;
     let log = sandbox.log.clone();

@@ -269,7 +269,10 @@ impl StepLog {
             if !self.exceeded.swap(true, Ordering::Relaxed) {
                 self.host(
                     Level::Error,
-                    &format!("output limit of {} bytes reached; stopping the step", self.limit),
+                    &format!(
+                        "output limit of {} bytes reached; stopping the step",
+                        self.limit
+                    ),
                 );
             }
             return Err(LogLimitExceeded { limit: self.limit });
@@ -303,7 +306,12 @@ impl StepLog {
     }
 
     /// Progress from the plugin.
-    pub fn progress(&self, task: &str, done: u64, total: Option<u64>) -> Result<(), LogLimitExceeded> {
+    pub fn progress(
+        &self,
+        task: &str,
+        done: u64,
+        total: Option<u64>,
+    ) -> Result<(), LogLimitExceeded> {
         self.charge(task.len() as u64 + 16)?;
         self.reporter
             .progress(&self.step, &self.mask.apply(task), done, total);

@@ -21,7 +21,11 @@ impl HostSha256 for StepState {
 
     fn update(&mut self, this: Resource<Sha256State>, data: Vec<u8>) -> wasmtime::Result<()> {
         let state = self.table.get_mut(&this)?;
-        state.0.as_mut().ok_or_else(used_after_finish)?.update(&data);
+        state
+            .0
+            .as_mut()
+            .ok_or_else(used_after_finish)?
+            .update(&data);
         Ok(())
     }
 

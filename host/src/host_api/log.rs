@@ -17,7 +17,12 @@ impl From<WitLevel> for Level {
 }
 
 impl Host for StepState {
-    fn emit(&mut self, level: WitLevel, message: String, fields: Vec<Field>) -> wasmtime::Result<()> {
+    fn emit(
+        &mut self,
+        level: WitLevel,
+        message: String,
+        fields: Vec<Field>,
+    ) -> wasmtime::Result<()> {
         let fields: Vec<(String, String)> = fields.into_iter().map(|f| (f.key, f.value)).collect();
         self.log
             .plugin(level.into(), &message, &fields)
@@ -25,6 +30,8 @@ impl Host for StepState {
     }
 
     fn progress(&mut self, task: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
-        self.log.progress(&task, done, total).map_err(wasmtime::Error::new)
+        self.log
+            .progress(&task, done, total)
+            .map_err(wasmtime::Error::new)
     }
 }

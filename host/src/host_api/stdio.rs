@@ -54,7 +54,8 @@ impl GuestOutput {
 
     fn emit(&self, line: &[u8]) -> Result<(), crate::ui::LogLimitExceeded> {
         let text = String::from_utf8_lossy(line);
-        self.log.plugin(self.level, text.trim_end_matches('\r'), &[])
+        self.log
+            .plugin(self.level, text.trim_end_matches('\r'), &[])
     }
 
     /// Emit a last line that had no newline (called when the step ends).
@@ -103,7 +104,11 @@ impl Pollable for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(
             self.accept(buf)
                 .map(|()| buf.len())

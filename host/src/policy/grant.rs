@@ -67,7 +67,9 @@ impl StepGrant {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GrantError {
     /// A host pattern that is not `host[:port]` or `*.suffix[:port]`.
-    #[error("invalid host `{0}`: expected host[:port] or *.suffix[:port], e.g. registry.example.com:5000")]
+    #[error(
+        "invalid host `{0}`: expected host[:port] or *.suffix[:port], e.g. registry.example.com:5000"
+    )]
     Host(String),
     /// A duration humantime cannot read.
     #[error("invalid timeout `{0}`: expected a duration such as 90s, 10m or 1h")]
@@ -298,20 +300,50 @@ mod tests {
 
     #[test]
     fn exact_and_wildcard_hosts() {
-        assert_eq!(pattern("Registry.Example.com").matches("registry.example.com", 443), Some(HostMatch::ByName));
-        assert_eq!(pattern("registry.example.com:5000").matches("registry.example.com", 443), None);
-        assert_eq!(pattern("*.example.com").matches("a.b.example.com", 443), Some(HostMatch::ByWildcard));
+        assert_eq!(
+            pattern("Registry.Example.com").matches("registry.example.com", 443),
+            Some(HostMatch::ByName)
+        );
+        assert_eq!(
+            pattern("registry.example.com:5000").matches("registry.example.com", 443),
+            None
+        );
+        assert_eq!(
+            pattern("*.example.com").matches("a.b.example.com", 443),
+            Some(HostMatch::ByWildcard)
+        );
         assert_eq!(pattern("*.example.com").matches("example.com", 443), None);
-        assert_eq!(pattern("*.example.com").matches("evilexample.com", 443), None);
-        assert_eq!(pattern("127.0.0.1:5000").matches("127.0.0.1", 5000), Some(HostMatch::ByName));
-        assert_eq!(pattern("[::1]:5000").matches("::1", 5000), Some(HostMatch::ByName));
+        assert_eq!(
+            pattern("*.example.com").matches("evilexample.com", 443),
+            None
+        );
+        assert_eq!(
+            pattern("127.0.0.1:5000").matches("127.0.0.1", 5000),
+            Some(HostMatch::ByName)
+        );
+        assert_eq!(
+            pattern("[::1]:5000").matches("::1", 5000),
+            Some(HostMatch::ByName)
+        );
         assert_eq!(pattern("[::1]:5000").to_string(), "[::1]:5000");
     }
 
     #[test]
     fn rejects_malformed_hosts() {
-        for bad in ["", "*.", "a*b.com", "host:port", "host:0", "*.127.0.0.1", "http://x", "a/b"] {
-            assert!(bad.parse::<HostPattern>().is_err(), "{bad} should be refused");
+        for bad in [
+            "",
+            "*.",
+            "a*b.com",
+            "host:port",
+            "host:0",
+            "*.127.0.0.1",
+            "http://x",
+            "a/b",
+        ] {
+            assert!(
+                bad.parse::<HostPattern>().is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 
@@ -322,14 +354,18 @@ mod tests {
         assert_eq!("4096".parse::<MemorySize>().unwrap().0, 4096);
         assert!("5GiB".parse::<MemorySize>().is_err());
         assert!("lots".parse::<MemorySize>().is_err());
-        assert_eq!("1m 30s".parse::<Timeout>().unwrap().0, Duration::from_secs(90));
+        assert_eq!(
+            "1m 30s".parse::<Timeout>().unwrap().0,
+            Duration::from_secs(90)
+        );
         assert!("0s".parse::<Timeout>().is_err());
     }
 
     #[test]
     fn grant_rejects_unknown_fields() {
         let grant: StepGrant =
-            serde_json::from_str(r#"{"net":["*.example.com"],"timeout":"10s","memory":"64MiB"}"#).unwrap();
+            serde_json::from_str(r#"{"net":["*.example.com"],"timeout":"10s","memory":"64MiB"}"#)
+                .unwrap();
         assert_eq!(grant.timeout(), Duration::from_secs(10));
         assert_eq!(grant.memory(), 64 << 20);
         assert!(serde_json::from_str::<StepGrant>(r#"{"network":[]}"#).is_err());

@@ -64,7 +64,9 @@ impl ResourceLimiter for MemoryCap {
             return Ok(true);
         }
         self.hit.store(true, Ordering::Relaxed);
-        Err(wasmtime::Error::new(MemoryCapExceeded { limit: self.limit }))
+        Err(wasmtime::Error::new(MemoryCapExceeded {
+            limit: self.limit,
+        }))
     }
 
     fn table_growing(

@@ -118,8 +118,15 @@ impl WasiHttpHooks for OutboundHttp {
         let log = self.log.clone();
         Box::new(async move {
             let uri = request.uri();
-            let default_port = if uri.scheme() == Some(&Scheme::HTTPS) { 443 } else { 80 };
-            let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+            let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
+                443
+            } else {
+                80
+            };
+            let authority = uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
             let verdict = match split_authority(&authority) {
                 Some((host, port)) => check(&allowed, &host, port.unwrap_or(default_port)).await,
                 None => Err(Refusal::NoHost),
@@ -160,19 +167,37 @@ mod tests {
         let by_name = patterns(&["127.0.0.1:5000", "localhost"]);
         assert_eq!(check(&by_name, "127.0.0.1", 5000).await, Ok(()));
         assert_eq!(check(&by_name, "localhost", 80).await, Ok(()));
-        assert_eq!(check(&by_name, "127.0.0.1", 5001).await, Err(Refusal::NotGranted));
+        assert_eq!(
+            check(&by_name, "127.0.0.1", 5001).await,
+            Err(Refusal::NotGranted)
+        );
         // `*.localhost` resolves to loopback: a wildcard may not reach it.
         let wildcard = patterns(&["*.localhost"]);
         assert!(matches!(
             check(&wildcard, "registry.localhost", 80).await,
             Err(Refusal::PrivateAddress(_)) | Err(Refusal::NotGranted)
         ));
-        assert_eq!(check(&[], "example.com", 443).await, Err(Refusal::NotGranted));
+        assert_eq!(
+            check(&[], "example.com", 443).await,
+            Err(Refusal::NotGranted)
+        );
     }
 
     #[test]
     fn classifies_addresses() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["93.184.216.34", "2606:2800:220:1::1"] {

@@ -53,7 +53,9 @@ impl ComponentCache {
 
     /// The path of the entry for a component with digest `digest_hex`.
     pub fn entry_path(&self, digest_hex: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{digest_hex}.cwasm")))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest_hex}.cwasm")))
     }
 
     /// The compiled form of `wasm` (whose SHA-256 is `digest_hex`), from the
@@ -154,7 +156,10 @@ mod tests {
         std::fs::write(&path, b"short").unwrap();
         let (_, fourth) = cache.load(&engine, &wasm, "abc").unwrap();
         assert_eq!(fourth, CacheOutcome::Replaced);
-        assert_eq!(cache.load(&engine, &wasm, "abc").unwrap().1, CacheOutcome::Hit);
+        assert_eq!(
+            cache.load(&engine, &wasm, "abc").unwrap().1,
+            CacheOutcome::Hit
+        );
     }
 
     #[test]

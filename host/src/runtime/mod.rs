@@ -223,7 +223,11 @@ impl Runtime {
 
     /// Call `describe()` in a sandbox with the default grant and nothing
     /// mounted but empty directories.
-    pub async fn describe(&self, plugin: &LoadedPlugin, log: Arc<StepLog>) -> Result<PluginInfo, StepFailure> {
+    pub async fn describe(
+        &self,
+        plugin: &LoadedPlugin,
+        log: Arc<StepLog>,
+    ) -> Result<PluginInfo, StepFailure> {
         let sandbox = Sandbox::isolated(log, DESCRIBE_MEMORY, DESCRIBE_TIMEOUT);
         self.call(plugin, sandbox, |instance, store| {
             Box::pin(async move { instance.kiln_plugin_step().call_describe(store).await })
@@ -267,7 +271,9 @@ impl Runtime {
         f: impl for<'a> FnOnce(
             bindings::StepPlugin,
             &'a mut Store<StepState>,
-        ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
+        >,
     ) -> Result<R, StepFailure> {
         let log = sandbox.log.clone();
         let stdio = sandbox.stdio.clone();

@@ -200,9 +200,9 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<Self, HttpError> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| HttpError::InvalidUrl(format!("{url} has no scheme (http:// or https://)")))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            HttpError::InvalidUrl(format!("{url} has no scheme (http:// or https://)"))
+        })?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,

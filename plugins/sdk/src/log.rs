@@ -4,8 +4,8 @@
 //! renders progress as bars, and emits JSON events under `--json`. Plain
 //! stdout and stderr are still captured and shown as `info` and `warn`.
 
-pub use crate::bindings::kiln::plugin::log::{Field, Level};
 use crate::bindings::kiln::plugin::log as host;
+pub use crate::bindings::kiln::plugin::log::{Field, Level};
 
 /// Emit one log record with key/value fields.
 pub fn emit(level: Level, message: &str, fields: &[(&str, &str)]) {

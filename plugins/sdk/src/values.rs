@@ -15,7 +15,10 @@ impl Inputs {
 
     /// The raw value of `name`, if given or defaulted.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.values.iter().find(|v| v.name == name).map(|v| &v.value)
+        self.values
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| &v.value)
     }
 
     /// A text input; an error names the input when it is absent.

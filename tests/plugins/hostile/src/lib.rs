@@ -74,7 +74,9 @@ impl Step for Hostile {
                 kiln_sdk::log::emit(kiln_sdk::log::Level::Warn, "leaking", &[("secret", &value)]);
                 println!("stdout: {value}");
                 eprintln!("stderr: {value}");
-                return Err(StepError::failed(format!("giving up, the secret was {value}")));
+                return Err(StepError::failed(format!(
+                    "giving up, the secret was {value}"
+                )));
             }
             other => return Err(StepError::invalid_input(format!("unknown attack {other}"))),
         };
