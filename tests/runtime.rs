@@ -37,7 +37,10 @@ fn request(
         dirs: StepDirs {
             workspace: dir.to_owned(),
             output: dir.to_owned(),
+            mounts: Vec::new(),
         },
+        needs: Vec::new(),
+        masked: Default::default(),
     }
 }
 

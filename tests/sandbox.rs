@@ -339,6 +339,7 @@ fn inspect_shows_inputs_and_capabilities() {
         out.contains("attack") && out.contains("[required]"),
         "{out}"
     );
+    assert!(out.contains("net    target"), "{out}");
     let run = Run::of(f.kiln(&["plugin", "inspect", "hello"]));
     let out = run.succeeded();
     assert!(
@@ -362,46 +363,32 @@ fn the_example_step_runs_and_writes_its_output() {
 #[test]
 fn bad_usage_exits_2_with_the_fix() {
     let f = Fixture::new();
-    let run = Run::of(f.kiln(&["step", "hello", "--input", "nmae=x"]));
-    assert_eq!(run.output.status.code(), Some(2));
-    assert!(
-        run.stderr()
-            .contains("unknown input `nmae` for plugin hello (it accepts: name, repeat)"),
-        "{}",
-        run.stderr()
-    );
-
-    let run = Run::of(f.kiln(&["step", "helo"]));
-    assert_eq!(run.output.status.code(), Some(2));
-    assert!(
-        run.stderr()
-            .contains("no built-in plugin named `helo` (built-ins: hello)"),
-        "{}",
-        run.stderr()
-    );
-
-    let run = Run::of(f.kiln(&["step", "oci://example.com/p@sha256:00"]));
-    assert!(
-        run.stderr().contains("not yet supported"),
-        "{}",
-        run.stderr()
-    );
-
     std::fs::write(f.workspace().join("garbage.wasm"), b"\0asm garbage").unwrap();
-    let run = Run::of(f.kiln(&["step", "./garbage.wasm"]));
-    assert_eq!(run.output.status.code(), Some(2));
-    assert!(
-        run.stderr()
-            .contains("garbage is not a kiln plugin component"),
-        "{}",
-        run.stderr()
-    );
-
-    let run = Run::of(f.kiln(&["step", "hello", "--memory", "lots"]));
-    assert_eq!(run.output.status.code(), Some(2));
-    assert!(
-        run.stderr().contains("invalid memory size `lots`"),
-        "{}",
-        run.stderr()
-    );
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["step", "hello", "--input", "nmae=x"],
+            "unknown input `nmae` for plugin hello (it accepts: name, repeat)",
+        ),
+        (
+            &["step", "helo"],
+            "no built-in plugin named `helo` (built-ins: hello)",
+        ),
+        (
+            &["step", "oci://example.com/p@sha256:00"],
+            "plugins from OCI registries (oci://…@sha256:…) are not yet supported",
+        ),
+        (
+            &["step", "./garbage.wasm"],
+            "garbage is not a kiln plugin component",
+        ),
+        (
+            &["step", "hello", "--memory", "lots"],
+            "invalid memory size `lots`",
+        ),
+    ];
+    for (args, message) in cases {
+        let run = Run::of(f.kiln(args));
+        assert_eq!(run.output.status.code(), Some(2), "{args:?}");
+        assert!(run.stderr().contains(message), "{args:?}: {}", run.stderr());
+    }
 }

@@ -1,19 +1,22 @@
 //! The work behind each CLI subcommand. `main.rs` parses arguments and
 //! calls these; they print results and return the process exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::export;
 use crate::inputs::display;
+use crate::pipeline::Pipeline;
 use crate::plugins::{self, PluginRef};
 use crate::policy::{ProcessEnv, StepDirs, StepGrant};
 use crate::runtime::{CapabilityKind, PluginInfo, Runtime, RuntimeConfig, StepFailure, ValueKind};
+use crate::scheduler::{self, RunOptions};
 use crate::step::{self, StepRequest};
-use crate::ui::{HumanReporter, JsonReporter, Reporter};
+use crate::ui::{HumanReporter, JsonReporter, Reporter, StepStatus};
 
 /// Exit code when the step ran and failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -243,6 +246,8 @@ pub async fn step(args: StepArgs) -> ExitCode {
         inputs: args.inputs,
         grant: args.grant,
         dirs,
+        needs: Vec::new(),
+        masked: Default::default(),
     };
     let started = Instant::now();
     let result = step::run(&runtime, &request, reporter(args.json), &ProcessEnv).await;
@@ -302,5 +307,73 @@ fn step_dirs(args: &StepArgs, name: &str) -> Result<StepDirs, String> {
             output.display()
         )
     })?;
-    Ok(StepDirs { workspace, output })
+    Ok(StepDirs {
+        workspace,
+        output,
+        mounts: Vec::new(),
+    })
+}
+
+/// Arguments of `kiln run`, already parsed.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// How to run it.
+    pub options: RunOptions,
+    /// JSON events instead of human output.
+    pub json: bool,
+}
+
+fn load_pipeline(file: &Path) -> Result<Pipeline, ExitCode> {
+    Pipeline::load(file).map_err(|e| {
+        eprintln!("kiln: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// `kiln run`: run a pipeline's steps.
+pub async fn run(args: RunArgs) -> ExitCode {
+    let pipeline = match load_pipeline(&args.file) {
+        Ok(p) => Arc::new(p),
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(r) => Arc::new(r),
+        Err(code) => return code,
+    };
+    match scheduler::run(
+        pipeline,
+        args.options,
+        runtime,
+        reporter(args.json),
+        &ProcessEnv,
+    )
+    .await
+    {
+        Ok(steps) if steps.iter().all(|s| s.status == StepStatus::Ok) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_FAILED),
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// `kiln export gitlab`: print the pipeline as a `.gitlab-ci.yml`.
+pub fn export_gitlab(file: &Path) -> ExitCode {
+    let pipeline = match load_pipeline(file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match export::gitlab(&pipeline) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }

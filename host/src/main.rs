@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kiln::commands::{self, StepArgs};
+use kiln::commands::{self, RunArgs, StepArgs};
 use kiln::policy::{HostPattern, MemorySize, StepGrant, Timeout};
+use kiln::scheduler::RunOptions;
 
 /// Run CI build steps as sandboxed WebAssembly plugins.
 #[derive(Parser)]
@@ -24,6 +25,45 @@ enum Command {
     },
     /// Run one plugin as a step, under an explicit grant.
     Step(Box<StepCli>),
+    /// Run a pipeline file.
+    Run(RunCli),
+    /// Translate a pipeline file for another CI system.
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportTarget {
+    /// Print a .gitlab-ci.yml with one job per step.
+    Gitlab {
+        /// The pipeline file.
+        #[arg(default_value = "kiln.yml")]
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunCli {
+    /// The pipeline file.
+    #[arg(default_value = "kiln.yml")]
+    file: PathBuf,
+    /// Run only this step (repeatable); the artifacts of steps it needs must already be in the artifacts directory.
+    #[arg(long = "step", value_name = "NAME")]
+    steps: Vec<String>,
+    /// Where artifacts, cache and scratch files live [default: .kiln in the project].
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Option<PathBuf>,
+    /// How many steps may run at once [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Refuse steps that run host commands (`run:`).
+    #[arg(long)]
+    sandboxed_only: bool,
+    /// Print one JSON event per line instead of human output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +138,25 @@ async fn main() -> ExitCode {
         Command::Plugin {
             command: PluginCommand::Inspect { plugin, json },
         } => commands::plugin_inspect(&plugin, json).await,
+        Command::Run(run) => {
+            let jobs = run
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            commands::run(RunArgs {
+                file: run.file,
+                options: RunOptions {
+                    only: run.steps,
+                    artifacts_dir: run.artifacts_dir,
+                    jobs,
+                    sandboxed_only: run.sandboxed_only,
+                },
+                json: run.json,
+            })
+            .await
+        }
+        Command::Export {
+            target: ExportTarget::Gitlab { file },
+        } => commands::export_gitlab(&file),
         Command::Step(step) => {
             let step = *step;
             let grant = StepGrant {

@@ -8,7 +8,7 @@ use crate::inputs;
 use crate::plugins::PluginRef;
 use crate::policy::{Sandbox, StepDirs, StepGrant, ValueSource};
 use crate::runtime::{
-    LoadedPlugin, NamedValue, PluginInfo, Runtime, StepContext, StepFailure, Value,
+    LoadedPlugin, NamedValue, NeededArtifact, PluginInfo, Runtime, StepContext, StepFailure, Value,
 };
 use crate::ui::{DEFAULT_LOG_LIMIT, Reporter, SecretMask, StepLog};
 
@@ -25,6 +25,12 @@ pub struct StepRequest {
     pub grant: StepGrant,
     /// The workspace and output directories on the host.
     pub dirs: StepDirs,
+    /// Steps whose artifacts `dirs.mounts` provides (see
+    /// [`crate::policy::guest_artifact_path`]).
+    pub needs: Vec<String>,
+    /// Values to mask beyond the step's own secrets (a pipeline's secret
+    /// variables, which `with:` may have expanded into inputs).
+    pub masked: SecretMask,
 }
 
 /// Load the plugin a reference names.
@@ -67,7 +73,7 @@ pub async fn run(
     let plugin = load(runtime, &request.plugin)?;
     let info = describe(runtime, &plugin, &request.name, reporter.clone()).await?;
     let checked = inputs::check(&info, &request.inputs).map_err(StepFailure::InvalidInput)?;
-    let mut mask = SecretMask::default();
+    let mut mask = request.masked.clone();
     for value in &checked.secret_values {
         mask.add(value);
     }
@@ -88,6 +94,14 @@ pub async fn run(
         step_name: request.name.clone(),
         workspace: crate::policy::GUEST_WORKSPACE.to_owned(),
         output: crate::policy::GUEST_OUTPUT.to_owned(),
+        artifacts: request
+            .needs
+            .iter()
+            .map(|step| NeededArtifact {
+                step: step.clone(),
+                path: crate::policy::guest_artifact_path(step),
+            })
+            .collect(),
     };
     let result = runtime.run(&plugin, sandbox, context, checked.values).await;
     let mask = log.mask();

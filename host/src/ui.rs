@@ -5,8 +5,11 @@
 //! masks secrets and enforces the step's output budget before handing the
 //! line to a [`Reporter`].
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, atomic::AtomicBool};
 
@@ -40,6 +43,49 @@ impl Level {
     }
 }
 
+/// How a step of a pipeline run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// It succeeded.
+    Ok,
+    /// It failed.
+    Failed,
+    /// It was stopped because another step failed.
+    Cancelled,
+    /// It never started because a step it needs did not succeed.
+    Skipped,
+}
+
+impl StepStatus {
+    fn label(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "ok",
+            StepStatus::Failed => "failed",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One line of a pipeline run's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepSummary {
+    /// The step.
+    pub step: String,
+    /// Its stage.
+    pub stage: String,
+    /// Whether it ran in the sandbox (`uses:`) or on the host (`run:`).
+    pub sandboxed: bool,
+    /// How it ended.
+    pub status: StepStatus,
+    /// How long it ran.
+    pub duration_ms: u128,
+    /// Why it failed, masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Where step events go. Implementations receive text that is already
 /// masked, so they may print it as it is.
 pub trait Reporter: Send + Sync {
@@ -47,13 +93,27 @@ pub trait Reporter: Send + Sync {
     fn log(&self, step: &str, level: Level, message: &str, fields: &[(String, String)]);
     /// Progress of `task` in `step`.
     fn progress(&self, step: &str, task: &str, done: u64, total: Option<u64>);
+    /// A pipeline step starts.
+    fn step_started(&self, _step: &str, _stage: &str, _sandboxed: bool) {}
+    /// A pipeline step ended (or was skipped).
+    fn step_finished(&self, _summary: &StepSummary) {}
+    /// The pipeline run ended.
+    fn pipeline_finished(&self, _steps: &[StepSummary]) {}
 }
 
-/// Human output on stderr: `[step] message key=value`, progress as a line
-/// per tenth of the work so CI logs stay readable.
+/// Human output on stderr: `[step] message key=value`. On a terminal,
+/// progress is drawn as bars; elsewhere (CI logs) as a line per tenth of the
+/// work, so logs stay readable.
 pub struct HumanReporter {
     verbose: bool,
-    last_tenth: Mutex<Vec<(String, u64)>>,
+    bars: Option<MultiProgress>,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    last_tenth: HashMap<(String, String), u64>,
+    bars: HashMap<(String, String), ProgressBar>,
 }
 
 impl HumanReporter {
@@ -61,7 +121,47 @@ impl HumanReporter {
     pub fn new(verbose: bool) -> Self {
         HumanReporter {
             verbose,
-            last_tenth: Mutex::new(Vec::new()),
+            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+            state: Mutex::new(ProgressState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            // A closed stderr must not take the step down with it.
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    fn bar(&self, bars: &MultiProgress, step: &str, task: &str, done: u64, total: u64) {
+        let key = (step.to_owned(), task.to_owned());
+        let mut state = self.state();
+        let bar = state.bars.entry(key.clone()).or_insert_with(|| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "[{prefix}] {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("a valid template"),
+            );
+            bar.set_prefix(step.to_owned());
+            bar.set_message(task.to_owned());
+            bar
+        });
+        bar.set_length(total);
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+            state.bars.remove(&key);
         }
     }
 }
@@ -71,8 +171,7 @@ impl Reporter for HumanReporter {
         if level < Level::Info && !self.verbose {
             return;
         }
-        let mut line = String::new();
-        line.push_str(&format!("[{step}] "));
+        let mut line = format!("[{step}] ");
         if level != Level::Info {
             line.push_str(&format!("{}: ", level.label()));
         }
@@ -80,27 +179,80 @@ impl Reporter for HumanReporter {
         for (key, value) in fields {
             line.push_str(&format!(" {key}={value}"));
         }
-        line.push('\n');
-        // A closed stderr must not take the step down with it.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        self.line(&line);
     }
 
     fn progress(&self, step: &str, task: &str, done: u64, total: Option<u64>) {
         let Some(total) = total.filter(|t| *t > 0) else {
             return;
         };
-        let tenth = done.min(total) * 10 / total;
-        let key = format!("{step}\0{task}");
-        {
-            let mut seen = self.last_tenth.lock().unwrap_or_else(|e| e.into_inner());
-            match seen.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, last)) if *last == tenth => return,
-                Some((_, last)) => *last = tenth,
-                None => seen.push((key, tenth)),
-            }
+        if let Some(bars) = &self.bars {
+            return self.bar(bars, step, task, done, total);
         }
-        let line = format!("[{step}] {task}: {}% ({done}/{total})\n", tenth * 10);
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let tenth = done.min(total) * 10 / total;
+        let previous = self
+            .state()
+            .last_tenth
+            .insert((step.to_owned(), task.to_owned()), tenth);
+        if previous != Some(tenth) {
+            self.line(&format!(
+                "[{step}] {task}: {}% ({done}/{total})",
+                tenth * 10
+            ));
+        }
+    }
+
+    fn step_started(&self, step: &str, stage: &str, sandboxed: bool) {
+        let how = if sandboxed {
+            "sandboxed"
+        } else {
+            "UNSANDBOXED: host commands"
+        };
+        self.line(&format!("── {step} ({stage}, {how}) ──"));
+    }
+
+    fn step_finished(&self, summary: &StepSummary) {
+        let seconds = summary.duration_ms as f64 / 1000.0;
+        match (&summary.status, &summary.error) {
+            (StepStatus::Ok, _) => {
+                self.line(&format!("── {} ok in {seconds:.1}s ──", summary.step))
+            }
+            (status, Some(error)) => self.line(&format!(
+                "── {} {}: {error} ──",
+                summary.step,
+                status.label()
+            )),
+            (status, None) => self.line(&format!("── {} {} ──", summary.step, status.label())),
+        }
+    }
+
+    fn pipeline_finished(&self, steps: &[StepSummary]) {
+        let width = steps.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);
+        let stage_width = steps
+            .iter()
+            .map(|s| s.stage.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let mut table = format!(
+            "\n{:width$}  {:stage_width$}  {:9}  {:>9}  sandbox\n",
+            "step", "stage", "status", "duration"
+        );
+        for s in steps {
+            let duration = match s.status {
+                StepStatus::Skipped => "-".to_owned(),
+                _ => format!("{:.1}s", s.duration_ms as f64 / 1000.0),
+            };
+            table.push_str(&format!(
+                "{:width$}  {:stage_width$}  {:9}  {:>9}  {}\n",
+                s.step,
+                s.stage,
+                s.status.label(),
+                duration,
+                if s.sandboxed { "yes" } else { "no (run:)" }
+            ));
+        }
+        self.line(table.trim_end());
     }
 }
 
@@ -108,7 +260,7 @@ impl Reporter for HumanReporter {
 pub struct JsonReporter;
 
 #[derive(Serialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
+#[serde(tag = "event", rename_all = "snake_case")]
 enum JsonEvent<'a> {
     Log {
         step: &'a str,
@@ -122,6 +274,16 @@ enum JsonEvent<'a> {
         task: &'a str,
         done: u64,
         total: Option<u64>,
+    },
+    StepStart {
+        step: &'a str,
+        stage: &'a str,
+        sandboxed: bool,
+    },
+    StepEnd(&'a StepSummary),
+    Summary {
+        ok: bool,
+        steps: &'a [StepSummary],
     },
 }
 
@@ -150,6 +312,25 @@ impl Reporter for JsonReporter {
             task,
             done,
             total,
+        });
+    }
+
+    fn step_started(&self, step: &str, stage: &str, sandboxed: bool) {
+        Self::emit(&JsonEvent::StepStart {
+            step,
+            stage,
+            sandboxed,
+        });
+    }
+
+    fn step_finished(&self, summary: &StepSummary) {
+        Self::emit(&JsonEvent::StepEnd(summary));
+    }
+
+    fn pipeline_finished(&self, steps: &[StepSummary]) {
+        Self::emit(&JsonEvent::Summary {
+            ok: steps.iter().all(|s| s.status == StepStatus::Ok),
+            steps,
         });
     }
 }

@@ -39,6 +39,25 @@ pub struct StepDirs {
     pub workspace: PathBuf,
     /// The step's output directory, mounted writable at [`GUEST_OUTPUT`].
     pub output: PathBuf,
+    /// Further directories the host mounts for the step's own plumbing:
+    /// artifacts of needed steps (read-only) and cache directories.
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory mounted at a fixed guest path.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// The host directory.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may write.
+    pub writable: bool,
+}
+
+/// Where the artifact of the needed step `step` is mounted.
+pub fn guest_artifact_path(step: &str) -> String {
+    format!("/artifacts/{step}")
 }
 
 /// A grant that cannot be put in force; nothing has run.
@@ -77,7 +96,7 @@ pub struct Sandbox {
 
 /// Where the values of granted environment variables and secrets come
 /// from: the process environment for `kiln step`, pipeline variables later.
-pub trait ValueSource {
+pub trait ValueSource: Sync {
     /// The value of `name`, if set.
     fn get(&self, name: &str) -> Option<String>;
 }
@@ -113,6 +132,9 @@ impl Sandbox {
         let mut wasi = WasiCtxBuilder::new();
         mount(&mut wasi, &dirs.workspace, GUEST_WORKSPACE, false)?;
         mount(&mut wasi, &dirs.output, GUEST_OUTPUT, true)?;
+        for extra in &dirs.mounts {
+            mount(&mut wasi, &extra.host, &extra.guest, extra.writable)?;
+        }
         for (dirs, writable) in [(&grant.read, false), (&grant.write, true)] {
             for dir in dirs {
                 let canonical = canonical_dir(dir)?;

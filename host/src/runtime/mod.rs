@@ -38,8 +38,8 @@ pub mod bindings {
 }
 
 pub use bindings::kiln::plugin::types::{
-    Capability, CapabilityKind, InputSpec, NamedValue, OutputSpec, PluginInfo, StepContext,
-    StepError, Value, ValueKind,
+    Capability, CapabilityKind, InputSpec, NamedValue, NeededArtifact, OutputSpec, PluginInfo,
+    StepContext, StepError, Value, ValueKind,
 };
 
 /// How often the epoch advances; a step's timeout is accurate to this.

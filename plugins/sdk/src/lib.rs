@@ -49,8 +49,8 @@ pub mod bindings {
 }
 
 pub use bindings::kiln::plugin::types::{
-    Capability, CapabilityKind, InputSpec, NamedValue, OutputSpec, PluginInfo, StepContext,
-    StepError, Value, ValueKind,
+    Capability, CapabilityKind, InputSpec, NamedValue, NeededArtifact, OutputSpec, PluginInfo,
+    StepContext, StepError, Value, ValueKind,
 };
 
 /// What a plugin implements: the two functions of the `step` interface.

@@ -5,7 +5,9 @@
 //! looks for the stolen data fails; when the sandbox stops it, the plugin
 //! reports the refusal as `denied`.
 
-use kiln_sdk::{InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError, ValueKind};
+use kiln_sdk::{
+    CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError, ValueKind,
+};
 
 struct Hostile;
 
@@ -21,6 +23,10 @@ impl Step for Hostile {
             )
             .input(InputSpec::text("target", "The path, variable, URL or secret the attack aims at").default_text(""))
             .output("loot", ValueKind::Text, "What the attack obtained")
+            .needs(CapabilityKind::Read, "target", "reads whatever file it is aimed at")
+            .needs(CapabilityKind::Net, "target", "fetches whatever URL it is aimed at")
+            .needs(CapabilityKind::Env, "target", "reads whatever variable it is aimed at")
+            .needs(CapabilityKind::Secret, "target", "prints whatever secret it is given")
     }
 
     fn run(_context: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {

@@ -1,0 +1,433 @@
+//! Running a pipeline: expand what the steps need up front, then run the
+//! DAG with tokio — independent steps concurrently, at most `jobs` at once;
+//! the first failure cancels running steps and skips their dependents.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use crate::inputs::display;
+use crate::pipeline::{Action, Pipeline, PipelineError, Step, Variables};
+use crate::policy::{Mount, StepDirs, ValueSource, guest_artifact_path};
+use crate::runtime::Runtime;
+use crate::shell;
+use crate::step::{self, StepRequest};
+use crate::store::{ArtifactStore, CacheStore, select_files};
+use crate::ui::{Level, Reporter, StepLog, StepStatus, StepSummary};
+
+/// How to run a pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run only these steps (their needs must have stored artifacts);
+    /// empty: every step.
+    pub only: Vec<String>,
+    /// Where artifacts, cache and scratch live (default `.kiln/` in the
+    /// project).
+    pub artifacts_dir: Option<PathBuf>,
+    /// Most steps running at once.
+    pub jobs: usize,
+    /// Refuse `run:` steps.
+    pub sandboxed_only: bool,
+}
+
+/// A pipeline that cannot start; nothing has run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A located problem in the pipeline file.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A problem with how kiln was asked to run it.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A step with everything expanded, ready to run.
+struct Prepared {
+    step: Step,
+    inputs: Vec<(String, String)>,
+    cache_key: Option<String>,
+}
+
+/// What every step task shares.
+struct Shared {
+    pipeline: Arc<Pipeline>,
+    variables: Arc<Variables>,
+    runtime: Arc<Runtime>,
+    reporter: Arc<dyn Reporter>,
+    artifacts: ArtifactStore,
+    cache: CacheStore,
+    root: PathBuf,
+}
+
+/// Run `pipeline`. Returns every selected step's summary (the run failed
+/// if any is not ok), or why the pipeline could not start.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    options: RunOptions,
+    runtime: Arc<Runtime>,
+    reporter: Arc<dyn Reporter>,
+    env: &dyn ValueSource,
+) -> Result<Vec<StepSummary>, RunError> {
+    let variables = Arc::new(Variables::resolve(&pipeline, env));
+    let root = options
+        .artifacts_dir
+        .clone()
+        .unwrap_or_else(|| pipeline.project_dir.join(".kiln"));
+    let selected = select(&pipeline, &options)?;
+    let prepared = prepare(&pipeline, &variables, &selected)?;
+    let artifacts = ArtifactStore::new(&root);
+    let chosen: HashSet<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+    for step in &selected {
+        for need in step.needs.iter().filter(|n| !chosen.contains(n.as_str())) {
+            artifacts.manifest(need).map_err(|e| {
+                RunError::Usage(format!(
+                    "step `{}` needs step `{need}`, which is not selected: {e}",
+                    step.name
+                ))
+            })?;
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        cache: CacheStore::new(&root),
+        artifacts,
+        pipeline: pipeline.clone(),
+        variables,
+        runtime,
+        reporter: reporter.clone(),
+        root,
+    });
+    let summaries = schedule(shared, prepared, &chosen, options.jobs.max(1)).await;
+    reporter.pipeline_finished(&summaries);
+    Ok(summaries)
+}
+
+fn select(pipeline: &Pipeline, options: &RunOptions) -> Result<Vec<Step>, RunError> {
+    for name in &options.only {
+        if pipeline.step(name).is_none() {
+            let known: Vec<&str> = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
+            return Err(RunError::Usage(format!(
+                "no step named `{name}` in {} (steps: {})",
+                pipeline.file,
+                known.join(", ")
+            )));
+        }
+    }
+    let selected: Vec<Step> = pipeline
+        .steps
+        .iter()
+        .filter(|s| options.only.is_empty() || options.only.contains(&s.name))
+        .cloned()
+        .collect();
+    if options.sandboxed_only
+        && let Some(step) = selected.iter().find(|s| !s.is_sandboxed())
+    {
+        return Err(RunError::Pipeline(pipeline.error(
+            step.position,
+            format!(
+                "step `{}` runs host commands (`run:`), which --sandboxed-only refuses",
+                step.name
+            ),
+        )));
+    }
+    Ok(selected)
+}
+
+/// Expand every `with:` value and cache key before anything runs, so a
+/// missing variable stops the pipeline before its first step.
+fn prepare(
+    pipeline: &Pipeline,
+    variables: &Variables,
+    steps: &[Step],
+) -> Result<Vec<Prepared>, RunError> {
+    let mut prepared = Vec::new();
+    for step in steps {
+        let mut inputs = Vec::new();
+        if let Action::Plugin { inputs: raw, .. } = &step.action {
+            for (name, value) in raw {
+                let expanded = variables.expand(&value.text).map_err(|m| {
+                    pipeline.error(
+                        value.position,
+                        format!("step `{}`: with.{name}: {m}", step.name),
+                    )
+                })?;
+                inputs.push((name.clone(), expanded));
+            }
+        }
+        let cache_key = match &step.cache {
+            Some(cache) => Some(
+                variables
+                    .expand_cache_key(&cache.key.text, &pipeline.project_dir)
+                    .map_err(|m| {
+                        pipeline.error(
+                            cache.key.position,
+                            format!("step `{}`: cache.key: {m}", step.name),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        prepared.push(Prepared {
+            step: step.clone(),
+            inputs,
+            cache_key,
+        });
+    }
+    Ok(prepared)
+}
+
+async fn schedule(
+    shared: Arc<Shared>,
+    steps: Vec<Prepared>,
+    chosen: &HashSet<&str>,
+    jobs: usize,
+) -> Vec<StepSummary> {
+    let order: Vec<String> = steps.iter().map(|p| p.step.name.clone()).collect();
+    let mut pending: Vec<Prepared> = steps;
+    let mut status: HashMap<String, StepSummary> = HashMap::new();
+    let mut running = JoinSet::new();
+    let mut running_names: HashMap<tokio::task::Id, (String, String, bool, Instant)> =
+        HashMap::new();
+    let mut failed = false;
+
+    loop {
+        if !failed {
+            let mut index = 0;
+            while index < pending.len() && running.len() < jobs {
+                let ready = pending[index]
+                    .step
+                    .needs
+                    .iter()
+                    .filter(|n| chosen.contains(n.as_str()))
+                    .all(|n| status.get(n).is_some_and(|s| s.status == StepStatus::Ok));
+                if !ready {
+                    index += 1;
+                    continue;
+                }
+                let prepared = pending.remove(index);
+                let step = &prepared.step;
+                shared
+                    .reporter
+                    .step_started(&step.name, &step.stage, step.is_sandboxed());
+                let meta = (
+                    step.name.clone(),
+                    step.stage.clone(),
+                    step.is_sandboxed(),
+                    Instant::now(),
+                );
+                let task_shared = shared.clone();
+                let handle = running.spawn(async move { execute(&task_shared, &prepared).await });
+                running_names.insert(handle.id(), meta);
+            }
+        }
+        let Some(joined) = running.join_next_with_id().await else {
+            break;
+        };
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result.map_err(Some)),
+            Err(error) => (error.id(), Err(None)),
+        };
+        let (name, stage, sandboxed, started) =
+            running_names.remove(&id).expect("every task is named");
+        let (status_now, error) = match result {
+            Ok(()) => (StepStatus::Ok, None),
+            Err(Some(message)) => (StepStatus::Failed, Some(message)),
+            Err(None) => (
+                StepStatus::Cancelled,
+                Some("cancelled: another step failed".to_owned()),
+            ),
+        };
+        let summary = StepSummary {
+            step: name.clone(),
+            stage,
+            sandboxed,
+            status: status_now,
+            duration_ms: started.elapsed().as_millis(),
+            error,
+        };
+        shared.reporter.step_finished(&summary);
+        if status_now == StepStatus::Failed && !failed {
+            failed = true;
+            running.abort_all();
+        }
+        status.insert(name, summary);
+    }
+    for prepared in pending {
+        let summary = StepSummary {
+            step: prepared.step.name.clone(),
+            stage: prepared.step.stage.clone(),
+            sandboxed: prepared.step.is_sandboxed(),
+            status: StepStatus::Skipped,
+            duration_ms: 0,
+            error: None,
+        };
+        shared.reporter.step_finished(&summary);
+        status.insert(prepared.step.name.clone(), summary);
+    }
+    order
+        .into_iter()
+        .filter_map(|name| status.remove(&name))
+        .collect()
+}
+
+/// Run one step and store what it hands on. Returns a masked one-line
+/// reason on failure.
+async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
+    let step = &prepared.step;
+    let project = &shared.pipeline.project_dir;
+    let mask = shared.variables.mask();
+    let log = Arc::new(StepLog::new(
+        &step.name,
+        shared.reporter.clone(),
+        mask.clone(),
+        u64::MAX,
+    ));
+    let result: Result<(), String> = match &step.action {
+        Action::Shell { commands, timeout } => {
+            for need in &step.needs {
+                let manifest = shared.artifacts.manifest(need).map_err(|e| e.to_string())?;
+                shared
+                    .artifacts
+                    .restore(&manifest, project)
+                    .map_err(|e| e.to_string())?;
+            }
+            restore_cache(shared, prepared, project, &log)?;
+            let env = shared
+                .variables
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect::<Vec<_>>();
+            shell::run(commands, project, env.into_iter(), *timeout, log.clone()).await?;
+            save_artifacts(shared, step, project, &log)?;
+            save_cache(shared, prepared, project, &log);
+            Ok(())
+        }
+        Action::Plugin { plugin, grant, .. } => {
+            let work = fresh_dir(&shared.root.join("work").join(&step.name))?;
+            let output = fresh_dir(&shared.root.join("out").join(&step.name))?;
+            let mut mounts = Vec::new();
+            for need in &step.needs {
+                let host = work.join("needs").join(need);
+                let manifest = shared.artifacts.manifest(need).map_err(|e| e.to_string())?;
+                shared
+                    .artifacts
+                    .restore(&manifest, &host)
+                    .map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(&host).map_err(|e| format!("{}: {e}", host.display()))?;
+                mounts.push(Mount {
+                    host,
+                    guest: guest_artifact_path(need),
+                    writable: false,
+                });
+            }
+            let cache_dir = work.join("cache");
+            if let Some(cache) = &step.cache {
+                restore_cache(shared, prepared, &cache_dir, &log)?;
+                for path in &cache.paths {
+                    let host = cache_dir.join(path);
+                    std::fs::create_dir_all(&host)
+                        .map_err(|e| format!("{}: {e}", host.display()))?;
+                    mounts.push(Mount {
+                        host,
+                        guest: format!("{}/{path}", crate::policy::GUEST_WORKSPACE),
+                        writable: true,
+                    });
+                }
+            }
+            let request = StepRequest {
+                name: step.name.clone(),
+                plugin: plugin.clone(),
+                inputs: prepared.inputs.clone(),
+                grant: grant.clone(),
+                dirs: StepDirs {
+                    workspace: project.clone(),
+                    output: output.clone(),
+                    mounts,
+                },
+                needs: step.needs.clone(),
+                masked: mask.clone(),
+            };
+            let values: &dyn ValueSource = shared.variables.as_ref();
+            let outputs = step::run(&shared.runtime, &request, shared.reporter.clone(), values)
+                .await
+                .map_err(|e| e.to_string())?;
+            for output in &outputs {
+                log.host(
+                    Level::Info,
+                    &format!("output {}={}", output.name, display(&output.value)),
+                );
+            }
+            save_artifacts(shared, step, &output, &log)?;
+            save_cache(shared, prepared, &cache_dir, &log);
+            Ok(())
+        }
+    };
+    result.map_err(|message| mask.apply(&message))
+}
+
+/// An empty directory at `path`, removing what an earlier run left.
+fn fresh_dir(path: &Path) -> Result<PathBuf, String> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)
+            .map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
+    }
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    Ok(path.to_owned())
+}
+
+/// Store the step's artifact: `artifacts.paths` under `base`, or, for a
+/// plugin step without `artifacts:`, its whole output directory.
+fn save_artifacts(shared: &Shared, step: &Step, base: &Path, log: &StepLog) -> Result<(), String> {
+    let (paths, exclude, name) = match &step.artifacts {
+        Some(a) => (a.paths.clone(), a.exclude.clone(), a.name.clone()),
+        None if step.is_sandboxed() => (vec!["**".to_owned()], Vec::new(), None),
+        None => return Ok(()),
+    };
+    let files = select_files(base, &paths, &exclude).map_err(|e| e.to_string())?;
+    if files.is_empty() && step.artifacts.is_some() {
+        return Err(format!(
+            "`artifacts.paths` ({}) matched no files in {}",
+            paths.join(", "),
+            base.display()
+        ));
+    }
+    let manifest = shared
+        .artifacts
+        .save(&step.name, name, base, &files)
+        .map_err(|e| e.to_string())?;
+    let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+    log.host(
+        Level::Info,
+        &format!("artifact: {} files, {bytes} bytes", manifest.files.len()),
+    );
+    Ok(())
+}
+
+fn restore_cache(
+    shared: &Shared,
+    prepared: &Prepared,
+    into: &Path,
+    log: &StepLog,
+) -> Result<(), String> {
+    let (Some(cache), Some(key)) = (&prepared.step.cache, &prepared.cache_key) else {
+        return Ok(());
+    };
+    match shared.cache.restore(key, &cache.paths, into) {
+        Ok(true) => log.host(Level::Info, &format!("cache {key} restored")),
+        Ok(false) => log.host(Level::Info, &format!("cache {key} is empty; starting cold")),
+        Err(e) => log.host(Level::Warn, &format!("cache {key} not restored: {e}")),
+    }
+    Ok(())
+}
+
+/// The cache is only a speed-up: failing to save it is a warning.
+fn save_cache(shared: &Shared, prepared: &Prepared, from: &Path, log: &StepLog) {
+    if let (Some(cache), Some(key)) = (&prepared.step.cache, &prepared.cache_key)
+        && let Err(e) = shared.cache.save(key, &cache.paths, from)
+    {
+        log.host(Level::Warn, &format!("cache {key} not saved: {e}"));
+    }
+}

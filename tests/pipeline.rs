@@ -1,0 +1,470 @@
+//! End-to-end tests of `kiln run` and `kiln export gitlab` against the real
+//! binary, real `sh` and real git.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+fn hostile() -> String {
+    Path::new(env!("KILN_TEST_PLUGIN_DIR"))
+        .join("kiln_test_hostile.wasm")
+        .display()
+        .to_string()
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(pipeline: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kiln.yml"), pipeline).unwrap();
+        Project { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn kiln(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(KILN);
+        command.args(args).current_dir(self.path()).env(
+            "KILN_CACHE_DIR",
+            std::env::temp_dir().join("kiln-test-cache"),
+        );
+        for name in [
+            "CI_COMMIT_SHA",
+            "CI_COMMIT_SHORT_SHA",
+            "CI_COMMIT_REF_NAME",
+            "CI_REGISTRY_PASSWORD",
+            "CI_JOB_TOKEN",
+        ] {
+            command.env_remove(name);
+        }
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Ran {
+        Ran::of(self.kiln(args))
+    }
+}
+
+struct Ran {
+    output: Output,
+    elapsed: Duration,
+}
+
+impl Ran {
+    fn of(mut command: Command) -> Ran {
+        let started = Instant::now();
+        let output = command.output().unwrap();
+        Ran {
+            output,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    fn all(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+            + &String::from_utf8_lossy(&self.output.stderr)
+    }
+
+    fn ok(&self) -> String {
+        assert_eq!(self.code(), Some(0), "kiln failed:\n{}", self.all());
+        self.all()
+    }
+}
+
+fn mixed_pipeline() -> String {
+    format!(
+        r#"
+stages: [build, inspect, use]
+variables:
+  GREETEE: pipeline
+steps:
+  package:
+    stage: build
+    run:
+      - mkdir -p target
+      - printf 'jar-bytes-%s' "$GREETEE" > target/app.jar
+    artifacts:
+      paths: [target/*.jar]
+  read-jar:
+    stage: inspect
+    uses: {hostile}
+    with:
+      attack: read-file
+      target: /artifacts/package/target/app.jar
+  greet:
+    stage: inspect
+    uses: hello
+    needs: []
+    with:
+      name: ${{GREETEE}}
+  show:
+    stage: use
+    needs: [greet]
+    run: cat greeting.txt
+"#,
+        hostile = hostile()
+    )
+}
+
+#[test]
+fn run_steps_and_sandboxed_steps_exchange_artifacts() {
+    let project = Project::new(&mixed_pipeline());
+    let out = project.run(&["run"]).ok();
+    // The sandboxed step read the run: step's artifact through its mount.
+    assert!(
+        out.contains("[read-jar] output loot=jar-bytes-pipeline"),
+        "{out}"
+    );
+    // The run: step got the plugin's output restored into the workspace.
+    assert!(out.contains("[show] hello, pipeline!"), "{out}");
+    assert!(out.contains("UNSANDBOXED"), "{out}");
+    let manifest =
+        std::fs::read_to_string(project.path().join(".kiln/artifacts/package/manifest.json"))
+            .unwrap();
+    assert!(
+        manifest.contains("\"path\": \"target/app.jar\"")
+            && manifest.contains("\"sha256\": \"sha256:"),
+        "{manifest}"
+    );
+}
+
+#[test]
+fn independent_steps_run_concurrently() {
+    let project = Project::new(
+        "stages: [only]\nsteps:\n  a:\n    stage: only\n    run: sleep 1\n  b:\n    stage: only\n    run: sleep 1\n",
+    );
+    let ran = project.run(&["run", "--jobs", "2"]);
+    ran.ok();
+    assert!(
+        ran.elapsed < Duration::from_millis(1800),
+        "took {:?}",
+        ran.elapsed
+    );
+}
+
+#[test]
+fn the_first_failure_cancels_running_steps_and_skips_dependents() {
+    let project = Project::new(
+        r#"
+stages: [one, two]
+steps:
+  fails:
+    stage: one
+    run: sleep 0.3; exit 3
+  slow:
+    stage: one
+    run: sleep 2; touch finished-anyway
+  later:
+    stage: two
+    run: touch should-not-run
+"#,
+    );
+    let ran = project.run(&["run", "--jobs", "2", "--json"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.all());
+    assert!(
+        ran.elapsed < Duration::from_millis(1800),
+        "took {:?}",
+        ran.elapsed
+    );
+    let out = ran.all();
+    assert!(
+        out.contains(r#""step":"fails","stage":"one","sandboxed":false,"status":"failed""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""step":"slow","stage":"one","sandboxed":false,"status":"cancelled""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""step":"later","stage":"two","sandboxed":false,"status":"skipped""#),
+        "{out}"
+    );
+    assert!(out.contains("a command exited with status 3"), "{out}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !project.path().join("finished-anyway").exists(),
+        "the cancelled step kept running"
+    );
+    assert!(!project.path().join("should-not-run").exists());
+}
+
+/// `kiln run` on `pipeline` fails with exit 2 and exactly `error`.
+fn invalid(pipeline: &str, error: &str) {
+    let project = Project::new(pipeline);
+    let ran = project.run(&["run"]);
+    assert_eq!(ran.code(), Some(2), "{}", ran.all());
+    let first = ran.all().lines().next().unwrap_or_default().to_owned();
+    assert!(
+        first.starts_with(&format!("kiln: {error}")),
+        "expected `{error}`, got `{first}`"
+    );
+}
+
+#[test]
+fn invalid_pipelines_are_located() {
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stag: a\n    run: true\n",
+        "kiln.yml:4:5: unknown field `stag`",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    run: true\n    artifacts:\n      paths: 3\n",
+        "kiln.yml:7:14:",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    needs: [y]\n    run: true\n  y:\n    stage: a\n    needs: [x]\n    run: true\n",
+        "kiln.yml:5:13: `needs` form a cycle: x → y → x",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: b\n    run: true\n",
+        "kiln.yml:4:12: step `x`: stage `b` is not declared in `stages:` (declared: a)",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    uses: hello\n    with:\n      name: ${NOBODY}\n",
+        "kiln.yml:7:13: step `x`: with.name: variable `NOBODY` is not set",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    uses: oci://example.com/p@sha256:00\n",
+        "kiln.yml:5:11: step `x`: `oci://example.com/p@sha256:00`: plugins from OCI registries",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    run: true\n    allow:\n      net: [example.com]\n",
+        "kiln.yml:7:7: step `x`: `allow.net` has no effect on a `run:` step",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    uses: hello\n    allow:\n      timeout: soon\n",
+        "kiln.yml:7:16: invalid timeout `soon`",
+    );
+}
+
+#[test]
+fn sandboxed_only_refuses_host_commands() {
+    let project = Project::new(&mixed_pipeline());
+    let ran = project.run(&["run", "--sandboxed-only"]);
+    assert_eq!(ran.code(), Some(2));
+    assert!(
+        ran.all()
+            .contains("step `package` runs host commands (`run:`), which --sandboxed-only refuses"),
+        "{}",
+        ran.all()
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_step_runs_on_another_machine_from_a_copied_artifacts_dir() {
+    let pipeline = mixed_pipeline();
+    let first = Project::new(&pipeline);
+    let store_a = first.path().join("store-a");
+    first
+        .run(&[
+            "run",
+            "--step",
+            "package",
+            "--artifacts-dir",
+            store_a.to_str().unwrap(),
+        ])
+        .ok();
+
+    // The second machine has the project (no build output) and a copy of
+    // the store, nothing else.
+    let second = Project::new(&pipeline);
+    let store_b: PathBuf = second.path().join("store-b");
+    copy_tree(&store_a, &store_b);
+    let out = second
+        .run(&[
+            "run",
+            "--step",
+            "read-jar",
+            "--artifacts-dir",
+            store_b.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(out.contains("output loot=jar-bytes-pipeline"), "{out}");
+    assert!(!second.path().join("target").exists());
+
+    // Without the artifact, the step cannot start.
+    let empty = second.path().join("empty");
+    let ran = second.run(&[
+        "run",
+        "--step",
+        "read-jar",
+        "--artifacts-dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code(), Some(2));
+    assert!(
+        ran.all().contains("run step `package` first"),
+        "{}",
+        ran.all()
+    );
+
+    // A tampered or truncated artifact is refused, never used.
+    let blobs = store_b.join("artifacts/package/blobs/sha256");
+    let blob = std::fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for corruption in [&b"jar-bytes-evil!!"[..], &b"jar"[..]] {
+        std::fs::write(&blob, corruption).unwrap();
+        let ran = second.run(&[
+            "run",
+            "--step",
+            "read-jar",
+            "--artifacts-dir",
+            store_b.to_str().unwrap(),
+        ]);
+        assert_eq!(ran.code(), Some(1), "{}", ran.all());
+        let out = ran.all();
+        assert!(
+            out.contains("artifact of step `package` is corrupt: target/app.jar has"),
+            "{out}"
+        );
+        assert!(!out.contains("jar-bytes-evil"), "{out}");
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=kiln",
+            "-c",
+            "user.email=kiln@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn gitlab_variables_come_from_the_environment_or_from_git() {
+    let project = Project::new(
+        r#"
+stages: [show]
+steps:
+  vars:
+    stage: show
+    run: echo "sha=$CI_COMMIT_SHORT_SHA ref=$CI_COMMIT_REF_NAME dir=$CI_PROJECT_DIR password=$CI_REGISTRY_PASSWORD"
+"#,
+    );
+    git(project.path(), &["init", "-q"]);
+    git(project.path(), &["add", "kiln.yml"]);
+    git(project.path(), &["commit", "-q", "-m", "pipeline"]);
+    let sha = git(project.path(), &["rev-parse", "HEAD"]);
+
+    let mut local = project.kiln(&["run"]);
+    local.env("CI_REGISTRY_PASSWORD", "s3cr3t-registry-password");
+    let out = Ran::of(local).ok();
+    let dir = project.path().canonicalize().unwrap();
+    assert!(
+        out.contains(&format!(
+            "sha={} ref=main dir={} password=[masked]",
+            &sha[..8],
+            dir.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t"), "{out}");
+
+    let mut in_gitlab = project.kiln(&["run"]);
+    in_gitlab
+        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env("CI_COMMIT_REF_NAME", "feature/x");
+    let out = Ran::of(in_gitlab).ok();
+    assert!(out.contains("sha=01234567 ref=feature/x"), "{out}");
+}
+
+fn conformance_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
+        "KILN_REQUIRE_CONFORMANCE is set but {} does not exist",
+        dir.display()
+    );
+    eprintln!(
+        "skipping: no conformance data at {} (set KILN_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    None
+}
+
+#[test]
+fn the_gitlab_export_validates_against_gitlabs_schema() {
+    let Some(conformance) = conformance_dir() else {
+        return;
+    };
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(conformance.join("gitlab-ci/ci.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::draft7::new(&schema).unwrap();
+
+    let mut pipeline = mixed_pipeline();
+    pipeline.push_str("    cache:\n      key: maven-${hash:kiln.yml}\n      paths: [.m2/repository]\n    artifacts:\n      name: greeting\n      paths: [greeting.txt]\n");
+    let project = Project::new(&pipeline);
+    let yaml = project.run(&["export", "gitlab"]).ok();
+    let document: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:#?}\n{yaml}");
+    kiln::export::check(&document).unwrap();
+
+    let jobs = document.as_object().unwrap();
+    assert_eq!(jobs["read-jar"]["needs"], serde_json::json!(["package"]));
+    assert_eq!(jobs["greet"]["needs"], serde_json::json!([]));
+    assert_eq!(
+        jobs["show"]["script"][0],
+        "kiln run kiln.yml --step show --artifacts-dir .kiln"
+    );
+    assert_eq!(
+        jobs["show"]["artifacts"]["paths"][0],
+        ".kiln/artifacts/show/"
+    );
+    assert_eq!(jobs["show"]["cache"]["key"]["files"][0], "kiln.yml");
+
+    // The schema does not see a broken `needs`; kiln's own check does.
+    let mut broken = document.clone();
+    broken["show"]["needs"] = serde_json::json!(["nope"]);
+    assert!(validator.is_valid(&broken));
+    assert!(kiln::export::check(&broken).is_err());
+}
