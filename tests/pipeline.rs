@@ -468,3 +468,63 @@ fn the_gitlab_export_validates_against_gitlabs_schema() {
     assert!(validator.is_valid(&broken));
     assert!(kiln::export::check(&broken).is_err());
 }
+
+#[test]
+fn the_cache_carries_directories_between_runs() {
+    let project = Project::new(&format!(
+        r#"
+stages: [a, b]
+steps:
+  count:
+    stage: a
+    run:
+      - mkdir -p .m2
+      - echo run >> .m2/runs
+      - echo "runs=$(wc -l < .m2/runs)"
+    cache:
+      key: maven-${{hash:kiln.yml}}
+      paths: [.m2]
+  plugin-writes:
+    stage: a
+    uses: {hostile}
+    with: {{ attack: write-file, target: /workspace/.state/file }}
+    cache: {{ key: state, paths: [.state] }}
+  plugin-reads:
+    stage: b
+    uses: {hostile}
+    with: {{ attack: read-file, target: /workspace/.state/file }}
+    cache: {{ key: state, paths: [.state] }}
+"#,
+        hostile = hostile()
+    ));
+    let first = project.run(&["run"]).ok();
+    assert!(
+        first.contains("[count] runs=1") && first.contains("is empty; starting cold"),
+        "{first}"
+    );
+    // The sandboxed steps shared the cache without touching the workspace.
+    assert!(
+        first.contains("[plugin-reads] output loot=overwritten by hostile plugin"),
+        "{first}"
+    );
+    assert!(!project.path().join(".state").exists());
+
+    // A fresh checkout: the workspace has no .m2, the cache restores it.
+    std::fs::remove_dir_all(project.path().join(".m2")).unwrap();
+    let second = project.run(&["run"]).ok();
+    assert!(second.contains("[count] runs=2"), "{second}");
+}
+
+#[test]
+fn the_readme_example_is_the_shipped_example_and_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = std::fs::read_to_string(root.join("examples/hello/kiln.yml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&example),
+        "README.md must show examples/hello/kiln.yml verbatim"
+    );
+    let project = Project::new(&example);
+    let out = project.run(&["run"]).ok();
+    assert!(out.contains("[report] hello, kiln!"), "{out}");
+}

@@ -2,6 +2,8 @@
 //! step, so that GitLab's runners distribute the work and carry each
 //! step's `.kiln/artifacts/<step>/` to the jobs that need it.
 
+use std::path::Path;
+
 use serde_json::{Map, Value, json};
 
 use crate::pipeline::{Pipeline, PipelineError};
@@ -29,10 +31,14 @@ const STORE: &str = ".kiln";
 /// The `.gitlab-ci.yml` document for `pipeline`, as JSON data (the shape
 /// the YAML is printed from and the schema is checked against).
 pub fn gitlab_document(pipeline: &Pipeline) -> Result<Value, PipelineError> {
-    let file_name = std::path::Path::new(&pipeline.file)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "kiln.yml".to_owned());
+    // Jobs run in the repository root; the pipeline's own paths are
+    // relative to the directory of its file.
+    let file = Path::new(&pipeline.file);
+    let base = file.parent().filter(|p| !p.as_os_str().is_empty());
+    let in_project = |path: &str| match base {
+        Some(dir) => dir.join(path).display().to_string(),
+        None => path.to_owned(),
+    };
     let mut document = Map::new();
     document.insert("stages".into(), json!(pipeline.stages));
     for step in &pipeline.steps {
@@ -48,8 +54,8 @@ pub fn gitlab_document(pipeline: &Pipeline) -> Result<Value, PipelineError> {
         job.insert(
             "script".into(),
             json!([format!(
-                "kiln run {file_name} --step {} --artifacts-dir {STORE}",
-                step.name
+                "kiln run {} --step {} --artifacts-dir {STORE}",
+                pipeline.file, step.name
             )]),
         );
         let mut artifacts = Map::new();
@@ -64,7 +70,10 @@ pub fn gitlab_document(pipeline: &Pipeline) -> Result<Value, PipelineError> {
         if let Some(cache) = &step.cache {
             job.insert(
                 "cache".into(),
-                json!({ "key": gitlab_cache_key(&cache.key.text), "paths": cache.paths }),
+                json!({
+                    "key": gitlab_cache_key(&cache.key.text, &in_project),
+                    "paths": cache.paths.iter().map(|p| in_project(p)).collect::<Vec<_>>(),
+                }),
             );
         }
         document.insert(step.name.clone(), Value::Object(job));
@@ -86,7 +95,7 @@ pub fn gitlab(pipeline: &Pipeline) -> Result<String, PipelineError> {
 
 /// `${hash:FILE}` is kiln's; GitLab spells a file-keyed cache
 /// `key: { files: [...], prefix: ... }`.
-fn gitlab_cache_key(key: &str) -> Value {
+fn gitlab_cache_key(key: &str, in_project: &dyn Fn(&str) -> String) -> Value {
     let mut files = Vec::new();
     let mut prefix = String::new();
     let mut rest = key;
@@ -94,7 +103,7 @@ fn gitlab_cache_key(key: &str) -> Value {
         prefix.push_str(&rest[..start]);
         let after = &rest[start + "${hash:".len()..];
         let Some(end) = after.find('}') else { break };
-        files.push(after[..end].to_owned());
+        files.push(in_project(&after[..end]));
         rest = &after[end + 1..];
     }
     prefix.push_str(rest);
@@ -154,16 +163,18 @@ mod tests {
 
     #[test]
     fn hash_keys_become_gitlab_file_keys() {
+        let same = |p: &str| p.to_owned();
+        let nested = |p: &str| format!("app/{p}");
         assert_eq!(
-            gitlab_cache_key("maven-${hash:pom.xml}"),
+            gitlab_cache_key("maven-${hash:pom.xml}", &same),
             json!({"files": ["pom.xml"], "prefix": "maven"})
         );
         assert_eq!(
-            gitlab_cache_key("${hash:a}${hash:b}"),
-            json!({"files": ["a", "b"]})
+            gitlab_cache_key("${hash:a}${hash:b}", &nested),
+            json!({"files": ["app/a", "app/b"]})
         );
         assert_eq!(
-            gitlab_cache_key("plain-$CI_COMMIT_REF_NAME"),
+            gitlab_cache_key("plain-$CI_COMMIT_REF_NAME", &same),
             json!("plain-$CI_COMMIT_REF_NAME")
         );
     }

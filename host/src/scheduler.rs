@@ -294,7 +294,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
                     .restore(&manifest, project)
                     .map_err(|e| e.to_string())?;
             }
-            restore_cache(shared, prepared, project, &log)?;
+            restore_cache(shared, prepared, project, &log);
             let env = shared
                 .variables
                 .iter()
@@ -325,7 +325,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
             }
             let cache_dir = work.join("cache");
             if let Some(cache) = &step.cache {
-                restore_cache(shared, prepared, &cache_dir, &log)?;
+                restore_cache(shared, prepared, &cache_dir, &log);
                 for path in &cache.paths {
                     let host = cache_dir.join(path);
                     std::fs::create_dir_all(&host)
@@ -379,12 +379,14 @@ fn fresh_dir(path: &Path) -> Result<PathBuf, String> {
 }
 
 /// Store the step's artifact: `artifacts.paths` under `base`, or, for a
-/// plugin step without `artifacts:`, its whole output directory.
+/// plugin step without `artifacts:`, its whole output directory. A `run:`
+/// step without `artifacts:` stores an empty one, which records that it
+/// ran, so steps that need it can run elsewhere.
 fn save_artifacts(shared: &Shared, step: &Step, base: &Path, log: &StepLog) -> Result<(), String> {
     let (paths, exclude, name) = match &step.artifacts {
         Some(a) => (a.paths.clone(), a.exclude.clone(), a.name.clone()),
         None if step.is_sandboxed() => (vec!["**".to_owned()], Vec::new(), None),
-        None => return Ok(()),
+        None => (Vec::new(), Vec::new(), None),
     };
     let files = select_files(base, &paths, &exclude).map_err(|e| e.to_string())?;
     if files.is_empty() && step.artifacts.is_some() {
@@ -398,29 +400,27 @@ fn save_artifacts(shared: &Shared, step: &Step, base: &Path, log: &StepLog) -> R
         .artifacts
         .save(&step.name, name, base, &files)
         .map_err(|e| e.to_string())?;
-    let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
-    log.host(
-        Level::Info,
-        &format!("artifact: {} files, {bytes} bytes", manifest.files.len()),
-    );
+    if !manifest.files.is_empty() {
+        let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+        log.host(
+            Level::Info,
+            &format!("artifact: {} files, {bytes} bytes", manifest.files.len()),
+        );
+    }
     Ok(())
 }
 
-fn restore_cache(
-    shared: &Shared,
-    prepared: &Prepared,
-    into: &Path,
-    log: &StepLog,
-) -> Result<(), String> {
+/// Restore the step's cache into `into`; a missing or unreadable entry is
+/// a cold start, not a failure.
+fn restore_cache(shared: &Shared, prepared: &Prepared, into: &Path, log: &StepLog) {
     let (Some(cache), Some(key)) = (&prepared.step.cache, &prepared.cache_key) else {
-        return Ok(());
+        return;
     };
     match shared.cache.restore(key, &cache.paths, into) {
         Ok(true) => log.host(Level::Info, &format!("cache {key} restored")),
         Ok(false) => log.host(Level::Info, &format!("cache {key} is empty; starting cold")),
         Err(e) => log.host(Level::Warn, &format!("cache {key} not restored: {e}")),
     }
-    Ok(())
 }
 
 /// The cache is only a speed-up: failing to save it is a warning.
