@@ -2,16 +2,15 @@
 //! binary, real `sh` and real git.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+mod common;
 
-fn hostile() -> String {
-    Path::new(env!("KILN_TEST_PLUGIN_DIR"))
-        .join("kiln_test_hostile.wasm")
-        .display()
-        .to_string()
+use common::{Run, hostile, kiln};
+
+fn hostile_path() -> String {
+    hostile().display().to_string()
 }
 
 struct Project {
@@ -30,55 +29,11 @@ impl Project {
     }
 
     fn kiln(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(KILN);
-        command.args(args).current_dir(self.path()).env(
-            "KILN_CACHE_DIR",
-            std::env::temp_dir().join("kiln-test-cache"),
-        );
-        for name in [
-            "CI_COMMIT_SHA",
-            "CI_COMMIT_SHORT_SHA",
-            "CI_COMMIT_REF_NAME",
-            "CI_REGISTRY_PASSWORD",
-            "CI_JOB_TOKEN",
-        ] {
-            command.env_remove(name);
-        }
-        command
+        kiln(self.path(), args)
     }
 
-    fn run(&self, args: &[&str]) -> Ran {
-        Ran::of(self.kiln(args))
-    }
-}
-
-struct Ran {
-    output: Output,
-    elapsed: Duration,
-}
-
-impl Ran {
-    fn of(mut command: Command) -> Ran {
-        let started = Instant::now();
-        let output = command.output().unwrap();
-        Ran {
-            output,
-            elapsed: started.elapsed(),
-        }
-    }
-
-    fn code(&self) -> Option<i32> {
-        self.output.status.code()
-    }
-
-    fn all(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-            + &String::from_utf8_lossy(&self.output.stderr)
-    }
-
-    fn ok(&self) -> String {
-        assert_eq!(self.code(), Some(0), "kiln failed:\n{}", self.all());
-        self.all()
+    fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.kiln(args))
     }
 }
 
@@ -113,7 +68,7 @@ steps:
     needs: [greet]
     run: cat greeting.txt
 "#,
-        hostile = hostile()
+        hostile = hostile_path()
     )
 }
 
@@ -388,7 +343,7 @@ steps:
 
     let mut local = project.kiln(&["run"]);
     local.env("CI_REGISTRY_PASSWORD", "s3cr3t-registry-password");
-    let out = Ran::of(local).ok();
+    let out = Run::of(local).ok();
     let dir = project.path().canonicalize().unwrap();
     assert!(
         out.contains(&format!(
@@ -404,7 +359,7 @@ steps:
     in_gitlab
         .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
         .env("CI_COMMIT_REF_NAME", "feature/x");
-    let out = Ran::of(in_gitlab).ok();
+    let out = Run::of(in_gitlab).ok();
     assert!(out.contains("sha=01234567 ref=feature/x"), "{out}");
 }
 
@@ -495,7 +450,7 @@ steps:
     with: {{ attack: read-file, target: /workspace/.state/file }}
     cache: {{ key: state, paths: [.state] }}
 "#,
-        hostile = hostile()
+        hostile = hostile_path()
     ));
     let first = project.run(&["run"]).ok();
     assert!(

@@ -4,17 +4,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+mod common;
 
-fn hostile() -> PathBuf {
-    Path::new(env!("KILN_TEST_PLUGIN_DIR")).join("kiln_test_hostile.wasm")
-}
+use common::{Run, hostile, kiln};
 
 /// A workspace of its own, and a directory beside it that the step is not
 /// granted, holding a canary.
@@ -38,15 +36,8 @@ impl Fixture {
     }
 
     fn kiln(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(KILN);
-        command
-            .args(args)
-            .current_dir(self.workspace())
-            .env(
-                "KILN_CACHE_DIR",
-                std::env::temp_dir().join("kiln-test-cache"),
-            )
-            .env("KILN_CANARY", CANARY);
+        let mut command = kiln(&self.workspace(), args);
+        command.env("KILN_CANARY", CANARY);
         command
     }
 
@@ -61,33 +52,13 @@ impl Fixture {
     }
 }
 
-struct Run {
-    output: Output,
-    elapsed: Duration,
+/// Assertions about a contained attack.
+trait Contained {
+    fn contained(&self, message: &str, leak: &str);
+    fn succeeded(&self) -> String;
 }
 
-impl Run {
-    fn of(mut command: Command) -> Run {
-        let started = Instant::now();
-        let output = command.output().unwrap();
-        Run {
-            output,
-            elapsed: started.elapsed(),
-        }
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    fn all(&self) -> String {
-        self.stdout() + &self.stderr()
-    }
-
+impl Contained for Run {
     /// The step failed with `message` in its last line, and `leak` is
     /// nowhere in the output.
     fn contained(&self, message: &str, leak: &str) {
@@ -106,7 +77,7 @@ impl Run {
     }
 
     fn succeeded(&self) -> String {
-        assert!(self.output.status.success(), "step failed:\n{}", self.all());
+        self.ok();
         self.stdout()
     }
 }

@@ -1,0 +1,82 @@
+//! Helpers shared by the end-to-end tests: the `kiln` binary, the test
+//! plugins, and captured runs.
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The `kiln` binary under test.
+pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+/// The hostile test plugin.
+pub fn hostile() -> PathBuf {
+    Path::new(env!("KILN_TEST_PLUGIN_DIR")).join("kiln_test_hostile.wasm")
+}
+
+/// `kiln ARGS` in `dir`, with a shared test compile cache and none of the
+/// GitLab variables of the machine running the tests.
+pub fn kiln(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(KILN);
+    command.args(args).current_dir(dir).env(
+        "KILN_CACHE_DIR",
+        std::env::temp_dir().join("kiln-test-cache"),
+    );
+    for name in [
+        "CI_COMMIT_SHA",
+        "CI_COMMIT_SHORT_SHA",
+        "CI_COMMIT_REF_NAME",
+        "CI_REGISTRY_PASSWORD",
+        "CI_JOB_TOKEN",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// A finished command, timed.
+pub struct Run {
+    /// What it printed and how it exited.
+    pub output: Output,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Run `command` to completion.
+    pub fn of(mut command: Command) -> Run {
+        let started = Instant::now();
+        let output = command.output().unwrap();
+        Run {
+            output,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// The exit code.
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Standard output.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Standard error.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Both.
+    pub fn all(&self) -> String {
+        self.stdout() + &self.stderr()
+    }
+
+    /// Assert success; returns everything printed.
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code(), Some(0), "kiln failed:\n{}", self.all());
+        self.all()
+    }
+}
