@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Built-in plugins: name users type, cargo package, wasm file name.
-const BUILTINS: &[(&str, &str)] = &[("hello", "kiln-plugin-hello")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("hello", "kiln-plugin-hello"),
+    ("registry", "kiln-plugin-registry"),
+];
 
 /// Guest crates the tests need but that are not shipped in the binary.
 const TEST_PLUGINS: &[&str] = &["kiln-test-hostile"];

@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::credentials;
 use crate::export;
 use crate::inputs::display;
 use crate::pipeline::Pipeline;
 use crate::plugins::{self, PluginRef};
-use crate::policy::{ProcessEnv, StepDirs, StepGrant};
+use crate::policy::{HostPattern, ProcessEnv, StepDirs, StepGrant, ValueSource};
 use crate::runtime::{CapabilityKind, PluginInfo, Runtime, RuntimeConfig, StepFailure, ValueKind};
 use crate::scheduler::{self, RunOptions};
 use crate::step::{self, StepRequest};
@@ -236,12 +237,8 @@ pub async fn step(args: StepArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
     let request = StepRequest {
-        name: name.clone(),
+        name,
         plugin,
         inputs: args.inputs,
         grant: args.grant,
@@ -249,44 +246,47 @@ pub async fn step(args: StepArgs) -> ExitCode {
         needs: Vec::new(),
         masked: Default::default(),
     };
+    run_one(request, &ProcessEnv, args.json).await
+}
+
+/// Run one step request and print its outputs or its failure.
+async fn run_one(request: StepRequest, values: &dyn ValueSource, json: bool) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let name = request.name.clone();
     let started = Instant::now();
-    let result = step::run(&runtime, &request, reporter(args.json), &ProcessEnv).await;
+    let result = step::run(&runtime, &request, reporter(json), values).await;
     let duration_ms = started.elapsed().as_millis();
-    match result {
-        Ok(outputs) => {
-            if args.json {
-                JsonReporter::emit(&StepResultEvent {
-                    step: &name,
-                    ok: true,
-                    outputs: Some(
-                        outputs
-                            .iter()
-                            .map(|o| (o.name.as_str(), display(&o.value)))
-                            .collect(),
-                    ),
-                    error: None,
-                    duration_ms,
-                });
-            } else {
-                for output in &outputs {
-                    println!("{}={}", output.name, display(&output.value));
-                }
-            }
-            ExitCode::SUCCESS
+    let (outputs, error) = match &result {
+        Ok(outputs) => (Some(outputs), None),
+        Err(failure) => (None, Some(failure)),
+    };
+    if json {
+        JsonReporter::emit(&StepResultEvent {
+            step: &name,
+            ok: error.is_none(),
+            outputs: outputs.map(|o| {
+                o.iter()
+                    .map(|o| (o.name.as_str(), display(&o.value)))
+                    .collect()
+            }),
+            error: error.map(ToString::to_string),
+            duration_ms,
+        });
+    } else if let Some(outputs) = outputs {
+        for output in outputs {
+            println!("{}={}", output.name, display(&output.value));
         }
-        Err(failure) => {
-            if args.json {
-                JsonReporter::emit(&StepResultEvent {
-                    step: &name,
-                    ok: false,
-                    outputs: None,
-                    error: Some(failure.to_string()),
-                    duration_ms,
-                });
-            } else {
+    }
+    match error {
+        None => ExitCode::SUCCESS,
+        Some(failure) => {
+            if !json {
                 eprintln!("kiln: step {name} {failure}");
             }
-            fail(&failure)
+            fail(failure)
         }
     }
 }
@@ -374,6 +374,223 @@ pub fn export_gitlab(file: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("kiln: {e}");
             ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The registry host of an image reference, by docker's rules: the first
+/// path component when it looks like a host, Docker Hub otherwise. The
+/// plugin parses the reference fully; the host needs the registry only to
+/// grant it.
+fn registry_host(reference: &str) -> String {
+    let name = reference.split('@').next().unwrap_or_default();
+    match name.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_owned(),
+        _ => "registry-1.docker.io".to_owned(),
+    }
+}
+
+/// Options shared by `kiln login`, `push` and `pull`.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Plain HTTP for a registry that is not on loopback.
+    pub insecure: bool,
+    /// JSON events instead of human output.
+    pub json: bool,
+}
+
+/// A step of the built-in `registry` plugin, granted `host` by name.
+fn registry_request(
+    host: &str,
+    inputs: Vec<(String, String)>,
+    grant: StepGrant,
+    options: &RegistryOptions,
+    scratch: &Path,
+) -> Result<StepRequest, String> {
+    let pattern: HostPattern = host.parse().map_err(|e| format!("{e}"))?;
+    let mut inputs = inputs;
+    inputs.push(("insecure".into(), options.insecure.to_string()));
+    Ok(StepRequest {
+        name: "registry".into(),
+        plugin: PluginRef::parse("registry").map_err(|e| e.to_string())?,
+        inputs,
+        grant: StepGrant {
+            net: vec![pattern],
+            ..grant
+        },
+        dirs: StepDirs {
+            workspace: scratch.to_owned(),
+            output: scratch.to_owned(),
+            mounts: Vec::new(),
+        },
+        needs: Vec::new(),
+        masked: Default::default(),
+    })
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kiln: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `kiln push LAYOUT REF`: push an OCI image layout.
+pub async fn push(
+    layout: &Path,
+    reference: &str,
+    digest_file: Option<&Path>,
+    options: RegistryOptions,
+) -> ExitCode {
+    let Ok(layout) = layout.canonicalize() else {
+        return usage(format!(
+            "{}: no such image layout directory",
+            layout.display()
+        ));
+    };
+    let mut inputs = vec![
+        ("operation".to_owned(), "push".to_owned()),
+        ("reference".to_owned(), reference.to_owned()),
+        ("layout".to_owned(), layout.display().to_string()),
+    ];
+    let mut grant = StepGrant {
+        read: vec![layout],
+        ..StepGrant::default()
+    };
+    if let Some(file) = digest_file {
+        let (dir, name) = match (
+            file.parent().filter(|p| !p.as_os_str().is_empty()),
+            file.file_name(),
+        ) {
+            (dir, Some(name)) => (dir.unwrap_or(Path::new(".")), name),
+            _ => return usage(format!("--digest-file {}: not a file name", file.display())),
+        };
+        let Ok(dir) = dir.canonicalize() else {
+            return usage(format!(
+                "--digest-file {}: its directory does not exist",
+                file.display()
+            ));
+        };
+        inputs.push(("digest-file".into(), dir.join(name).display().to_string()));
+        grant.write.push(dir);
+    }
+    let Ok(scratch) = tempfile::tempdir() else {
+        return usage("cannot create a scratch directory");
+    };
+    match registry_request(
+        &registry_host(reference),
+        inputs,
+        grant,
+        &options,
+        scratch.path(),
+    ) {
+        Ok(request) => run_one(request, &ProcessEnv, options.json).await,
+        Err(message) => usage(message),
+    }
+}
+
+/// `kiln pull REF LAYOUT`: pull an image into an OCI image layout.
+pub async fn pull(
+    reference: &str,
+    layout: &Path,
+    platform: &str,
+    options: RegistryOptions,
+) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(layout) {
+        return usage(format!("{}: {e}", layout.display()));
+    }
+    let Ok(layout) = layout.canonicalize() else {
+        return usage(format!("{}: cannot resolve", layout.display()));
+    };
+    let inputs = vec![
+        ("operation".to_owned(), "pull".to_owned()),
+        ("reference".to_owned(), reference.to_owned()),
+        ("layout".to_owned(), layout.display().to_string()),
+        ("platform".to_owned(), platform.to_owned()),
+    ];
+    let grant = StepGrant {
+        write: vec![layout],
+        ..StepGrant::default()
+    };
+    let Ok(scratch) = tempfile::tempdir() else {
+        return usage("cannot create a scratch directory");
+    };
+    match registry_request(
+        &registry_host(reference),
+        inputs,
+        grant,
+        &options,
+        scratch.path(),
+    ) {
+        Ok(request) => run_one(request, &ProcessEnv, options.json).await,
+        Err(message) => usage(message),
+    }
+}
+
+/// The process environment, plus the credentials being logged in with.
+struct LoginValues {
+    secret_name: String,
+    secret: String,
+}
+
+impl ValueSource for LoginValues {
+    fn get(&self, name: &str) -> Option<String> {
+        if name == self.secret_name {
+            Some(self.secret.clone())
+        } else {
+            ProcessEnv.get(name)
+        }
+    }
+}
+
+/// `kiln login REGISTRY -u USER --password-stdin`: check the credentials
+/// against the registry, then store them as `docker login` does.
+pub async fn login(
+    registry: &str,
+    username: &str,
+    password: &str,
+    options: RegistryOptions,
+) -> ExitCode {
+    let host = registry
+        .split_once("://")
+        .map_or(registry, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_owned();
+    let credential = credentials::Credential::Basic {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    };
+    let values = LoginValues {
+        secret_name: credentials::secret_name(&host),
+        secret: credential.to_secret(),
+    };
+    let inputs = vec![
+        ("operation".to_owned(), "login".to_owned()),
+        ("reference".to_owned(), host.clone()),
+    ];
+    let Ok(scratch) = tempfile::tempdir() else {
+        return usage("cannot create a scratch directory");
+    };
+    let request = match registry_request(
+        &host,
+        inputs,
+        StepGrant::default(),
+        &options,
+        scratch.path(),
+    ) {
+        Ok(request) => request,
+        Err(message) => return usage(message),
+    };
+    let code = run_one(request, &values, options.json).await;
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    match credentials::store(&host, username, password, &ProcessEnv) {
+        Ok(path) => {
+            eprintln!("Login Succeeded (credentials stored in {})", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kiln: the credentials work but could not be stored: {e}");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }

@@ -3,7 +3,8 @@
 //! The parts, in the order data flows through them:
 //! - [`plugins`]: where a step's component comes from (built-in or file);
 //! - [`inputs`]: checking inputs against the plugin's `describe()`;
-//! - [`policy`]: the one place a step's grant becomes a sandbox;
+//! - [`policy`]: the one place a step's grant becomes a sandbox, with
+//!   [`credentials`] it offers to registry hosts;
 //! - [`runtime`]: the wasmtime engine, component cache and per-step store;
 //! - [`host_api`]: the host side of the `kiln:plugin` interfaces;
 //! - [`ui`]: what the host prints, masked;
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod commands;
+pub mod credentials;
 pub mod export;
 pub mod host_api;
 pub mod inputs;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kiln::commands::{self, RunArgs, StepArgs};
+use std::io::Read;
+
+use kiln::commands::{self, RegistryOptions, RunArgs, StepArgs};
 use kiln::policy::{HostPattern, MemorySize, StepGrant, Timeout};
 use kiln::scheduler::RunOptions;
 
@@ -27,6 +29,43 @@ enum Command {
     Step(Box<StepCli>),
     /// Run a pipeline file.
     Run(RunCli),
+    /// Check credentials against a registry and store them like `docker login`.
+    Login {
+        /// The registry host, e.g. registry.example.com:5000.
+        registry: String,
+        /// The user name.
+        #[arg(long, short = 'u')]
+        username: String,
+        /// Read the password from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        options: RegistryCli,
+    },
+    /// Push an OCI image layout to a registry.
+    Push {
+        /// The OCI image layout directory.
+        layout: PathBuf,
+        /// Where to push: REGISTRY/REPOSITORY[:TAG].
+        reference: String,
+        /// Write the pushed manifest digest to this file.
+        #[arg(long, value_name = "FILE")]
+        digest_file: Option<PathBuf>,
+        #[command(flatten)]
+        options: RegistryCli,
+    },
+    /// Pull an image into an OCI image layout (only the blobs it lacks).
+    Pull {
+        /// What to pull: REGISTRY/REPOSITORY[:TAG][@DIGEST].
+        reference: String,
+        /// The OCI image layout directory (created if missing).
+        layout: PathBuf,
+        /// The platform to pick from a multi-platform image.
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
+        #[command(flatten)]
+        options: RegistryCli,
+    },
     /// Translate a pipeline file for another CI system.
     Export {
         #[command(subcommand)]
@@ -42,6 +81,25 @@ enum ExportTarget {
         #[arg(default_value = "kiln.yml")]
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct RegistryCli {
+    /// Use plain HTTP (loopback registries always may).
+    #[arg(long)]
+    insecure: bool,
+    /// Print one JSON event per line instead of human output.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RegistryCli {
+    fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure,
+            json: self.json,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -154,6 +212,40 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Login {
+            registry,
+            username,
+            password_stdin: _,
+            options,
+        } => {
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut password) {
+                eprintln!("kiln: reading the password from standard input: {e}");
+                return ExitCode::from(commands::EXIT_USAGE);
+            }
+            let password = password.trim_end_matches(['\n', '\r']);
+            commands::login(&registry, &username, password, options.options()).await
+        }
+        Command::Push {
+            layout,
+            reference,
+            digest_file,
+            options,
+        } => {
+            commands::push(
+                &layout,
+                &reference,
+                digest_file.as_deref(),
+                options.options(),
+            )
+            .await
+        }
+        Command::Pull {
+            reference,
+            layout,
+            platform,
+            options,
+        } => commands::pull(&reference, &layout, &platform, options.options()).await,
         Command::Export {
             target: ExportTarget::Gitlab { file },
         } => commands::export_gitlab(&file),

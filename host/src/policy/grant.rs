@@ -214,6 +214,13 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// `host[:port]` when the pattern names one host exactly.
+    pub fn exact_authority(&self) -> Option<String> {
+        matches!(self.host, HostName::Exact(_)).then(|| self.to_string())
+    }
+}
+
 /// Split `authority` (`host`, `host:port`, `[v6]:port`) into a lowercase
 /// host without brackets and an optional port.
 pub fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {

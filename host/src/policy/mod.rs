@@ -24,6 +24,7 @@ pub use grant::{
 pub use memory::{MemoryCap, MemoryCapExceeded};
 pub use net::{OutboundHttp, Refusal, is_public};
 
+use crate::credentials;
 use crate::host_api::GuestOutput;
 use crate::ui::{Level, StepLog};
 
@@ -126,7 +127,16 @@ impl Sandbox {
                 .ok_or_else(|| PolicyError::SecretNotSet(name.clone()))?;
             secrets.insert(name.clone(), value);
         }
-        let masked: Vec<&str> = secrets.values().map(String::as_str).collect();
+        let mut masked: Vec<String> = secrets.values().cloned().collect();
+        // Registry credentials go to the hosts granted by name, and only
+        // to them, as the secret `registry-auth:HOST`.
+        for host in grant.net.iter().filter_map(HostPattern::exact_authority) {
+            if let Some(credential) = credentials::resolve(&host, values) {
+                masked.extend(credential.sensitive());
+                secrets.insert(credentials::secret_name(&host), credential.to_secret());
+            }
+        }
+        let masked: Vec<&str> = masked.iter().map(String::as_str).collect();
         let log = make_log(&masked);
 
         let mut wasi = WasiCtxBuilder::new();

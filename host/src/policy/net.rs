@@ -7,7 +7,7 @@
 //! made.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::uri::Scheme;
 use http_body_util::BodyExt;
@@ -27,8 +27,12 @@ type ResponseFuture = Box<
 >;
 
 /// The step's outbound HTTP policy.
+///
+/// A granted registry may delegate authentication: when it answers 401
+/// with a Bearer `realm`, the realm's host becomes reachable for the rest
+/// of the step, as docker does. Nothing else widens the grant.
 pub struct OutboundHttp {
-    allowed: Arc<[HostPattern]>,
+    allowed: Arc<Mutex<Vec<HostPattern>>>,
     log: Arc<StepLog>,
 }
 
@@ -36,10 +40,23 @@ impl OutboundHttp {
     /// A policy allowing exactly `allowed`; denials are reported on `log`.
     pub fn new(allowed: Vec<HostPattern>, log: Arc<StepLog>) -> Self {
         OutboundHttp {
-            allowed: allowed.into(),
+            allowed: Arc::new(Mutex::new(allowed)),
             log,
         }
     }
+}
+
+/// The `realm` URL's `host[:port]` in a Bearer challenge, if any.
+fn bearer_realm_authority(header: &str) -> Option<String> {
+    let lower = header.to_ascii_lowercase();
+    let start = lower.find("bearer")?;
+    let realm = lower[start..].find("realm=")? + start + "realm=".len();
+    let value = header[realm..].trim_start_matches('"');
+    let end = value.find(['"', ',']).unwrap_or(value.len());
+    let url = &value[..end];
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    (!authority.is_empty()).then(|| authority.to_owned())
 }
 
 /// Why a request was refused, for the host's log line.
@@ -127,8 +144,9 @@ impl WasiHttpHooks for OutboundHttp {
                 .authority()
                 .map(|a| a.as_str().to_owned())
                 .unwrap_or_default();
+            let patterns = allowed.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let verdict = match split_authority(&authority) {
-                Some((host, port)) => check(&allowed, &host, port.unwrap_or(default_port)).await,
+                Some((host, port)) => check(&patterns, &host, port.unwrap_or(default_port)).await,
                 None => Err(Refusal::NoHost),
             };
             if let Err(refusal) = verdict {
@@ -146,6 +164,28 @@ impl WasiHttpHooks for OutboundHttp {
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            if response.status() == http::StatusCode::UNAUTHORIZED {
+                let realms = response
+                    .headers()
+                    .get_all(http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter_map(bearer_realm_authority);
+                for realm in realms {
+                    if let Ok(pattern) = realm.parse::<HostPattern>() {
+                        let mut allowed = allowed.lock().unwrap_or_else(|e| e.into_inner());
+                        if !allowed.contains(&pattern) {
+                            log.host(
+                                Level::Debug,
+                                &format!(
+                                    "{authority} delegates authentication to {realm}; allowing it"
+                                ),
+                            );
+                            allowed.push(pattern);
+                        }
+                    }
+                }
+            }
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -181,6 +221,15 @@ mod tests {
             check(&[], "example.com", 443).await,
             Err(Refusal::NotGranted)
         );
+    }
+
+    #[test]
+    fn finds_the_bearer_realm() {
+        assert_eq!(
+            bearer_realm_authority(r#"Bearer realm="http://127.0.0.1:5001/token",service="r""#),
+            Some("127.0.0.1:5001".to_owned())
+        );
+        assert_eq!(bearer_realm_authority(r#"Basic realm="x""#), None);
     }
 
     #[test]

@@ -322,7 +322,7 @@ impl Runtime {
         }
         Err(match error.downcast_ref::<Trap>() {
             Some(trap) => StepFailure::Trapped(format!(
-                "wasm trap: {trap} (a panic or abort; its message, if any, is in the step's output above)"
+                "{trap} (a panic or abort; its message, if any, is in the step's output above)"
             )),
             None => StepFailure::Setup(log.mask().apply(&one_line(&error))),
         })

@@ -50,6 +50,11 @@ impl Inputs {
         }
     }
 
+    /// A guest-path input that may be absent.
+    pub fn optional_path(&self, name: &str) -> Result<Option<String>, StepError> {
+        self.get(name).map(|_| self.path(name)).transpose()
+    }
+
     /// A guest-path input.
     pub fn path(&self, name: &str) -> Result<String, StepError> {
         match self.get(name) {

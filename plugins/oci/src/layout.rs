@@ -1,0 +1,223 @@
+//! The OCI image layout on disk: `oci-layout`, `index.json` and
+//! `blobs/<algorithm>/<encoded>` — kiln's hand-off format between steps.
+//!
+//! Blobs are written to a temporary file, hashed as they are written, and
+//! renamed into place only when their digest is right. `oci-layout` and
+//! `index.json` are written last, each by rename, so an interrupted write
+//! never leaves a layout that looks complete.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndex};
+
+use crate::OciError;
+use crate::error::io;
+use kiln_sdk::digest::Sha256;
+
+/// The `oci-layout` file's contents.
+const LAYOUT_MARKER: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An image layout directory.
+#[derive(Debug, Clone)]
+pub struct ImageLayout {
+    root: PathBuf,
+}
+
+impl ImageLayout {
+    /// Open an existing layout; refuses a directory without `oci-layout`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ImageLayout, OciError> {
+        let root = root.into();
+        let marker = root.join("oci-layout");
+        let text = std::fs::read_to_string(&marker).map_err(|e| {
+            OciError::Invalid(format!(
+                "{} is not an OCI image layout (no readable oci-layout file: {e})",
+                root.display()
+            ))
+        })?;
+        let version: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| OciError::Invalid(format!("{}: {e}", marker.display())))?;
+        if version["imageLayoutVersion"] != "1.0.0" {
+            return Err(OciError::Invalid(format!(
+                "{}: unsupported imageLayoutVersion {}",
+                marker.display(),
+                version["imageLayoutVersion"]
+            )));
+        }
+        Ok(ImageLayout { root })
+    }
+
+    /// Open the layout at `root`, or prepare an empty one there. Nothing
+    /// marks it complete until [`ImageLayout::commit`].
+    pub fn open_or_create(root: impl Into<PathBuf>) -> Result<ImageLayout, OciError> {
+        let root = root.into();
+        if root.join("oci-layout").exists() {
+            return ImageLayout::open(root);
+        }
+        let blobs = root.join("blobs").join("sha256");
+        std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+        Ok(ImageLayout { root })
+    }
+
+    /// The layout directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `index.json`, or an empty index for a layout not yet committed.
+    pub fn index(&self) -> Result<ImageIndex, OciError> {
+        let path = self.root.join("index.json");
+        if !path.exists() && !self.root.join("oci-layout").exists() {
+            return Ok(ImageIndex::default());
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            OciError::Invalid(format!("{}: not an OCI image index: {e}", path.display()))
+        })
+    }
+
+    /// Where the blob with `digest` lives.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, OciError> {
+        let (algorithm, encoded) = digest
+            .split_once(':')
+            .filter(|(a, e)| {
+                !a.is_empty() && !e.is_empty() && !e.contains(['/', '.']) && !a.contains(['/', '.'])
+            })
+            .ok_or_else(|| OciError::Invalid(format!("malformed digest `{digest}`")))?;
+        Ok(self.root.join("blobs").join(algorithm).join(encoded))
+    }
+
+    /// Whether the blob of `descriptor` is present with the right size.
+    pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
+        self.blob_path(&descriptor.digest().to_string())
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .is_some_and(|m| m.len() == descriptor.size())
+    }
+
+    /// Open a blob for reading (its size is checked, its digest is not:
+    /// readers that hand the bytes on let the receiver check them).
+    pub fn open_blob(&self, descriptor: &Descriptor) -> Result<File, OciError> {
+        let path = self.blob_path(&descriptor.digest().to_string())?;
+        let file = File::open(&path).map_err(io(&path))?;
+        let size = file.metadata().map_err(io(&path))?.len();
+        if size != descriptor.size() {
+            return Err(OciError::Invalid(format!(
+                "{} has {size} bytes but its descriptor says {}",
+                path.display(),
+                descriptor.size()
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Read a small blob (a manifest or config) whole, verifying its digest.
+    pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, OciError> {
+        let mut bytes = Vec::new();
+        let path = self.blob_path(&descriptor.digest().to_string())?;
+        self.open_blob(descriptor)?
+            .read_to_end(&mut bytes)
+            .map_err(io(&path))?;
+        verify(
+            &path.display().to_string(),
+            &bytes,
+            &descriptor.digest().to_string(),
+        )?;
+        Ok(bytes)
+    }
+
+    /// Write `bytes` as a blob; returns its digest.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<String, OciError> {
+        let digest = kiln_sdk::digest::sha256_oci(bytes);
+        self.store_blob(&mut &bytes[..], Some(&digest))
+            .map(|(d, _)| d)
+    }
+
+    /// Stream `reader` into a blob, hashing on the way. When `expected` is
+    /// given, a different digest is an error and nothing is stored.
+    /// Returns the digest and size.
+    pub fn store_blob(
+        &self,
+        reader: &mut impl Read,
+        expected: Option<&str>,
+    ) -> Result<(String, u64), OciError> {
+        let dir = self.root.join("blobs").join("sha256");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let staging = dir.join(format!(".incoming-{}", unique_suffix()));
+        let result = (|| {
+            let mut file = File::create(&staging).map_err(io(&staging))?;
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = match reader.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io(&staging)(e)),
+                };
+                hasher.update(&buffer[..n]);
+                file.write_all(&buffer[..n]).map_err(io(&staging))?;
+                size += n as u64;
+            }
+            file.sync_all().map_err(io(&staging))?;
+            let digest = hasher.finish_oci();
+            if let Some(expected) = expected
+                && expected != digest
+            {
+                return Err(OciError::DigestMismatch {
+                    what: format!("blob {expected}"),
+                    expected: expected.to_owned(),
+                    actual: digest,
+                });
+            }
+            let target = self.blob_path(&digest)?;
+            std::fs::rename(&staging, &target).map_err(io(&target))?;
+            Ok((digest, size))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&staging);
+        }
+        result
+    }
+
+    /// Write `index` as `index.json` (and `oci-layout`), by rename: the
+    /// layout is complete only after this.
+    pub fn commit(&self, index: &ImageIndex) -> Result<(), OciError> {
+        write_atomically(&self.root.join("oci-layout"), LAYOUT_MARKER.as_bytes())?;
+        let json = serde_json::to_vec(index).map_err(|e| OciError::Invalid(e.to_string()))?;
+        write_atomically(&self.root.join("index.json"), &json)
+    }
+}
+
+/// Check that `bytes` hash to `digest`.
+pub fn verify(what: &str, bytes: &[u8], digest: &str) -> Result<(), OciError> {
+    let actual = kiln_sdk::digest::sha256_oci(bytes);
+    if actual == digest {
+        Ok(())
+    } else {
+        Err(OciError::DigestMismatch {
+            what: what.to_owned(),
+            expected: digest.to_owned(),
+            actual,
+        })
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
+    let staging = path.with_extension(format!("incoming-{}", unique_suffix()));
+    std::fs::write(&staging, bytes).map_err(io(&staging))?;
+    std::fs::rename(&staging, path).map_err(io(path))
+}
+
+/// A name unlikely to collide with a concurrent writer's (WASI has no
+/// process id; the clock and a counter suffice within one layout).
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{count}", now.as_nanos())
+}

@@ -1,0 +1,209 @@
+//! Image references: `[registry/]repository[:tag][@digest]`, with Docker's
+//! defaults and the distribution spec's name and tag grammar.
+
+use std::fmt;
+
+/// Docker Hub's name in references, and the host its API lives on.
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// A parsed image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// `host[:port]` of the registry as written (Docker Hub: `docker.io`).
+    pub registry: String,
+    /// The repository path, e.g. `group/app`.
+    pub repository: String,
+    /// The tag, if any.
+    pub tag: Option<String>,
+    /// The digest (`sha256:…`), if any.
+    pub digest: Option<String>,
+}
+
+/// Why a reference is not valid; the message says what is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceError(pub String);
+
+impl fmt::Display for ReferenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Reference {
+    /// Parse `text`.
+    pub fn parse(text: &str) -> Result<Reference, ReferenceError> {
+        let bad = |why: &str| ReferenceError(format!("invalid image reference `{text}`: {why}"));
+        let (rest, digest) = match text.split_once('@') {
+            Some((rest, digest)) => {
+                validate_digest(digest).map_err(|w| bad(&w))?;
+                (rest, Some(digest.to_owned()))
+            }
+            None => (text, None),
+        };
+        let (name, tag) = match rest.rfind(':') {
+            Some(colon) if !rest[colon..].contains('/') => {
+                (&rest[..colon], Some(rest[colon + 1..].to_owned()))
+            }
+            _ => (rest, None),
+        };
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first.to_owned(), rest.to_owned())
+            }
+            _ => (DOCKER_HUB.to_owned(), name.to_owned()),
+        };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        validate_repository(&repository).map_err(|w| bad(&w))?;
+        if let Some(tag) = &tag {
+            validate_tag(tag).map_err(|w| bad(&w))?;
+        }
+        if registry.len() + 1 + repository.len() > 255 {
+            return Err(bad(
+                "registry and repository together exceed 255 characters",
+            ));
+        }
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// The host the registry API answers on (`registry-1.docker.io` for
+    /// Docker Hub).
+    pub fn api_host(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.registry
+        }
+    }
+
+    /// What to ask for in `/manifests/<reference>`: the digest if given,
+    /// else the tag, else `latest`.
+    pub fn manifest_reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Repository names: `/`-separated components of `[a-z0-9]` runs joined by
+/// `.`, `_`, `__` or runs of `-`.
+pub fn validate_repository(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the repository name is empty".into());
+    }
+    for component in name.split('/') {
+        let bytes = component.as_bytes();
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let mut ok = !bytes.is_empty() && alnum(bytes[0]) && alnum(bytes[bytes.len() - 1]);
+        let mut i = 0;
+        while ok && i < bytes.len() {
+            if alnum(bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && !alnum(bytes[i]) {
+                i += 1;
+            }
+            let sep = &component[start..i];
+            ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        }
+        if !ok {
+            return Err(format!(
+                "repository component `{component}` must be lowercase letters and digits, joined by `.`, `_`, `__` or `-`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Tags: up to 128 characters, `[A-Za-z0-9_]` then `[A-Za-z0-9._-]`.
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if tag.len() <= 128
+        && first_ok
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "tag `{tag}` must be 1-128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+        ))
+    }
+}
+
+/// Digests: `algorithm:encoded`; sha256 is checked strictly.
+pub fn validate_digest(digest: &str) -> Result<(), String> {
+    match digest.split_once(':') {
+        Some(("sha256", hex))
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        Some((algorithm, encoded))
+            if algorithm != "sha256" && !algorithm.is_empty() && !encoded.is_empty() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "digest `{digest}` must be sha256: followed by 64 lowercase hex digits"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_style_references() {
+        let r = Reference::parse("127.0.0.1:5000/group/app:1.0").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "group/app", Some("1.0"))
+        );
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!(
+            (r.api_host(), r.repository.as_str(), r.manifest_reference()),
+            ("registry-1.docker.io", "library/busybox", "latest")
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let r = Reference::parse(&format!("localhost:5000/app@{digest}")).unwrap();
+        assert_eq!(r.manifest_reference(), digest);
+        assert_eq!(r.to_string(), format!("localhost:5000/app@{digest}"));
+        for bad in ["Upper/case", "app:-tag", "app@sha256:short", "a//b", "app:"] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+        assert!(validate_repository("a.b_c__d---e/f").is_ok());
+        assert!(validate_repository("a..b").is_err());
+    }
+}

@@ -1,0 +1,465 @@
+//! A registry client over `wasi:http`, following the distribution spec's
+//! client checklist: ping, Basic and Bearer authentication driven by
+//! `WWW-Authenticate`, redirects that never carry credentials to another
+//! host, and bounded retries with backoff on 429, 5xx and lost connections.
+
+pub mod auth;
+mod pull;
+mod push;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kiln_sdk::http::{HttpError, Request, Response};
+
+pub use auth::Credential;
+use auth::{Challenge, TokenResponse, form_escape, parse_challenges};
+pub use pull::{PullReport, pull};
+pub use push::{PushReport, REF_NAME, push, root_descriptor};
+
+use crate::OciError;
+
+/// Attempts of one request before giving up on 429, 5xx or a lost
+/// connection.
+const MAX_ATTEMPTS: u32 = 4;
+/// First backoff; doubled each retry.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+/// Largest body read into memory (manifests, errors, tokens).
+pub const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// The manifest media types kiln accepts, for `Accept`.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A request body that can be sent again on retry.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// No body.
+    Empty,
+    /// Bytes in memory (manifests).
+    Bytes(Vec<u8>),
+    /// A file (blobs), reopened for every attempt.
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+}
+
+/// One request to the registry, before authentication.
+#[derive(Debug, Clone)]
+pub struct Call {
+    method: &'static str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Payload,
+    /// What is being done, for error messages.
+    operation: String,
+}
+
+impl Call {
+    /// A request with no body.
+    pub fn new(method: &'static str, url: String, operation: impl Into<String>) -> Call {
+        Call {
+            method,
+            url,
+            headers: Vec::new(),
+            body: Payload::Empty,
+            operation: operation.into(),
+        }
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Call {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Set the body.
+    pub fn body(mut self, body: Payload) -> Call {
+        self.body = body;
+        self
+    }
+}
+
+/// A client for one registry host.
+pub struct Registry {
+    host: String,
+    scheme: &'static str,
+    credential: Option<Credential>,
+    /// `Authorization` values by token scope; `""` holds Basic.
+    authorizations: HashMap<String, String>,
+}
+
+/// Whether `host` is a loopback name, which may use plain HTTP.
+fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.starts_with("127.") || name == "::1" || name.ends_with(".localhost")
+}
+
+impl Registry {
+    /// A client for `host` (`name[:port]`). Plain HTTP is used when
+    /// `insecure` or the host is loopback; HTTPS otherwise.
+    pub fn new(host: &str, insecure: bool, credential: Option<Credential>) -> Registry {
+        Registry {
+            host: host.to_owned(),
+            scheme: if insecure || is_loopback(host) {
+                "http"
+            } else {
+                "https"
+            },
+            credential,
+            authorizations: HashMap::new(),
+        }
+    }
+
+    /// The host this client talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `scheme://host/v2/` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}/v2/{path}", self.scheme, self.host)
+    }
+
+    /// Resolve a `Location` header against the URL it answered.
+    pub fn resolve(&self, base: &str, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return location.to_owned();
+        }
+        let origin_end = base
+            .find("://")
+            .and_then(|s| base[s + 3..].find('/').map(|p| s + 3 + p))
+            .unwrap_or(base.len());
+        if location.starts_with('/') {
+            return format!("{}{location}", &base[..origin_end]);
+        }
+        let path = &base[..base.find('?').unwrap_or(base.len())];
+        let dir = &path[..path.rfind('/').map_or(path.len(), |i| i + 1)];
+        format!("{dir}{location}")
+    }
+
+    /// Check that the registry speaks the API and accepts our credentials.
+    pub fn login(&mut self) -> Result<(), OciError> {
+        let response = self.send(
+            Call::new("GET", self.url(""), "checking the credentials"),
+            &[],
+        )?;
+        match response.status() {
+            200 => Ok(()),
+            404 => Err(OciError::Invalid(format!(
+                "{} does not speak the registry API (GET /v2/ is 404)",
+                self.host
+            ))),
+            status => Err(self.refusal("checking the credentials", status, response)),
+        }
+    }
+
+    /// Send `call`, authenticating for `scopes` when challenged, following
+    /// redirects, and retrying on 429, 5xx and lost connections.
+    pub fn send(&mut self, call: Call, scopes: &[String]) -> Result<Response, OciError> {
+        let scope_key = scopes.join(" ");
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.send_following_redirects(&call, &scope_key);
+            let retry_after = match &result {
+                Err(OciError::Http(HttpError::Transport(_))) => None,
+                Ok(response) if response.status() == 429 || response.status() >= 500 => response
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok()),
+                _ => {
+                    let response = result?;
+                    if response.status() == 401 && !authenticated {
+                        let challenges = response
+                            .header("www-authenticate")
+                            .map(parse_challenges)
+                            .unwrap_or_default();
+                        self.authenticate(&challenges, scopes, &scope_key)?;
+                        authenticated = true;
+                        attempt -= 1;
+                        continue;
+                    }
+                    if response.status() == 401 {
+                        let detail = error_detail(response);
+                        return Err(OciError::AuthenticationFailed {
+                            registry: self.host.clone(),
+                            detail,
+                        });
+                    }
+                    return Ok(response);
+                }
+            };
+            if attempt >= MAX_ATTEMPTS {
+                return match result {
+                    Ok(response) => {
+                        let status = response.status();
+                        Err(self.refusal(&call.operation, status, response))
+                    }
+                    Err(error) => Err(error),
+                };
+            }
+            let backoff = match retry_after {
+                Some(seconds) => Duration::from_secs(seconds).min(MAX_RETRY_AFTER),
+                None => FIRST_BACKOFF * 2u32.pow(attempt - 1),
+            };
+            kiln_sdk::warn!(
+                "{}: retrying in {:?} (attempt {attempt} of {MAX_ATTEMPTS})",
+                call.operation,
+                backoff
+            );
+            std::thread::sleep(backoff);
+        }
+    }
+
+    fn send_following_redirects(&self, call: &Call, scope_key: &str) -> Result<Response, OciError> {
+        let mut url = call.url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = Request::new(call.method, &url);
+            for (name, value) in &call.headers {
+                request = request.header(name, value);
+            }
+            // Credentials go to the registry host only, never to a host a
+            // redirect points at.
+            if authority(&url) == self.host
+                && let Some(value) = self
+                    .authorizations
+                    .get(scope_key)
+                    .or_else(|| self.authorizations.get(""))
+            {
+                request = request.header("authorization", value);
+            }
+            request = match &call.body {
+                Payload::Empty => request.header("content-length", "0"),
+                Payload::Bytes(bytes) => request
+                    .header("content-length", bytes.len().to_string())
+                    .body(bytes.clone()),
+                Payload::File { path, len } => {
+                    let file = std::fs::File::open(path).map_err(crate::error::io(path))?;
+                    request
+                        .header("content-length", len.to_string())
+                        .body_reader(file)
+                }
+            };
+            let response = request.send()?;
+            let redirect = matches!(response.status(), 301 | 302 | 303 | 307 | 308);
+            if redirect
+                && matches!(call.method, "GET" | "HEAD")
+                && let Some(location) = response.header("location")
+            {
+                url = self.resolve(&url, location);
+                continue;
+            }
+            return Ok(response);
+        }
+        Err(OciError::Invalid(format!(
+            "{}: more than {MAX_REDIRECTS} redirects",
+            call.operation
+        )))
+    }
+
+    /// Answer a 401: Basic with our credentials, or a Bearer token from the
+    /// challenge's realm.
+    fn authenticate(
+        &mut self,
+        challenges: &[Challenge],
+        scopes: &[String],
+        scope_key: &str,
+    ) -> Result<(), OciError> {
+        let failed = |detail: &str| OciError::AuthenticationFailed {
+            registry: self.host.clone(),
+            detail: detail.to_owned(),
+        };
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let token = self.fetch_token(bearer, scopes)?;
+            self.authorizations
+                .insert(scope_key.to_owned(), format!("Bearer {token}"));
+            return Ok(());
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            let header = self
+                .credential
+                .as_ref()
+                .and_then(Credential::basic_header)
+                .ok_or_else(|| failed("the registry wants a username and password; run `kiln login` or set CI_REGISTRY_USER and CI_REGISTRY_PASSWORD"))?;
+            self.authorizations.insert(String::new(), header);
+            return Ok(());
+        }
+        Err(failed(
+            "the registry asked for credentials in a way kiln does not support",
+        ))
+    }
+
+    fn fetch_token(&self, challenge: &Challenge, scopes: &[String]) -> Result<String, OciError> {
+        let realm = challenge
+            .param("realm")
+            .ok_or_else(|| OciError::AuthenticationFailed {
+                registry: self.host.clone(),
+                detail: "the Bearer challenge has no realm".into(),
+            })?;
+        let realm = self.resolve(&self.url(""), realm);
+        let service = challenge.param("service");
+        let mut scope_list: Vec<String> = scopes.to_vec();
+        if scope_list.is_empty()
+            && let Some(scope) = challenge.param("scope")
+        {
+            scope_list.push(scope.to_owned());
+        }
+        let mut query = Vec::new();
+        if let Some(service) = service {
+            query.push(format!("service={}", form_escape(service)));
+        }
+        for scope in &scope_list {
+            query.push(format!("scope={}", form_escape(scope)));
+        }
+        let request = match &self.credential {
+            Some(Credential::IdentityToken { identitytoken }) => {
+                let mut form = query.clone();
+                form.push("grant_type=refresh_token".into());
+                form.push("client_id=kiln".into());
+                form.push(format!("refresh_token={}", form_escape(identitytoken)));
+                Request::new("POST", &realm)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form.join("&").into_bytes())
+            }
+            credential => {
+                let separator = if realm.contains('?') { '&' } else { '?' };
+                let mut request =
+                    Request::new("GET", &format!("{realm}{separator}{}", query.join("&")));
+                if let Some(header) = credential.as_ref().and_then(Credential::basic_header) {
+                    request = request.header("authorization", header);
+                }
+                request
+            }
+        };
+        let response = request.send()?;
+        let status = response.status();
+        if status != 200 {
+            let detail = error_detail(response);
+            return Err(OciError::AuthenticationFailed {
+                registry: self.host.clone(),
+                detail: format!("the token service answered {status} {detail}")
+                    .trim()
+                    .to_owned(),
+            });
+        }
+        let body = response.bytes(MAX_DOCUMENT)?;
+        serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| OciError::AuthenticationFailed {
+                registry: self.host.clone(),
+                detail: "the token service's answer has no token".into(),
+            })
+    }
+
+    /// The error for an unexpected status.
+    pub fn refusal(&self, operation: &str, status: u16, response: Response) -> OciError {
+        let detail = error_detail(response);
+        match status {
+            401 | 403 => OciError::AuthenticationFailed {
+                registry: self.host.clone(),
+                detail,
+            },
+            _ => OciError::Registry {
+                operation: operation.to_owned(),
+                status,
+                detail,
+            },
+        }
+    }
+}
+
+/// `host[:port]` of an absolute URL.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    &rest[..rest.find(['/', '?']).unwrap_or(rest.len())]
+}
+
+/// The `errors[].code: message` list of a registry error body, or the
+/// start of a body that is not one.
+fn error_detail(response: Response) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let body = response.bytes(64 * 1024).unwrap_or_default();
+    match serde_json::from_slice::<Errors>(&body) {
+        Ok(errors) => errors
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// Scope to pull from `repository`.
+pub fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+/// Scope to push to `repository`.
+pub fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
+
+/// `url` with `key=value` added to its query.
+pub fn with_query(url: &str, key: &str, value: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{key}={}", form_escape(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_locations_and_queries() {
+        let r = Registry::new("127.0.0.1:5000", false, None);
+        assert_eq!(
+            r.url("a/blobs/uploads/"),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/"
+        );
+        let base = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
+        assert_eq!(
+            r.resolve(base, "/v2/a/blobs/uploads/x?_state=s"),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=s"
+        );
+        assert_eq!(
+            r.resolve(base, "https://s3.example.com/b?sig=1"),
+            "https://s3.example.com/b?sig=1"
+        );
+        assert_eq!(
+            r.resolve(base, "x"),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/x"
+        );
+        assert_eq!(
+            with_query("http://h/u?_state=s", "digest", "sha256:ab"),
+            "http://h/u?_state=s&digest=sha256%3Aab"
+        );
+        assert_eq!(
+            Registry::new("registry.example.com", false, None).scheme,
+            "https"
+        );
+        assert_eq!(authority("https://h:1/x?y"), "h:1");
+    }
+}

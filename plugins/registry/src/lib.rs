@@ -1,0 +1,166 @@
+//! The `registry` step: `login` checks credentials against a registry,
+//! `push` sends an OCI image layout to `REGISTRY/REPO:TAG`, `pull` brings
+//! an image into a layout.
+//!
+//! Credentials never come from disk or the environment: the host resolves
+//! them (docker `config.json`, credential helpers, GitLab's `CI_REGISTRY*`)
+//! and offers them as the secret `registry-auth:HOST`, for a host the step
+//! is granted only.
+
+use kiln_oci::registry::{self, Credential, Registry};
+use kiln_oci::{ImageLayout, Reference};
+use kiln_sdk::{
+    CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
+    ValueKind, export_step,
+};
+
+struct RegistryStep;
+
+/// The secret under which the host offers credentials for `host`.
+fn credential_secret(host: &str) -> String {
+    format!("registry-auth:{host}")
+}
+
+/// Credentials for `host`, if the host offered any.
+fn credential(host: &str) -> Result<Option<Credential>, StepError> {
+    match kiln_sdk::secret(&credential_secret(host)) {
+        Ok(json) => serde_json::from_str(&json).map(Some).map_err(|_| {
+            StepError::failed(format!("the credentials offered for {host} are malformed"))
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+fn client(host: &str, inputs: &Inputs) -> Result<Registry, StepError> {
+    Ok(Registry::new(
+        host,
+        inputs.boolean("insecure")?,
+        credential(host)?,
+    ))
+}
+
+fn reference(inputs: &Inputs) -> Result<Reference, StepError> {
+    let text = inputs.text("reference")?;
+    Reference::parse(&text).map_err(|e| StepError::invalid_input(e.to_string()))
+}
+
+impl Step for RegistryStep {
+    fn describe() -> PluginInfo {
+        PluginInfo::new(
+            "registry",
+            env!("CARGO_PKG_VERSION"),
+            "Logs in to a registry, pushes an OCI layout to it, or pulls an image into one",
+        )
+        .input(InputSpec::text("operation", "login, push or pull").required())
+        .input(
+            InputSpec::text(
+                "reference",
+                "REGISTRY/REPOSITORY[:TAG][@DIGEST] (for login: the registry host)",
+            )
+            .required(),
+        )
+        .input(InputSpec::path(
+            "layout",
+            "The OCI image layout to push from or pull into",
+        ))
+        .input(InputSpec::text(
+            "image",
+            "Which image of the layout to push (its ref.name annotation) when it holds several",
+        ))
+        .input(InputSpec::path(
+            "digest-file",
+            "Write the pushed manifest digest to this file, like kaniko's --digest-file",
+        ))
+        .input(
+            InputSpec::text(
+                "platform",
+                "The platform to pull from a multi-platform image",
+            )
+            .default_text("linux/amd64"),
+        )
+        .input(
+            InputSpec::boolean(
+                "insecure",
+                "Use plain HTTP (loopback registries always may)",
+            )
+            .default_bool(false),
+        )
+        .output(
+            "digest",
+            ValueKind::Text,
+            "The manifest digest pushed or pulled",
+        )
+        .output(
+            "uploaded-bytes",
+            ValueKind::Integer,
+            "Blob bytes sent to the registry by a push",
+        )
+        .needs(
+            CapabilityKind::Net,
+            "reference",
+            "talks to the registry and its token service",
+        )
+        .needs(
+            CapabilityKind::Secret,
+            "registry-auth:HOST",
+            "the credentials the host holds for the registry",
+        )
+        .needs(CapabilityKind::Read, "layout", "reads the layout to push")
+        .needs(CapabilityKind::Write, "layout", "writes the pulled layout")
+    }
+
+    fn run(_context: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
+        match inputs.text("operation")?.as_str() {
+            "login" => {
+                let host = inputs.text("reference")?;
+                let mut registry = client(&host, &inputs)?;
+                registry.login().map_err(StepError::from)?;
+                kiln_sdk::info!("credentials for {host} accepted");
+                Ok(Outputs::new())
+            }
+            "push" => {
+                let target = reference(&inputs)?;
+                let layout = ImageLayout::open(inputs.path("layout")?).map_err(StepError::from)?;
+                let image = inputs.optional_text("image")?;
+                let root =
+                    registry::root_descriptor(&layout, image.as_deref().or(target.tag.as_deref()))?;
+                let mut registry = client(target.api_host(), &inputs)?;
+                let report = registry::push(&mut registry, &layout, &root, &target)?;
+                kiln_sdk::info!(
+                    "pushed {target}@{}: {} blobs uploaded ({} bytes), {} already there",
+                    report.digest,
+                    report.uploaded_blobs,
+                    report.uploaded_bytes,
+                    report.skipped_blobs
+                );
+                if let Some(file) = inputs.optional_path("digest-file")? {
+                    std::fs::write(&file, &report.digest)
+                        .map_err(|e| StepError::failed(format!("writing {file}: {e}")))?;
+                }
+                Ok(Outputs::new()
+                    .text("digest", report.digest)
+                    .integer("uploaded-bytes", report.uploaded_bytes as i64))
+            }
+            "pull" => {
+                let source = reference(&inputs)?;
+                let layout =
+                    ImageLayout::open_or_create(inputs.path("layout")?).map_err(StepError::from)?;
+                let mut registry = client(source.api_host(), &inputs)?;
+                let report =
+                    registry::pull(&mut registry, &source, &layout, &inputs.text("platform")?)?;
+                kiln_sdk::info!(
+                    "pulled {source}@{}: {} blobs downloaded, {} already present",
+                    report.digest,
+                    report.downloaded_blobs,
+                    report.present_blobs
+                );
+                Ok(Outputs::new().text("digest", report.digest))
+            }
+            other => Err(StepError::invalid_input(format!(
+                "input `operation` must be login, push or pull, not `{other}`"
+            ))),
+        }
+    }
+}
+
+export_step!(RegistryStep);
