@@ -144,29 +144,51 @@ impl Request {
 
         let pending = outgoing_handler::handle(request, None)
             .map_err(|code| transport_error(code, &target.authority))?;
-        // A request refused by the host closes the body stream; the
-        // response then carries the reason, which is the error to report.
-        let sent = write_body(&outgoing_body, self.body).and_then(|()| {
-            OutgoingBody::finish(outgoing_body, None)
-                .map_err(|code| transport_error(code, &target.authority))
-        });
+        // The server may answer (or the host refuse) before the whole body
+        // is written, which closes the body stream: the response, or the
+        // reason it failed, is then what to report. Only a failure to read
+        // our own body is reported as such.
+        let written = write_body(&outgoing_body, self.body);
+        if let Err(BodyFailure::Read(error)) = written {
+            return Err(HttpError::Body(error));
+        }
+        if written.is_ok() {
+            // A finish refused here shows up in the response as well.
+            let _ = OutgoingBody::finish(outgoing_body, None);
+        }
         let response = wait(&pending).map_err(|code| transport_error(code, &target.authority))?;
-        sent?;
         Response::new(response)
     }
 }
 
-fn write_body(body: &OutgoingBody, content: Body) -> Result<(), HttpError> {
+/// Why a body was not fully written.
+enum BodyFailure {
+    /// Reading our own content failed.
+    Read(io::Error),
+    /// The request stream closed (the server answered, or the host refused).
+    Closed,
+}
+
+fn write_body(body: &OutgoingBody, content: Body) -> Result<(), BodyFailure> {
     let mut reader: Box<dyn Read> = match content {
         Body::Empty => return Ok(()),
         Body::Bytes(bytes) => Box::new(io::Cursor::new(bytes)),
         Body::Reader(reader) => reader,
     };
     let mut stream = body.write().expect("the body's stream is taken once");
-    io::copy(&mut reader, &mut stream)
-        .and_then(|_| Write::flush(&mut stream))
-        .map(|_| ())
-        .map_err(|e| HttpError::Transport(format!("sending the request body: {e}")))
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BodyFailure::Read(e)),
+        };
+        stream
+            .write_all(&buffer[..n])
+            .map_err(|_| BodyFailure::Closed)?;
+    }
+    Write::flush(&mut stream).map_err(|_| BodyFailure::Closed)
 }
 
 fn wait(pending: &FutureIncomingResponse) -> Result<IncomingResponse, ErrorCode> {

@@ -60,6 +60,9 @@ pub struct Call {
     body: Payload,
     /// What is being done, for error messages.
     operation: String,
+    /// Whether sending it again can help (not for an upload session that
+    /// a failed attempt may have consumed).
+    retry: bool,
 }
 
 impl Call {
@@ -71,7 +74,14 @@ impl Call {
             headers: Vec::new(),
             body: Payload::Empty,
             operation: operation.into(),
+            retry: true,
         }
+    }
+
+    /// Send it once: the caller retries at a higher level.
+    pub fn once(mut self) -> Call {
+        self.retry = false;
+        self
     }
 
     /// Add a header.
@@ -198,7 +208,7 @@ impl Registry {
                     return Ok(response);
                 }
             };
-            if attempt >= MAX_ATTEMPTS {
+            if attempt >= MAX_ATTEMPTS || !call.retry {
                 return match result {
                     Ok(response) => {
                         let status = response.status();

@@ -169,10 +169,49 @@ fn push_blob(
     let path = layout.blob_path(&digest)?;
     // Checks the size before anything is sent.
     layout.open_blob(descriptor)?;
+    // A session that fails mid-upload is gone: start a new one.
+    let mut attempt = 1;
+    loop {
+        match upload(registry, repository, &digest, &path, descriptor.size()) {
+            Ok(()) => break,
+            Err(error) if attempt < UPLOAD_ATTEMPTS && is_transient(&error) => {
+                kiln_sdk::warn!("uploading {digest} failed ({error}); starting a new upload");
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    report.uploaded_blobs += 1;
+    report.uploaded_bytes += descriptor.size();
+    kiln_sdk::info!("uploaded {digest} ({} bytes)", descriptor.size());
+    Ok(())
+}
 
+/// Upload sessions tried for one blob.
+const UPLOAD_ATTEMPTS: u32 = 3;
+
+fn is_transient(error: &OciError) -> bool {
+    match error {
+        OciError::Http(kiln_sdk::http::HttpError::Transport(_)) => true,
+        OciError::Registry { status, .. } => *status == 404 || *status == 429 || *status >= 500,
+        _ => false,
+    }
+}
+
+/// One upload session: POST, then a monolithic PUT of the whole blob to
+/// the `Location` the POST returned, with its query kept.
+fn upload(
+    registry: &mut Registry,
+    repository: &str,
+    digest: &str,
+    path: &std::path::Path,
+    size: u64,
+) -> Result<(), OciError> {
+    let scopes = [push_scope(repository)];
+    let uploads = registry.url(&format!("{repository}/blobs/uploads/"));
     let open = Call::new(
         "POST",
-        registry.url(&format!("{repository}/blobs/uploads/")),
+        uploads.clone(),
         format!("starting the upload of {digest}"),
     );
     let response = registry.send(open, &scopes)?;
@@ -187,28 +226,21 @@ fn push_blob(
             ));
         }
     };
-    let upload_url = registry.resolve(
-        &registry.url(&format!("{repository}/blobs/uploads/")),
-        &location,
-    );
+    let upload_url = registry.resolve(&uploads, &location);
     let put = Call::new(
         "PUT",
-        with_query(&upload_url, "digest", &digest),
+        with_query(&upload_url, "digest", digest),
         format!("uploading {digest}"),
     )
     .header("content-type", "application/octet-stream")
     .body(Payload::File {
-        path,
-        len: descriptor.size(),
-    });
+        path: path.to_owned(),
+        len: size,
+    })
+    .once();
     let response = registry.send(put, &scopes)?;
     match response.status() {
-        201 | 204 => {
-            report.uploaded_blobs += 1;
-            report.uploaded_bytes += descriptor.size();
-            kiln_sdk::info!("uploaded {digest} ({} bytes)", descriptor.size());
-            Ok(())
-        }
+        201 | 204 => Ok(()),
         status => Err(registry.refusal(&format!("uploading {digest}"), status, response)),
     }
 }

@@ -1,0 +1,589 @@
+//! The registry plugin against the real distribution registry
+//! (`docker-registry`, Debian's 2.8) on 127.0.0.1, in three set-ups:
+//! anonymous, htpasswd Basic auth, and token auth with a token service of
+//! our own. `skopeo` and `umoci` are the independent readers and writers.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Run, kiln};
+
+const USER: &str = "kiln-user";
+const PASSWORD: &str = "correct-horse-battery-staple";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Auth {
+    Anonymous,
+    Basic,
+    Token,
+}
+
+/// A registry (and token service) of the test's own, stopped on drop.
+struct Registry {
+    dir: tempfile::TempDir,
+    port: u16,
+    registry: Option<Child>,
+    token_service: Option<Child>,
+    auth: Auth,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e} (tests/run installs the tools)"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Registry {
+    fn start(auth: Auth) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let auth_config = match auth {
+            Auth::Anonymous => String::new(),
+            Auth::Basic => {
+                let htpasswd = dir.path().join("htpasswd");
+                run_ok(
+                    Command::new("htpasswd")
+                        .args(["-Bbc"])
+                        .arg(&htpasswd)
+                        .args([USER, PASSWORD]),
+                );
+                format!(
+                    "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            Auth::Token => {
+                let key = dir.path().join("key.pem");
+                let cert = dir.path().join("cert.pem");
+                run_ok(
+                    Command::new("openssl")
+                        .args([
+                            "req",
+                            "-x509",
+                            "-newkey",
+                            "rsa:2048",
+                            "-nodes",
+                            "-days",
+                            "1",
+                            "-subj",
+                            "/CN=kiln-test-token",
+                        ])
+                        .arg("-keyout")
+                        .arg(&key)
+                        .arg("-out")
+                        .arg(&cert)
+                        .stderr(Stdio::null()),
+                );
+                format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{{TOKEN_PORT}}/token\n    service: kiln-test-registry\n    issuer: kiln-test-issuer\n    rootcertbundle: {}\n",
+                    cert.display()
+                )
+            }
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n{auth_config}",
+            dir.path().join("data").display()
+        );
+        let mut registry = Registry {
+            dir,
+            port,
+            registry: None,
+            token_service: None,
+            auth,
+        };
+        let config = if auth == Auth::Token {
+            let token_port = free_port();
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/registry/token_server.py");
+            let child = Command::new("python3")
+                .arg(script)
+                .arg(token_port.to_string())
+                .arg(registry.dir.path().join("key.pem"))
+                .arg(registry.dir.path().join("cert.pem"))
+                .args([USER, PASSWORD, "kiln-test-issuer", "kiln-test-registry"])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            registry.token_service = Some(child);
+            wait_for(token_port);
+            config.replace("{TOKEN_PORT}", &token_port.to_string())
+        } else {
+            config
+        };
+        std::fs::write(registry.dir.path().join("config.yml"), config).unwrap();
+        registry.serve();
+        registry
+    }
+
+    fn serve(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry is installed (tests/run installs it)");
+        self.registry = Some(child);
+        wait_for(self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.registry.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Blob upload requests the registry has served so far.
+    fn blob_uploads(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("registry.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                (l.contains("\"PUT /v2/") || l.contains("\"PATCH /v2/"))
+                    && l.contains("/blobs/uploads/")
+            })
+            .count()
+    }
+
+    /// `skopeo` flags to reach this registry.
+    fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
+        let mut flags = vec![format!("--{prefix}tls-verify=false")];
+        if self.auth != Auth::Anonymous {
+            flags.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
+        }
+        flags
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+            let errors: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("level=error") || l.contains("panic"))
+                .collect();
+            eprintln!(
+                "registry log errors:\n{}",
+                errors[errors.len().saturating_sub(10)..].join("\n")
+            );
+        }
+        if let Some(mut child) = self.token_service.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An OCI layout built by umoci, with one layer holding `files`.
+fn umoci_layout(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+    let layout = dir.join("umoci-layout");
+    let bundle = dir.join("bundle");
+    let image = format!("{}:v1", layout.display());
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    run_ok(Command::new("umoci").args(["new", "--image", &image]));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image", &image])
+            .arg(&bundle),
+    );
+    for (name, content) in files {
+        std::fs::write(bundle.join("rootfs").join(name), content).unwrap();
+    }
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image", &image])
+            .arg(&bundle),
+    );
+    run_ok(Command::new("umoci").args(["gc", "--layout"]).arg(&layout));
+    layout
+}
+
+/// Every blob of a layout: name and contents.
+fn blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = layout.join("blobs/sha256");
+    let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A user whose docker config holds nothing, or what `kiln login` stored.
+struct User {
+    home: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> User {
+        User {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn kiln(&self, args: &[&str]) -> Command {
+        let mut command = kiln(self.home.path(), args);
+        command.env("DOCKER_CONFIG", self.home.path().join(".docker"));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.kiln(args))
+    }
+
+    fn login(&self, host: &str, password: &str) -> Run {
+        let mut command = self.kiln(&["login", host, "-u", USER, "--password-stdin"]);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        Run {
+            output,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn output_value(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{out}"))
+        .to_owned()
+}
+
+fn scenario(auth: Auth) {
+    let registry = Registry::start(auth);
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let user = User::new();
+
+    if auth != Auth::Anonymous {
+        // Wrong password: refused, and the password never printed.
+        let wrong = "not-the-password-123";
+        let refused = user.login(&host, wrong);
+        assert_eq!(refused.code(), Some(1), "{}", refused.all());
+        assert!(
+            refused
+                .all()
+                .contains(&format!("authentication failed for {host}")),
+            "{}",
+            refused.all()
+        );
+        assert!(!refused.all().contains(wrong), "{}", refused.all());
+        // Without credentials, a push is refused too.
+        let layout = umoci_layout(&work.path().join("unauth"), &[("a.txt", b"a")]);
+        let anonymous = user.run(&[
+            "push",
+            layout.to_str().unwrap(),
+            &format!("{host}/test/app:v1"),
+        ]);
+        assert_eq!(anonymous.code(), Some(1));
+        assert!(
+            anonymous
+                .all()
+                .contains(&format!("authentication failed for {host}")),
+            "{}",
+            anonymous.all()
+        );
+
+        let accepted = user.login(&host, PASSWORD);
+        assert_eq!(accepted.code(), Some(0), "{}", accepted.all());
+        assert!(!accepted.all().contains(PASSWORD));
+        let config = std::fs::read_to_string(user.home.path().join(".docker/config.json")).unwrap();
+        assert!(config.contains(&host), "{config}");
+    }
+
+    // kiln pushes a layout; skopeo reads it back.
+    let layout = umoci_layout(
+        &work.path().join("kiln-push"),
+        &[("hello.txt", b"hello from kiln\n")],
+    );
+    let reference = format!("{host}/test/app:v1");
+    let digest_file = work.path().join("digest.txt");
+    let pushed = user
+        .run(&[
+            "push",
+            layout.to_str().unwrap(),
+            &reference,
+            "--digest-file",
+            digest_file.to_str().unwrap(),
+        ])
+        .ok();
+    let digest = output_value(&pushed, "digest");
+    assert_eq!(std::fs::read_to_string(&digest_file).unwrap(), digest);
+    let inspect = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{reference}")),
+    );
+    assert!(
+        inspect.contains(&format!("\"Digest\": \"{digest}\"")),
+        "{inspect}"
+    );
+    let copied = work.path().join("skopeo-copy");
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .args(registry.skopeo_flags("src-"))
+            .arg(format!("docker://{reference}"))
+            .arg(format!("oci:{}:v1", copied.display())),
+    );
+    let original: Vec<String> = blobs(&layout).into_iter().map(|(n, _)| n).collect();
+    let via_skopeo: Vec<String> = blobs(&copied).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(original, via_skopeo);
+
+    // A second push of the same image sends no blob.
+    let before = registry.blob_uploads();
+    let again = user
+        .run(&["push", layout.to_str().unwrap(), &reference])
+        .ok();
+    assert_eq!(output_value(&again, "uploaded-bytes"), "0");
+    assert_eq!(
+        registry.blob_uploads(),
+        before,
+        "the second push uploaded blobs"
+    );
+
+    // skopeo pushes an image another tool made; kiln pulls it back
+    // byte for byte.
+    let other = umoci_layout(
+        &work.path().join("other"),
+        &[("other.txt", b"made by umoci\n")],
+    );
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .args(registry.skopeo_flags("dest-"))
+            .arg(format!("oci:{}:v1", other.display()))
+            .arg(format!("docker://{host}/test/other:v1")),
+    );
+    let pulled = work.path().join("pulled");
+    user.run(&[
+        "pull",
+        &format!("{host}/test/other:v1"),
+        pulled.to_str().unwrap(),
+    ])
+    .ok();
+    let expected: Vec<(String, Vec<u8>)> = blobs(&other);
+    let got = blobs(&pulled);
+    assert_eq!(
+        got.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        expected.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    assert!(got == expected, "pulled blobs differ from the pushed ones");
+    run_ok(Command::new("umoci").args(["ls", "--layout"]).arg(&pulled));
+    // Pulling again downloads nothing.
+    let before_pull = blobs(&pulled).len();
+    user.run(&[
+        "pull",
+        &format!("{host}/test/other:v1"),
+        pulled.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(blobs(&pulled).len(), before_pull);
+
+    interrupted_push(registry, &user, work.path());
+}
+
+/// A layout with one large, incompressible layer, written directly.
+fn big_layout(dir: &Path, megabytes: usize) -> PathBuf {
+    use sha2_like::digest;
+    let layout = dir.join("big");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let mut layer = vec![0u8; megabytes << 20];
+    let mut state = 0x9e3779b97f4a7c15u64;
+    for chunk in layer.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    let write = |bytes: &[u8]| -> String {
+        let hex = digest(bytes);
+        std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let layer_digest = write(&layer);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = write(config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    );
+    let manifest_digest = write(manifest.as_bytes());
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{}}}]}}"#,
+            manifest.len()
+        ),
+    )
+    .unwrap();
+    layout
+}
+
+/// SHA-256 via the coreutils binary, so the test needs no hashing crate.
+mod sha2_like {
+    pub fn digest(bytes: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = bytes.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        String::from_utf8(output.stdout).unwrap()[..64].to_owned()
+    }
+}
+
+/// Kill the registry in the middle of a push: a clear error, no tag; then
+/// restart it and push again: complete.
+fn interrupted_push(mut registry: Registry, user: &User, work: &Path) {
+    let host = registry.host();
+    let layout = big_layout(work, 256);
+    let reference = format!("{host}/test/big:v1");
+    let mut push = user.kiln(&["push", layout.to_str().unwrap(), &reference]);
+    push.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = push.spawn().unwrap();
+    let log = registry.dir.path().join("registry.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("POST /v2/test/big/blobs/uploads/")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started uploading"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    registry.stop();
+    let output = child.wait_with_output().unwrap();
+    let all = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("127.0.0.1:{}", registry.port)) && all.contains("request failed"),
+        "{all}"
+    );
+
+    registry.serve();
+    let missing = Command::new("skopeo")
+        .arg("inspect")
+        .args(registry.skopeo_flags(""))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        !missing.status.success(),
+        "the tag points at a partial image"
+    );
+
+    let done = user
+        .run(&["push", layout.to_str().unwrap(), &reference])
+        .ok();
+    let digest = output_value(&done, "digest");
+    let inspect = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg("--raw")
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{reference}")),
+    );
+    assert!(
+        inspect.contains(&format!("\"size\":{}", 256u64 << 20)),
+        "{inspect}"
+    );
+    assert!(digest.starts_with("sha256:"));
+}
+
+#[test]
+fn anonymous_registry() {
+    scenario(Auth::Anonymous);
+}
+
+#[test]
+fn htpasswd_basic_auth() {
+    scenario(Auth::Basic);
+}
+
+#[test]
+fn token_auth() {
+    scenario(Auth::Token);
+}
