@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Run, hostile, kiln};
+use common::{Run, Server, hostile, kiln};
 
 fn hostile_path() -> String {
     hostile().display().to_string()
@@ -482,4 +482,39 @@ fn the_readme_example_is_the_shipped_example_and_runs() {
     let project = Project::new(&example);
     let out = project.run(&["run"]).ok();
     assert!(out.contains("[report] hello, kiln!"), "{out}");
+}
+
+#[test]
+fn grants_may_name_variables() {
+    let server = Server::start();
+    let project = Project::new(&format!(
+        r#"
+stages: [fetch]
+variables:
+  LOCAL_REGISTRY: 127.0.0.1:{port}
+steps:
+  fetch:
+    stage: fetch
+    uses: {hostile}
+    with:
+      attack: http
+      target: http://${{LOCAL_REGISTRY}}/v2/
+    allow:
+      net: [$LOCAL_REGISTRY]
+"#,
+        port = server.port,
+        hostile = hostile_path()
+    ));
+    let out = project.run(&["run"]).ok();
+    assert!(out.contains("output loot=200 hello from loopback"), "{out}");
+    let mut unset = project.kiln(&["run"]);
+    unset.env("LOCAL_REGISTRY", "not a host");
+    let ran = Run::of(unset);
+    assert_eq!(ran.code(), Some(2));
+    assert!(
+        ran.all()
+            .contains("kiln.yml:13:13: step `fetch`: allow: invalid host `not a host`"),
+        "{}",
+        ran.all()
+    );
 }

@@ -2,17 +2,14 @@
 //! deliberately hostile plugin (`tests/plugins/hostile`) and must contain
 //! every attack, say clearly what it stopped, and leak nothing.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod common;
 
-use common::{Run, hostile, kiln};
+use common::{Run, Server, hostile, kiln};
 
 /// A workspace of its own, and a directory beside it that the step is not
 /// granted, holding a canary.
@@ -133,36 +130,6 @@ fn c_environment_variables_need_a_grant() {
         .contained("denied: reading $KILN_CANARY", CANARY);
     let granted = f.attack("env", "KILN_CANARY", &["--env", "KILN_CANARY"]);
     assert!(granted.succeeded().contains(CANARY));
-}
-
-/// A loopback HTTP server counting the connections it accepts.
-struct Server {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request);
-                let body = "hello from loopback";
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        Server { port, connections }
-    }
 }
 
 #[test]

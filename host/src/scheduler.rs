@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::inputs::display;
 use crate::pipeline::{Action, Pipeline, PipelineError, Step, Variables};
-use crate::policy::{Mount, StepDirs, ValueSource, guest_artifact_path};
+use crate::policy::{Mount, StepDirs, StepGrant, ValueSource, guest_artifact_path};
 use crate::runtime::Runtime;
 use crate::shell;
 use crate::step::{self, StepRequest};
@@ -48,6 +48,7 @@ pub enum RunError {
 struct Prepared {
     step: Step,
     inputs: Vec<(String, String)>,
+    grant: StepGrant,
     cache_key: Option<String>,
 }
 
@@ -146,7 +147,19 @@ fn prepare(
     let mut prepared = Vec::new();
     for step in steps {
         let mut inputs = Vec::new();
-        if let Action::Plugin { inputs: raw, .. } = &step.action {
+        let mut grant = StepGrant::default();
+        if let Action::Plugin {
+            inputs: raw,
+            grant: template,
+            ..
+        } = &step.action
+        {
+            grant =
+                template
+                    .expand(variables, &pipeline.project_dir)
+                    .map_err(|(position, m)| {
+                        pipeline.error(position, format!("step `{}`: allow: {m}", step.name))
+                    })?;
             for (name, value) in raw {
                 let expanded = variables.expand(&value.text).map_err(|m| {
                     pipeline.error(
@@ -173,6 +186,7 @@ fn prepare(
         prepared.push(Prepared {
             step: step.clone(),
             inputs,
+            grant,
             cache_key,
         });
     }
@@ -305,7 +319,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
             save_cache(shared, prepared, project, &log);
             Ok(())
         }
-        Action::Plugin { plugin, grant, .. } => {
+        Action::Plugin { plugin, .. } => {
             let work = fresh_dir(&shared.root.join("work").join(&step.name))?;
             let output = fresh_dir(&shared.root.join("out").join(&step.name))?;
             let mut mounts = Vec::new();
@@ -341,7 +355,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
                 name: step.name.clone(),
                 plugin: plugin.clone(),
                 inputs: prepared.inputs.clone(),
-                grant: grant.clone(),
+                grant: prepared.grant.clone(),
                 dirs: StepDirs {
                     workspace: project.clone(),
                     output: output.clone(),

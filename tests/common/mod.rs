@@ -3,8 +3,12 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The `kiln` binary under test.
@@ -78,5 +82,38 @@ impl Run {
     pub fn ok(&self) -> String {
         assert_eq!(self.code(), Some(0), "kiln failed:\n{}", self.all());
         self.all()
+    }
+}
+
+/// A loopback HTTP server counting the connections it accepts.
+pub struct Server {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Server {
+    /// Start serving `hello from loopback` to every request.
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let body = "hello from loopback";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Server { port, connections }
     }
 }

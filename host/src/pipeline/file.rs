@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::policy::StepGrant;
+use crate::policy::{MemorySize, Timeout};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -50,7 +50,7 @@ pub struct StepDecl {
     pub with: IndexMap<String, Spanned<Scalar>>,
     /// The step's grant.
     #[serde(default)]
-    pub allow: Option<Spanned<StepGrant>>,
+    pub allow: Option<Spanned<AllowDecl>>,
     /// Steps whose artifacts this one needs; default: every step of the
     /// earlier stages.
     #[serde(default)]
@@ -64,6 +64,35 @@ pub struct StepDecl {
     /// Host shell commands, for work that cannot be sandboxed.
     #[serde(default)]
     pub run: Option<Spanned<Commands>>,
+}
+
+/// `allow:` of a step: the foundation's [`crate::policy::StepGrant`], with
+/// directories and hosts kept as written so they may name variables
+/// (`net: [$CI_REGISTRY]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowDecl {
+    /// Extra readable directories.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// Extra writable directories.
+    #[serde(default)]
+    pub write: Vec<Spanned<String>>,
+    /// Hosts the step may reach.
+    #[serde(default)]
+    pub net: Vec<Spanned<String>>,
+    /// Environment variables passed through.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Secrets the step may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Wall-clock limit.
+    #[serde(default)]
+    pub timeout: Option<Timeout>,
+    /// Memory cap.
+    #[serde(default)]
+    pub memory: Option<MemorySize>,
 }
 
 /// `artifacts:` of a step.

@@ -81,8 +81,8 @@ pub enum Action {
         plugin: PluginRef,
         /// Inputs, unexpanded.
         inputs: Vec<(String, Located)>,
-        /// The grant.
-        grant: StepGrant,
+        /// The grant, unexpanded.
+        grant: GrantTemplate,
     },
     /// Run host shell commands, unsandboxed.
     Shell {
@@ -91,6 +91,52 @@ pub enum Action {
         /// Wall-clock limit from `allow.timeout`.
         timeout: Option<Duration>,
     },
+}
+
+/// A step's grant whose directories and hosts may name variables; they
+/// are expanded when the pipeline runs.
+#[derive(Debug, Clone, Default)]
+pub struct GrantTemplate {
+    /// Everything that needs no expansion (env, secrets, limits).
+    pub fixed: StepGrant,
+    /// Readable directories, relative to the project or absolute.
+    pub read: Vec<Located>,
+    /// Writable directories.
+    pub write: Vec<Located>,
+    /// Hosts.
+    pub net: Vec<Located>,
+}
+
+impl GrantTemplate {
+    /// The grant with variables expanded; an error names where.
+    pub fn expand(
+        &self,
+        variables: &Variables,
+        project_dir: &Path,
+    ) -> Result<StepGrant, (Position, String)> {
+        let mut grant = self.fixed.clone();
+        let expand = |value: &Located| {
+            variables
+                .expand(&value.text)
+                .map_err(|m| (value.position, m))
+        };
+        for (dirs, into) in [
+            (&self.read, &mut grant.read),
+            (&self.write, &mut grant.write),
+        ] {
+            for dir in dirs {
+                into.push(project_dir.join(expand(dir)?));
+            }
+        }
+        for host in &self.net {
+            let expanded = expand(host)?;
+            let pattern = expanded
+                .parse()
+                .map_err(|e: crate::policy::GrantError| (host.position, e.to_string()))?;
+            grant.net.push(pattern);
+        }
+        Ok(grant)
+    }
 }
 
 /// `cache:` of a step, validated.
@@ -406,16 +452,41 @@ impl Validator<'_> {
             Ok(plugin) => plugin,
             Err(e) => return Err(self.error(at(uses), format!("step `{name}`: {e}"))),
         };
-        let mut grant = decl
-            .allow
-            .as_ref()
-            .map(|a| a.value.clone())
-            .unwrap_or_default();
-        for dir in grant.read.iter_mut().chain(grant.write.iter_mut()) {
-            if dir.is_relative() {
-                *dir = self.project_dir.join(&*dir);
+        let grant = match &decl.allow {
+            None => GrantTemplate::default(),
+            Some(allow) => {
+                let allow = &allow.value;
+                let located = |list: &[Spanned<String>]| -> Vec<Located> {
+                    list.iter()
+                        .map(|v| Located {
+                            text: v.value.clone(),
+                            position: at(v),
+                        })
+                        .collect()
+                };
+                let template = GrantTemplate {
+                    fixed: StepGrant {
+                        env: allow.env.clone(),
+                        secrets: allow.secrets.clone(),
+                        timeout: allow.timeout,
+                        memory: allow.memory,
+                        ..StepGrant::default()
+                    },
+                    read: located(&allow.read),
+                    write: located(&allow.write),
+                    net: located(&allow.net),
+                };
+                // Hosts without variables are checked now, not at run time.
+                for host in template.net.iter().filter(|h| !h.text.contains('$')) {
+                    if let Err(e) = host.text.parse::<crate::policy::HostPattern>() {
+                        return Err(
+                            self.error(host.position, format!("step `{name}`: allow.net: {e}"))
+                        );
+                    }
+                }
+                template
             }
-        }
+        };
         let inputs = decl
             .with
             .iter()

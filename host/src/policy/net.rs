@@ -124,7 +124,15 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Body chunks buffered between the guest and the connection: enough that
+/// a plugin streaming a layer is never waiting on one chunk's round trip.
+const BODY_BUFFER_CHUNKS: usize = 16;
+
 impl WasiHttpHooks for OutboundHttp {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_CHUNKS
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

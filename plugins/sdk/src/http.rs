@@ -176,7 +176,8 @@ fn write_body(body: &OutgoingBody, content: Body) -> Result<(), BodyFailure> {
         Body::Reader(reader) => reader,
     };
     let mut stream = body.write().expect("the body's stream is taken once");
-    let mut buffer = vec![0u8; 256 * 1024];
+    // The host accepts writes of up to 1 MiB.
+    let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
