@@ -82,7 +82,7 @@ pub enum Action {
         /// Inputs, unexpanded.
         inputs: Vec<(String, Located)>,
         /// The grant, unexpanded.
-        grant: GrantTemplate,
+        grant: Box<GrantTemplate>,
     },
     /// Run host shell commands, unsandboxed.
     Shell {
@@ -503,7 +503,7 @@ impl Validator<'_> {
         Ok(Action::Plugin {
             plugin,
             inputs,
-            grant,
+            grant: Box::new(grant),
         })
     }
 

@@ -90,7 +90,7 @@ impl ImageLayout {
 
     /// Whether the blob of `descriptor` is present with the right size.
     pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
-        self.blob_path(&descriptor.digest().to_string())
+        self.blob_path(descriptor.digest().as_ref())
             .ok()
             .and_then(|p| std::fs::metadata(p).ok())
             .is_some_and(|m| m.len() == descriptor.size())
@@ -99,7 +99,7 @@ impl ImageLayout {
     /// Open a blob for reading (its size is checked, its digest is not:
     /// readers that hand the bytes on let the receiver check them).
     pub fn open_blob(&self, descriptor: &Descriptor) -> Result<File, OciError> {
-        let path = self.blob_path(&descriptor.digest().to_string())?;
+        let path = self.blob_path(descriptor.digest().as_ref())?;
         let file = File::open(&path).map_err(io(&path))?;
         let size = file.metadata().map_err(io(&path))?.len();
         if size != descriptor.size() {
@@ -115,14 +115,14 @@ impl ImageLayout {
     /// Read a small blob (a manifest or config) whole, verifying its digest.
     pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, OciError> {
         let mut bytes = Vec::new();
-        let path = self.blob_path(&descriptor.digest().to_string())?;
+        let path = self.blob_path(descriptor.digest().as_ref())?;
         self.open_blob(descriptor)?
             .read_to_end(&mut bytes)
             .map_err(io(&path))?;
         verify(
             &path.display().to_string(),
             &bytes,
-            &descriptor.digest().to_string(),
+            descriptor.digest().as_ref(),
         )?;
         Ok(bytes)
     }

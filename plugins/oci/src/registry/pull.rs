@@ -144,7 +144,7 @@ pub fn pull(
         let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| OciError::Invalid(format!("index of {reference}: {e}")))?;
         let chosen = select_platform(&index, platform)?;
-        fetched = fetch_manifest(registry, repository, &chosen.digest().to_string())?;
+        fetched = fetch_manifest(registry, repository, chosen.digest().as_ref())?;
     }
     let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| OciError::Invalid(format!("manifest of {reference}: {e}")))?;

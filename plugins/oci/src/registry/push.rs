@@ -106,7 +106,7 @@ fn push_manifest(
                 layout,
                 child,
                 repository,
-                &child.digest().to_string(),
+                child.digest().as_ref(),
                 report,
             )?;
         }
@@ -128,7 +128,7 @@ fn push_manifest(
     .body(Payload::Bytes(bytes));
     let response = registry.send(call, &[push_scope(repository)])?;
     match response.status() {
-        200 | 201 | 202 => {
+        200..=202 => {
             if let Some(answered) = response.header("docker-content-digest")
                 && answered.starts_with("sha256:")
                 && answered != descriptor.digest().to_string()
