@@ -174,6 +174,15 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Access-log lines containing `needle`.
+    fn count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("registry.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// Blob upload requests the registry has served so far.
     fn blob_uploads(&self) -> usize {
         std::fs::read_to_string(self.dir.path().join("registry.log"))
@@ -407,6 +416,39 @@ fn scenario(auth: Auth) {
         registry.blob_uploads(),
         before,
         "the second push uploaded blobs"
+    );
+
+    // Chunked: PATCHes of 100 bytes, each at the newest Location.
+    let patches_before = registry.count("\"PATCH /v2/test/chunked/blobs/uploads/");
+    let chunked = user
+        .run(&[
+            "push",
+            layout.to_str().unwrap(),
+            &format!("{host}/test/chunked:v1"),
+            "--chunk-size",
+            "100",
+        ])
+        .ok();
+    assert_eq!(output_value(&chunked, "digest"), digest);
+    assert!(registry.count("\"PATCH /v2/test/chunked/blobs/uploads/") > patches_before + 2);
+
+    // Mounted from the repository that has the blobs: none uploaded.
+    let before = registry.blob_uploads();
+    let mounted = user
+        .run(&[
+            "push",
+            layout.to_str().unwrap(),
+            &format!("{host}/test/mounted:v1"),
+            "--mount-from",
+            "test/app",
+        ])
+        .ok();
+    assert_eq!(output_value(&mounted, "uploaded-bytes"), "0");
+    assert!(mounted.contains("2 mounted"), "{mounted}");
+    assert_eq!(
+        registry.blob_uploads(),
+        before,
+        "a mountable blob was uploaded"
     );
 
     // skopeo pushes an image another tool made; kiln pulls it back

@@ -433,29 +433,44 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+/// Arguments of `kiln push`, already parsed.
+#[derive(Debug, Clone)]
+pub struct PushArgs {
+    /// The OCI image layout.
+    pub layout: PathBuf,
+    /// Where to push.
+    pub reference: String,
+    /// Where to write the pushed digest.
+    pub digest_file: Option<PathBuf>,
+    /// Chunked upload with chunks of this many bytes.
+    pub chunk_size: Option<u64>,
+    /// Repositories to mount existing blobs from.
+    pub mount_from: Vec<String>,
+}
+
 /// `kiln push LAYOUT REF`: push an OCI image layout.
-pub async fn push(
-    layout: &Path,
-    reference: &str,
-    digest_file: Option<&Path>,
-    options: RegistryOptions,
-) -> ExitCode {
-    let Ok(layout) = layout.canonicalize() else {
+pub async fn push(args: PushArgs, options: RegistryOptions) -> ExitCode {
+    let Ok(layout) = args.layout.canonicalize() else {
         return usage(format!(
             "{}: no such image layout directory",
-            layout.display()
+            args.layout.display()
         ));
     };
     let mut inputs = vec![
         ("operation".to_owned(), "push".to_owned()),
-        ("reference".to_owned(), reference.to_owned()),
+        ("reference".to_owned(), args.reference.clone()),
         ("layout".to_owned(), layout.display().to_string()),
+        (
+            "chunk-size".to_owned(),
+            args.chunk_size.unwrap_or(0).to_string(),
+        ),
+        ("mount-from".to_owned(), args.mount_from.join(",")),
     ];
     let mut grant = StepGrant {
         read: vec![layout],
         ..StepGrant::default()
     };
-    if let Some(file) = digest_file {
+    if let Some(file) = &args.digest_file {
         let (dir, name) = match (
             file.parent().filter(|p| !p.as_os_str().is_empty()),
             file.file_name(),
@@ -476,7 +491,7 @@ pub async fn push(
         return usage("cannot create a scratch directory");
     };
     match registry_request(
-        &registry_host(reference),
+        &registry_host(&args.reference),
         inputs,
         grant,
         &options,

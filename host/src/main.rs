@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::io::Read;
 
-use kiln::commands::{self, RegistryOptions, RunArgs, StepArgs};
+use kiln::commands::{self, PushArgs, RegistryOptions, RunArgs, StepArgs};
 use kiln::policy::{HostPattern, MemorySize, StepGrant, Timeout};
 use kiln::scheduler::RunOptions;
 
@@ -51,6 +51,12 @@ enum Command {
         /// Write the pushed manifest digest to this file.
         #[arg(long, value_name = "FILE")]
         digest_file: Option<PathBuf>,
+        /// Upload blobs in chunks of this size (e.g. 8MiB) instead of one request each.
+        #[arg(long, value_name = "SIZE")]
+        chunk_size: Option<MemorySize>,
+        /// A repository of the same registry to mount existing blobs from (repeatable).
+        #[arg(long, value_name = "REPOSITORY")]
+        mount_from: Vec<String>,
         #[command(flatten)]
         options: RegistryCli,
     },
@@ -230,15 +236,18 @@ async fn main() -> ExitCode {
             layout,
             reference,
             digest_file,
+            chunk_size,
+            mount_from,
             options,
         } => {
-            commands::push(
-                &layout,
-                &reference,
-                digest_file.as_deref(),
-                options.options(),
-            )
-            .await
+            let push = PushArgs {
+                layout,
+                reference,
+                digest_file,
+                chunk_size: chunk_size.map(|size| size.0),
+                mount_from,
+            };
+            commands::push(push, options.options()).await
         }
         Command::Pull {
             reference,

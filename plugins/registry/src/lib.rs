@@ -85,6 +85,20 @@ impl Step for RegistryStep {
             )
             .default_bool(false),
         )
+        .input(
+            InputSpec::integer(
+                "chunk-size",
+                "Push blobs in chunks of this many bytes (0: one request per blob)",
+            )
+            .default_int(0),
+        )
+        .input(
+            InputSpec::text(
+                "mount-from",
+                "Comma-separated repositories of the same registry to mount existing blobs from (a base image's)",
+            )
+            .default_text(""),
+        )
         .output(
             "digest",
             ValueKind::Text,
@@ -125,12 +139,29 @@ impl Step for RegistryStep {
                 let root =
                     registry::root_descriptor(&layout, image.as_deref().or(target.tag.as_deref()))?;
                 let mut registry = client(target.api_host(), &inputs)?;
-                let report = registry::push(&mut registry, &layout, &root, &target)?;
+                let chunk = inputs.integer("chunk-size")?;
+                if chunk < 0 {
+                    return Err(StepError::invalid_input(
+                        "input `chunk-size` must be 0 or more bytes",
+                    ));
+                }
+                let options = registry::PushOptions {
+                    chunk_size: (chunk > 0).then_some(chunk as u64),
+                    mount_from: inputs
+                        .text("mount-from")?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                };
+                let report = registry::push(&mut registry, &layout, &root, &target, &options)?;
                 kiln_sdk::info!(
-                    "pushed {target}@{}: {} blobs uploaded ({} bytes), {} already there",
+                    "pushed {target}@{}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
                     report.digest,
                     report.uploaded_blobs,
                     report.uploaded_bytes,
+                    report.mounted_blobs,
                     report.skipped_blobs
                 );
                 if let Some(file) = inputs.optional_path("digest-file")? {

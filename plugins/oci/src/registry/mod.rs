@@ -16,7 +16,7 @@ use kiln_sdk::http::{HttpError, Request, Response};
 pub use auth::Credential;
 use auth::{Challenge, TokenResponse, form_escape, parse_challenges};
 pub use pull::{PullReport, pull};
-pub use push::{PushReport, REF_NAME, push, root_descriptor};
+pub use push::{PushOptions, PushReport, REF_NAME, push, root_descriptor};
 
 use crate::OciError;
 
@@ -42,10 +42,12 @@ pub enum Payload {
     Empty,
     /// Bytes in memory (manifests).
     Bytes(Vec<u8>),
-    /// A file (blobs), reopened for every attempt.
+    /// Part of a file (blobs), reopened for every attempt.
     File {
         /// Where it is.
         path: PathBuf,
+        /// Where the part starts.
+        offset: u64,
         /// Its size.
         len: u64,
     },
@@ -252,11 +254,14 @@ impl Registry {
                 Payload::Bytes(bytes) => request
                     .header("content-length", bytes.len().to_string())
                     .body(bytes.clone()),
-                Payload::File { path, len } => {
-                    let file = std::fs::File::open(path).map_err(crate::error::io(path))?;
+                Payload::File { path, offset, len } => {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut file = std::fs::File::open(path).map_err(crate::error::io(path))?;
+                    file.seek(SeekFrom::Start(*offset))
+                        .map_err(crate::error::io(path))?;
                     request
                         .header("content-length", len.to_string())
-                        .body_reader(file)
+                        .body_reader(file.take(*len))
                 }
             };
             let response = request.send()?;

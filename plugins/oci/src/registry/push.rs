@@ -4,9 +4,20 @@
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
-use super::{Call, Payload, Registry, push_scope, with_query};
+use super::{Call, Payload, Registry, pull_scope, push_scope, with_query};
 use crate::layout::ImageLayout;
 use crate::{OciError, Reference};
+
+/// How to push.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Upload blobs in chunks of this many bytes (PATCH), instead of one
+    /// PUT each.
+    pub chunk_size: Option<u64>,
+    /// Repositories of the same registry that may hold the blobs already
+    /// (a base image's): tried as cross-repository mounts first.
+    pub mount_from: Vec<String>,
+}
 
 /// What a push did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +30,8 @@ pub struct PushReport {
     pub uploaded_bytes: u64,
     /// Blobs the registry already had.
     pub skipped_blobs: usize,
+    /// Blobs mounted from another repository.
+    pub mounted_blobs: usize,
 }
 
 /// The annotation naming a manifest in a layout's index.
@@ -69,178 +82,294 @@ pub fn push(
     layout: &ImageLayout,
     root: &Descriptor,
     target: &Reference,
+    options: &PushOptions,
 ) -> Result<PushReport, OciError> {
-    let mut report = PushReport::default();
+    let mut pusher = Pusher {
+        registry,
+        layout,
+        repository: &target.repository,
+        options,
+        report: PushReport::default(),
+    };
     let reference = target
         .tag
         .clone()
         .unwrap_or_else(|| root.digest().to_string());
-    push_manifest(
-        registry,
-        layout,
-        root,
-        &target.repository,
-        &reference,
-        &mut report,
-    )?;
-    report.digest = root.digest().to_string();
-    Ok(report)
-}
-
-fn push_manifest(
-    registry: &mut Registry,
-    layout: &ImageLayout,
-    descriptor: &Descriptor,
-    repository: &str,
-    reference: &str,
-    report: &mut PushReport,
-) -> Result<(), OciError> {
-    let bytes = layout.read_blob(descriptor)?;
-    let media_type = descriptor.media_type().to_string();
-    if is_index(descriptor.media_type()) {
-        let index: ImageIndex = serde_json::from_slice(&bytes)
-            .map_err(|e| OciError::Invalid(format!("index {}: {e}", descriptor.digest())))?;
-        for child in index.manifests() {
-            push_manifest(
-                registry,
-                layout,
-                child,
-                repository,
-                child.digest().as_ref(),
-                report,
-            )?;
-        }
-    } else {
-        let manifest: ImageManifest = serde_json::from_slice(&bytes)
-            .map_err(|e| OciError::Invalid(format!("manifest {}: {e}", descriptor.digest())))?;
-        push_blob(registry, layout, manifest.config(), repository, report)?;
-        for layer in manifest.layers() {
-            push_blob(registry, layout, layer, repository, report)?;
-        }
-    }
-    let url = registry.url(&format!("{repository}/manifests/{reference}"));
-    let call = Call::new(
-        "PUT",
-        url,
-        format!("pushing manifest {}", descriptor.digest()),
-    )
-    .header("content-type", media_type)
-    .body(Payload::Bytes(bytes));
-    let response = registry.send(call, &[push_scope(repository)])?;
-    match response.status() {
-        200..=202 => {
-            if let Some(answered) = response.header("docker-content-digest")
-                && answered.starts_with("sha256:")
-                && answered != descriptor.digest().to_string()
-            {
-                return Err(OciError::DigestMismatch {
-                    what: format!("manifest pushed as {reference}"),
-                    expected: descriptor.digest().to_string(),
-                    actual: answered.to_owned(),
-                });
-            }
-            Ok(())
-        }
-        status => Err(registry.refusal(&format!("pushing manifest {reference}"), status, response)),
-    }
-}
-
-/// Upload one blob unless the registry has it: HEAD, then POST and a
-/// monolithic PUT to the newest `Location`.
-fn push_blob(
-    registry: &mut Registry,
-    layout: &ImageLayout,
-    descriptor: &Descriptor,
-    repository: &str,
-    report: &mut PushReport,
-) -> Result<(), OciError> {
-    let digest = descriptor.digest().to_string();
-    let scopes = [push_scope(repository)];
-    let head = Call::new(
-        "HEAD",
-        registry.url(&format!("{repository}/blobs/{digest}")),
-        format!("checking blob {digest}"),
-    );
-    let response = registry.send(head, &scopes)?;
-    if response.status() == 200 {
-        report.skipped_blobs += 1;
-        return Ok(());
-    }
-    let path = layout.blob_path(&digest)?;
-    // Checks the size before anything is sent.
-    layout.open_blob(descriptor)?;
-    // A session that fails mid-upload is gone: start a new one.
-    let mut attempt = 1;
-    loop {
-        match upload(registry, repository, &digest, &path, descriptor.size()) {
-            Ok(()) => break,
-            Err(error) if attempt < UPLOAD_ATTEMPTS && is_transient(&error) => {
-                kiln_sdk::warn!("uploading {digest} failed ({error}); starting a new upload");
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    report.uploaded_blobs += 1;
-    report.uploaded_bytes += descriptor.size();
-    kiln_sdk::info!("uploaded {digest} ({} bytes)", descriptor.size());
-    Ok(())
+    pusher.manifest(root, &reference)?;
+    pusher.report.digest = root.digest().to_string();
+    Ok(pusher.report)
 }
 
 /// Upload sessions tried for one blob.
 const UPLOAD_ATTEMPTS: u32 = 3;
+
+/// Chunk size used when a registry refuses a blob in one piece (413).
+const FALLBACK_CHUNK: u64 = 16 << 20;
+
+/// How one blob is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One PUT with the whole blob.
+    Monolithic,
+    /// PATCHes of this many bytes, then an empty PUT.
+    Chunked(u64),
+}
+
+struct Pusher<'a> {
+    registry: &'a mut Registry,
+    layout: &'a ImageLayout,
+    repository: &'a str,
+    options: &'a PushOptions,
+    report: PushReport,
+}
+
+impl Pusher<'_> {
+    fn manifest(&mut self, descriptor: &Descriptor, reference: &str) -> Result<(), OciError> {
+        let bytes = self.layout.read_blob(descriptor)?;
+        let media_type = descriptor.media_type().to_string();
+        if is_index(descriptor.media_type()) {
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .map_err(|e| OciError::Invalid(format!("index {}: {e}", descriptor.digest())))?;
+            for child in index.manifests() {
+                self.manifest(child, child.digest().as_ref())?;
+            }
+        } else {
+            let manifest: ImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| OciError::Invalid(format!("manifest {}: {e}", descriptor.digest())))?;
+            self.blob(manifest.config())?;
+            for layer in manifest.layers() {
+                self.blob(layer)?;
+            }
+        }
+        let url = self
+            .registry
+            .url(&format!("{}/manifests/{reference}", self.repository));
+        let call = Call::new(
+            "PUT",
+            url,
+            format!("pushing manifest {}", descriptor.digest()),
+        )
+        .header("content-type", media_type)
+        .body(Payload::Bytes(bytes));
+        let response = self.registry.send(call, &[push_scope(self.repository)])?;
+        match response.status() {
+            200..=202 => {
+                if let Some(answered) = response.header("docker-content-digest")
+                    && answered.starts_with("sha256:")
+                    && answered != descriptor.digest().to_string()
+                {
+                    return Err(OciError::DigestMismatch {
+                        what: format!("manifest pushed as {reference}"),
+                        expected: descriptor.digest().to_string(),
+                        actual: answered.to_owned(),
+                    });
+                }
+                Ok(())
+            }
+            status => Err(self.registry.refusal(
+                &format!("pushing manifest {reference}"),
+                status,
+                response,
+            )),
+        }
+    }
+
+    /// Send one blob unless the registry has it (HEAD) or can mount it
+    /// from another repository.
+    fn blob(&mut self, descriptor: &Descriptor) -> Result<(), OciError> {
+        let digest = descriptor.digest().to_string();
+        let scopes = [push_scope(self.repository)];
+        let head = Call::new(
+            "HEAD",
+            self.registry
+                .url(&format!("{}/blobs/{digest}", self.repository)),
+            format!("checking blob {digest}"),
+        );
+        if self.registry.send(head, &scopes)?.status() == 200 {
+            self.report.skipped_blobs += 1;
+            return Ok(());
+        }
+        let path = self.layout.blob_path(&digest)?;
+        // Checks the size before anything is sent.
+        self.layout.open_blob(descriptor)?;
+        let mut session = match self.mount(&digest)? {
+            Mounted::Yes => {
+                self.report.mounted_blobs += 1;
+                return Ok(());
+            }
+            Mounted::SessionOpened(location) => Some(location),
+            Mounted::No => None,
+        };
+        let mut mode = match self.options.chunk_size {
+            Some(size) if size > 0 => Mode::Chunked(size),
+            _ => Mode::Monolithic,
+        };
+        // A session that fails mid-upload is gone: start a new one. A
+        // registry that refuses one mode gets the other.
+        let mut attempt = 1;
+        loop {
+            match self.upload(&digest, &path, descriptor.size(), mode, session.take()) {
+                Ok(()) => break,
+                Err(error) if attempt < UPLOAD_ATTEMPTS => {
+                    let fallback = match (mode, &error) {
+                        (Mode::Monolithic, OciError::Registry { status: 413, .. }) => {
+                            Some(Mode::Chunked(FALLBACK_CHUNK))
+                        }
+                        (
+                            Mode::Chunked(_),
+                            OciError::Registry {
+                                status: 400 | 405 | 416,
+                                ..
+                            },
+                        ) => Some(Mode::Monolithic),
+                        _ if is_transient(&error) => Some(mode),
+                        _ => None,
+                    };
+                    let Some(next) = fallback else {
+                        return Err(error);
+                    };
+                    kiln_sdk::warn!("uploading {digest} failed ({error}); starting a new upload");
+                    mode = next;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.report.uploaded_blobs += 1;
+        self.report.uploaded_bytes += descriptor.size();
+        kiln_sdk::info!("uploaded {digest} ({} bytes)", descriptor.size());
+        Ok(())
+    }
+
+    /// Try each `mount_from` repository: 201 means mounted; 202 means the
+    /// registry opened an upload session instead, to be used as is.
+    fn mount(&mut self, digest: &str) -> Result<Mounted, OciError> {
+        for from in &self.options.mount_from {
+            let uploads = self
+                .registry
+                .url(&format!("{}/blobs/uploads/", self.repository));
+            let url = with_query(&with_query(&uploads, "mount", digest), "from", from);
+            let scopes = [push_scope(self.repository), pull_scope(from)];
+            let response = self.registry.send(
+                Call::new("POST", url, format!("mounting {digest} from {from}")),
+                &scopes,
+            )?;
+            match (response.status(), response.header("location")) {
+                (201, _) => return Ok(Mounted::Yes),
+                (202, Some(location)) => {
+                    return Ok(Mounted::SessionOpened(
+                        self.registry.resolve(&uploads, location),
+                    ));
+                }
+                _ => continue,
+            }
+        }
+        Ok(Mounted::No)
+    }
+
+    /// One upload session (opened here unless `session` is given).
+    fn upload(
+        &mut self,
+        digest: &str,
+        path: &std::path::Path,
+        size: u64,
+        mode: Mode,
+        session: Option<String>,
+    ) -> Result<(), OciError> {
+        let scopes = [push_scope(self.repository)];
+        let uploads = self
+            .registry
+            .url(&format!("{}/blobs/uploads/", self.repository));
+        let mut location = match session {
+            Some(location) => location,
+            None => {
+                let open = Call::new(
+                    "POST",
+                    uploads.clone(),
+                    format!("starting the upload of {digest}"),
+                );
+                let response = self.registry.send(open, &scopes)?;
+                let status = response.status();
+                match (status, response.header("location")) {
+                    (202, Some(location)) => self.registry.resolve(&uploads, location),
+                    _ => {
+                        return Err(self.registry.refusal(
+                            &format!("starting the upload of {digest}"),
+                            status,
+                            response,
+                        ));
+                    }
+                }
+            }
+        };
+        let (mut offset, final_body) = match mode {
+            Mode::Monolithic => (
+                size,
+                Payload::File {
+                    path: path.to_owned(),
+                    offset: 0,
+                    len: size,
+                },
+            ),
+            Mode::Chunked(_) => (0, Payload::Empty),
+        };
+        if let Mode::Chunked(chunk) = mode {
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let patch = Call::new("PATCH", location.clone(), format!("uploading {digest}"))
+                    .header("content-type", "application/octet-stream")
+                    .header("content-range", format!("{offset}-{}", offset + len - 1))
+                    .body(Payload::File {
+                        path: path.to_owned(),
+                        offset,
+                        len,
+                    })
+                    .once();
+                let response = self.registry.send(patch, &scopes)?;
+                let status = response.status();
+                match (status, response.header("location")) {
+                    // Always continue at the newest Location.
+                    (202, Some(next)) => location = self.registry.resolve(&location, next),
+                    _ => {
+                        return Err(self.registry.refusal(
+                            &format!("uploading {digest}"),
+                            status,
+                            response,
+                        ));
+                    }
+                }
+                offset += len;
+                kiln_sdk::log::progress(digest, offset, Some(size));
+            }
+        }
+        let put = Call::new(
+            "PUT",
+            with_query(&location, "digest", digest),
+            format!("uploading {digest}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(final_body)
+        .once();
+        let response = self.registry.send(put, &scopes)?;
+        match response.status() {
+            201 | 204 => Ok(()),
+            status => Err(self
+                .registry
+                .refusal(&format!("uploading {digest}"), status, response)),
+        }
+    }
+}
+
+enum Mounted {
+    Yes,
+    SessionOpened(String),
+    No,
+}
 
 fn is_transient(error: &OciError) -> bool {
     match error {
         OciError::Http(kiln_sdk::http::HttpError::Transport(_)) => true,
         OciError::Registry { status, .. } => *status == 404 || *status == 429 || *status >= 500,
         _ => false,
-    }
-}
-
-/// One upload session: POST, then a monolithic PUT of the whole blob to
-/// the `Location` the POST returned, with its query kept.
-fn upload(
-    registry: &mut Registry,
-    repository: &str,
-    digest: &str,
-    path: &std::path::Path,
-    size: u64,
-) -> Result<(), OciError> {
-    let scopes = [push_scope(repository)];
-    let uploads = registry.url(&format!("{repository}/blobs/uploads/"));
-    let open = Call::new(
-        "POST",
-        uploads.clone(),
-        format!("starting the upload of {digest}"),
-    );
-    let response = registry.send(open, &scopes)?;
-    let status = response.status();
-    let location = match (status, response.header("location")) {
-        (202, Some(location)) => location.to_owned(),
-        _ => {
-            return Err(registry.refusal(
-                &format!("starting the upload of {digest}"),
-                status,
-                response,
-            ));
-        }
-    };
-    let upload_url = registry.resolve(&uploads, &location);
-    let put = Call::new(
-        "PUT",
-        with_query(&upload_url, "digest", digest),
-        format!("uploading {digest}"),
-    )
-    .header("content-type", "application/octet-stream")
-    .body(Payload::File {
-        path: path.to_owned(),
-        len: size,
-    })
-    .once();
-    let response = registry.send(put, &scopes)?;
-    match response.status() {
-        201 | 204 => Ok(()),
-        status => Err(registry.refusal(&format!("uploading {digest}"), status, response)),
     }
 }
