@@ -28,19 +28,67 @@ type ResponseFuture = Box<
 
 /// The step's outbound HTTP policy.
 ///
-/// A granted registry may delegate authentication: when it answers 401
+/// A granted host may delegate, as registries do: when it answers 401
 /// with a Bearer `realm`, the realm's host becomes reachable for the rest
-/// of the step, as docker does. Nothing else widens the grant.
+/// of the step; when it redirects a request (blobs served from object
+/// storage), the target becomes reachable if it is a public address.
+/// Nothing else widens the grant.
 pub struct OutboundHttp {
-    allowed: Arc<Mutex<Vec<HostPattern>>>,
+    grant: Arc<Mutex<Grant>>,
     log: Arc<StepLog>,
+}
+
+/// Hosts reachable now: the step's grant plus what granted hosts delegated.
+#[derive(Debug, Default, Clone)]
+struct Grant {
+    /// Granted hosts and token realms.
+    allowed: Vec<HostPattern>,
+    /// Redirect targets, reachable on public addresses only.
+    public_only: Vec<HostPattern>,
+}
+
+/// How a response widens what the step may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delegation {
+    /// A Bearer challenge's token realm.
+    TokenRealm(String),
+    /// A redirect target.
+    Redirect(String),
+}
+
+/// What a response from a reachable host delegates to.
+pub fn delegations(status: http::StatusCode, headers: &http::HeaderMap) -> Vec<Delegation> {
+    if status == http::StatusCode::UNAUTHORIZED {
+        return headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(bearer_realm_authority)
+            .map(Delegation::TokenRealm)
+            .collect();
+    }
+    if status.is_redirection() {
+        return headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.split_once("://"))
+            .map(|(_, rest)| rest[..rest.find(['/', '?']).unwrap_or(rest.len())].to_owned())
+            .filter(|a| !a.is_empty())
+            .map(Delegation::Redirect)
+            .into_iter()
+            .collect();
+    }
+    Vec::new()
 }
 
 impl OutboundHttp {
     /// A policy allowing exactly `allowed`; denials are reported on `log`.
     pub fn new(allowed: Vec<HostPattern>, log: Arc<StepLog>) -> Self {
         OutboundHttp {
-            allowed: Arc::new(Mutex::new(allowed)),
+            grant: Arc::new(Mutex::new(Grant {
+                allowed,
+                public_only: Vec::new(),
+            })),
             log,
         }
     }
@@ -71,12 +119,23 @@ pub enum Refusal {
     NoHost,
 }
 
-/// Decide whether `host:port` may be reached under `allowed`, resolving
-/// wildcard matches to make sure they stay on public addresses.
-pub async fn check(allowed: &[HostPattern], host: &str, port: u16) -> Result<(), Refusal> {
+/// Decide whether `host:port` may be reached under `allowed` (or
+/// `public_only`, redirect targets), resolving wildcard and redirect
+/// matches to make sure they stay on public addresses.
+pub async fn check(
+    allowed: &[HostPattern],
+    public_only: &[HostPattern],
+    host: &str,
+    port: u16,
+) -> Result<(), Refusal> {
+    let redirected = public_only
+        .iter()
+        .any(|p| p.matches(host, port).is_some())
+        .then_some(HostMatch::ByWildcard);
     let best = allowed
         .iter()
         .filter_map(|p| p.matches(host, port))
+        .chain(redirected)
         .min_by_key(|m| *m != HostMatch::ByName);
     match best {
         None => Err(Refusal::NotGranted),
@@ -139,7 +198,7 @@ impl WasiHttpHooks for OutboundHttp {
         options: Option<RequestOptions>,
         _response_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> ResponseFuture {
-        let allowed = self.allowed.clone();
+        let grant = self.grant.clone();
         let log = self.log.clone();
         Box::new(async move {
             let uri = request.uri();
@@ -152,9 +211,17 @@ impl WasiHttpHooks for OutboundHttp {
                 .authority()
                 .map(|a| a.as_str().to_owned())
                 .unwrap_or_default();
-            let patterns = allowed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let now = grant.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let verdict = match split_authority(&authority) {
-                Some((host, port)) => check(&patterns, &host, port.unwrap_or(default_port)).await,
+                Some((host, port)) => {
+                    check(
+                        &now.allowed,
+                        &now.public_only,
+                        &host,
+                        port.unwrap_or(default_port),
+                    )
+                    .await
+                }
                 None => Err(Refusal::NoHost),
             };
             if let Err(refusal) = verdict {
@@ -172,26 +239,20 @@ impl WasiHttpHooks for OutboundHttp {
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            if response.status() == http::StatusCode::UNAUTHORIZED {
-                let realms = response
-                    .headers()
-                    .get_all(http::header::WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .filter_map(bearer_realm_authority);
-                for realm in realms {
-                    if let Ok(pattern) = realm.parse::<HostPattern>() {
-                        let mut allowed = allowed.lock().unwrap_or_else(|e| e.into_inner());
-                        if !allowed.contains(&pattern) {
-                            log.host(
-                                Level::Debug,
-                                &format!(
-                                    "{authority} delegates authentication to {realm}; allowing it"
-                                ),
-                            );
-                            allowed.push(pattern);
-                        }
-                    }
+            for delegation in delegations(response.status(), response.headers()) {
+                let mut grant = grant.lock().unwrap_or_else(|e| e.into_inner());
+                let (target, list) = match &delegation {
+                    Delegation::TokenRealm(realm) => (realm, &mut grant.allowed),
+                    Delegation::Redirect(location) => (location, &mut grant.public_only),
+                };
+                if let Ok(pattern) = target.parse::<HostPattern>()
+                    && !list.contains(&pattern)
+                {
+                    log.host(
+                        Level::Debug,
+                        &format!("{authority} delegates to {target}; allowing it"),
+                    );
+                    list.push(pattern);
                 }
             }
             Ok((
@@ -213,22 +274,51 @@ mod tests {
     #[tokio::test]
     async fn loopback_needs_a_grant_by_name() {
         let by_name = patterns(&["127.0.0.1:5000", "localhost"]);
-        assert_eq!(check(&by_name, "127.0.0.1", 5000).await, Ok(()));
-        assert_eq!(check(&by_name, "localhost", 80).await, Ok(()));
+        assert_eq!(check(&by_name, &[], "127.0.0.1", 5000).await, Ok(()));
+        assert_eq!(check(&by_name, &[], "localhost", 80).await, Ok(()));
         assert_eq!(
-            check(&by_name, "127.0.0.1", 5001).await,
+            check(&by_name, &[], "127.0.0.1", 5001).await,
             Err(Refusal::NotGranted)
         );
+        // A redirect to a loopback address is not followed.
+        assert!(matches!(
+            check(&[], &patterns(&["127.0.0.1:9000"]), "127.0.0.1", 9000).await,
+            Err(Refusal::PrivateAddress(_))
+        ));
         // `*.localhost` resolves to loopback: a wildcard may not reach it.
         let wildcard = patterns(&["*.localhost"]);
         assert!(matches!(
-            check(&wildcard, "registry.localhost", 80).await,
+            check(&wildcard, &[], "registry.localhost", 80).await,
             Err(Refusal::PrivateAddress(_)) | Err(Refusal::NotGranted)
         ));
         assert_eq!(
-            check(&[], "example.com", 443).await,
+            check(&[], &[], "example.com", 443).await,
             Err(Refusal::NotGranted)
         );
+    }
+
+    #[test]
+    fn responses_delegate_realms_and_redirects() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            r#"Bearer realm="https://auth.example.com/token",service="r""#
+                .parse()
+                .unwrap(),
+        );
+        headers.insert(
+            http::header::LOCATION,
+            "https://blobs.example.net/x?sig=1".parse().unwrap(),
+        );
+        assert_eq!(
+            delegations(http::StatusCode::UNAUTHORIZED, &headers),
+            [Delegation::TokenRealm("auth.example.com".into())]
+        );
+        assert_eq!(
+            delegations(http::StatusCode::TEMPORARY_REDIRECT, &headers),
+            [Delegation::Redirect("blobs.example.net".into())]
+        );
+        assert!(delegations(http::StatusCode::OK, &headers).is_empty());
     }
 
     #[test]
