@@ -123,6 +123,26 @@ impl Request {
 
     /// Send the request and wait for the response head.
     pub fn send(self) -> Result<Response, HttpError> {
+        let started = self.start()?;
+        // The server may answer (or the host refuse) before the whole body
+        // is written, which closes the body stream: the response, or the
+        // reason it failed, is then what to report. Only a failure to read
+        // our own body is reported as such.
+        let written = write_body(&started.body, started.content);
+        if let Err(BodyFailure::Read(error)) = written {
+            return Err(HttpError::Body(error));
+        }
+        if written.is_ok() {
+            // A finish refused here shows up in the response as well.
+            let _ = OutgoingBody::finish(started.body, None);
+        }
+        let response =
+            wait(&started.pending).map_err(|code| transport_error(code, &started.authority))?;
+        Response::new(response)
+    }
+
+    /// Hand the request to the host; the body is still to be written.
+    fn start(self) -> Result<Started, HttpError> {
         let target = Target::parse(&self.url)?;
         let fields = Fields::from_list(&self.headers)
             .map_err(|e| HttpError::InvalidHeader(format!("{e:?}")))?;
@@ -140,24 +160,178 @@ impl Request {
         request
             .set_path_with_query(Some(&target.path))
             .map_err(|()| invalid("bad path"))?;
-        let outgoing_body = request.body().expect("a new request's body is taken once");
-
+        let body = request.body().expect("a new request's body is taken once");
         let pending = outgoing_handler::handle(request, None)
             .map_err(|code| transport_error(code, &target.authority))?;
-        // The server may answer (or the host refuse) before the whole body
-        // is written, which closes the body stream: the response, or the
-        // reason it failed, is then what to report. Only a failure to read
-        // our own body is reported as such.
-        let written = write_body(&outgoing_body, self.body);
-        if let Err(BodyFailure::Read(error)) = written {
-            return Err(HttpError::Body(error));
+        Ok(Started {
+            pending,
+            body,
+            content: self.body,
+            authority: target.authority,
+        })
+    }
+}
+
+/// A request the host has taken, whose body is still to be written.
+struct Started {
+    pending: FutureIncomingResponse,
+    body: OutgoingBody,
+    content: Body,
+    authority: String,
+}
+
+/// Send `requests` with at most `limit` in flight at once, streaming their
+/// bodies side by side, and return their results in order.
+///
+/// A plugin runs on one thread; this is how it keeps several uploads
+/// moving: it waits on every body stream and response at once and feeds
+/// whichever is ready.
+pub fn send_all(requests: Vec<Request>, limit: usize) -> Vec<Result<Response, HttpError>> {
+    let mut results: Vec<Option<Result<Response, HttpError>>> =
+        requests.iter().map(|_| None).collect();
+    let mut queue = requests.into_iter().enumerate();
+    let mut flying: Vec<InFlight> = Vec::new();
+    loop {
+        while flying.len() < limit.max(1) {
+            let Some((index, request)) = queue.next() else {
+                break;
+            };
+            match request
+                .start()
+                .and_then(|started| InFlight::new(index, started))
+            {
+                Ok(in_flight) => flying.push(in_flight),
+                Err(error) => results[index] = Some(Err(error)),
+            }
         }
-        if written.is_ok() {
-            // A finish refused here shows up in the response as well.
-            let _ = OutgoingBody::finish(outgoing_body, None);
+        if flying.is_empty() {
+            break;
         }
-        let response = wait(&pending).map_err(|code| transport_error(code, &target.authority))?;
-        Response::new(response)
+        let pollables: Vec<wasip2::io::poll::Pollable> =
+            flying.iter().map(InFlight::subscribe).collect();
+        let refs: Vec<&wasip2::io::poll::Pollable> = pollables.iter().collect();
+        let ready = wasip2::io::poll::poll(&refs);
+        drop(pollables);
+        let mut done = Vec::new();
+        for position in ready {
+            let position = position as usize;
+            if let Some(result) = flying[position].advance() {
+                done.push((position, result));
+            }
+        }
+        done.sort_by_key(|(position, _)| std::cmp::Reverse(*position));
+        for (position, result) in done {
+            let in_flight = flying.remove(position);
+            results[in_flight.index] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every request finished"))
+        .collect()
+}
+
+/// One request of [`send_all`] in progress.
+struct InFlight {
+    index: usize,
+    pending: FutureIncomingResponse,
+    authority: String,
+    /// The body still being written: stream (dropped before the body),
+    /// body, our reader, and bytes read but not yet accepted.
+    writing: Option<(
+        wasip2::io::streams::OutputStream,
+        OutgoingBody,
+        Box<dyn Read>,
+        Vec<u8>,
+    )>,
+}
+
+impl InFlight {
+    fn new(index: usize, started: Started) -> Result<InFlight, HttpError> {
+        let reader: Option<Box<dyn Read>> = match started.content {
+            Body::Empty => None,
+            Body::Bytes(bytes) => Some(Box::new(io::Cursor::new(bytes))),
+            Body::Reader(reader) => Some(reader),
+        };
+        let writing = match reader {
+            Some(reader) => {
+                let stream = started
+                    .body
+                    .write()
+                    .expect("the body's stream is taken once");
+                Some((stream, started.body, reader, Vec::new()))
+            }
+            None => {
+                let _ = OutgoingBody::finish(started.body, None);
+                None
+            }
+        };
+        Ok(InFlight {
+            index,
+            pending: started.pending,
+            authority: started.authority,
+            writing,
+        })
+    }
+
+    fn subscribe(&self) -> wasip2::io::poll::Pollable {
+        match &self.writing {
+            Some((stream, ..)) => stream.subscribe(),
+            None => self.pending.subscribe(),
+        }
+    }
+
+    /// Make progress; `Some` when the request is finished.
+    fn advance(&mut self) -> Option<Result<Response, HttpError>> {
+        if let Some((stream, _, reader, buffer)) = &mut self.writing {
+            let outcome = (|| -> Result<bool, BodyFailure> {
+                let room = stream.check_write().map_err(|_| BodyFailure::Closed)? as usize;
+                if room == 0 {
+                    return Ok(false);
+                }
+                if buffer.is_empty() {
+                    buffer.resize(room.min(1 << 20), 0);
+                    let n = loop {
+                        match reader.read(buffer) {
+                            Ok(n) => break n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(BodyFailure::Read(e)),
+                        }
+                    };
+                    buffer.truncate(n);
+                    if n == 0 {
+                        return Ok(true);
+                    }
+                }
+                let n = buffer.len().min(room);
+                stream
+                    .write(&buffer[..n])
+                    .map_err(|_| BodyFailure::Closed)?;
+                buffer.drain(..n);
+                Ok(false)
+            })();
+            match outcome {
+                Ok(false) => return None,
+                Err(BodyFailure::Read(error)) => return Some(Err(HttpError::Body(error))),
+                Ok(true) => {
+                    let (stream, body, ..) = self.writing.take().expect("checked above");
+                    drop(stream);
+                    let _ = OutgoingBody::finish(body, None);
+                }
+                // The server answered early or the host refused: the
+                // response says which.
+                Err(BodyFailure::Closed) => {
+                    self.writing = None;
+                }
+            }
+            return None;
+        }
+        match self.pending.get() {
+            None => None,
+            Some(Ok(Ok(response))) => Some(Response::new(response)),
+            Some(Ok(Err(code))) => Some(Err(transport_error(code, &self.authority))),
+            Some(Err(())) => unreachable!("a response is taken once"),
+        }
     }
 }
 

@@ -235,36 +235,7 @@ impl Registry {
     fn send_following_redirects(&self, call: &Call, scope_key: &str) -> Result<Response, OciError> {
         let mut url = call.url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let mut request = Request::new(call.method, &url);
-            for (name, value) in &call.headers {
-                request = request.header(name, value);
-            }
-            // Credentials go to the registry host only, never to a host a
-            // redirect points at.
-            if authority(&url) == self.host
-                && let Some(value) = self
-                    .authorizations
-                    .get(scope_key)
-                    .or_else(|| self.authorizations.get(""))
-            {
-                request = request.header("authorization", value);
-            }
-            request = match &call.body {
-                Payload::Empty => request.header("content-length", "0"),
-                Payload::Bytes(bytes) => request
-                    .header("content-length", bytes.len().to_string())
-                    .body(bytes.clone()),
-                Payload::File { path, offset, len } => {
-                    use std::io::{Read, Seek, SeekFrom};
-                    let mut file = std::fs::File::open(path).map_err(crate::error::io(path))?;
-                    file.seek(SeekFrom::Start(*offset))
-                        .map_err(crate::error::io(path))?;
-                    request
-                        .header("content-length", len.to_string())
-                        .body_reader(file.take(*len))
-                }
-            };
-            let response = request.send()?;
+            let response = self.request(call, &url, scope_key)?.send()?;
             let redirect = matches!(response.status(), 301 | 302 | 303 | 307 | 308);
             if redirect
                 && matches!(call.method, "GET" | "HEAD")
@@ -279,6 +250,74 @@ impl Registry {
             "{}: more than {MAX_REDIRECTS} redirects",
             call.operation
         )))
+    }
+
+    /// `call` as an HTTP request to `url`, with the credentials cached for
+    /// `scope_key` when `url` is on the registry host (never elsewhere).
+    fn request(&self, call: &Call, url: &str, scope_key: &str) -> Result<Request, OciError> {
+        let mut request = Request::new(call.method, url);
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        if authority(url) == self.host
+            && let Some(value) = self
+                .authorizations
+                .get(scope_key)
+                .or_else(|| self.authorizations.get(""))
+        {
+            request = request.header("authorization", value);
+        }
+        Ok(match &call.body {
+            Payload::Empty => request.header("content-length", "0"),
+            Payload::Bytes(bytes) => request
+                .header("content-length", bytes.len().to_string())
+                .body(bytes.clone()),
+            Payload::File { path, offset, len } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut file = std::fs::File::open(path).map_err(crate::error::io(path))?;
+                file.seek(SeekFrom::Start(*offset))
+                    .map_err(crate::error::io(path))?;
+                request
+                    .header("content-length", len.to_string())
+                    .body_reader(file.take(*len))
+            }
+        })
+    }
+
+    /// Send `calls` side by side (at most `limit` at once), each once, with
+    /// the credentials already obtained for `scopes`: for uploads whose
+    /// sessions are open. Callers retry failures one by one with
+    /// [`Registry::send`], which re-authenticates.
+    pub fn send_concurrently(
+        &self,
+        calls: &[Call],
+        scopes: &[String],
+        limit: usize,
+    ) -> Vec<Result<Response, OciError>> {
+        let scope_key = scopes.join(" ");
+        let mut results: Vec<Option<Result<Response, OciError>>> = Vec::new();
+        let mut requests = Vec::new();
+        let mut slots = Vec::new();
+        for call in calls {
+            match self.request(call, &call.url, &scope_key) {
+                Ok(request) => {
+                    slots.push(results.len());
+                    results.push(None);
+                    requests.push(request);
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        for (slot, result) in slots
+            .into_iter()
+            .zip(kiln_sdk::http::send_all(requests, limit))
+        {
+            results[slot] = Some(result.map_err(OciError::from));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every call has a result"))
+            .collect()
     }
 
     /// Answer a 401: Basic with our credentials, or a Bearer token from the

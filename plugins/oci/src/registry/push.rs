@@ -103,6 +103,9 @@ pub fn push(
 /// Upload sessions tried for one blob.
 const UPLOAD_ATTEMPTS: u32 = 3;
 
+/// Blob uploads in flight at once.
+pub const PARALLEL_UPLOADS: usize = 4;
+
 /// Chunk size used when a registry refuses a blob in one piece (413).
 const FALLBACK_CHUNK: u64 = 16 << 20;
 
@@ -136,10 +139,9 @@ impl Pusher<'_> {
         } else {
             let manifest: ImageManifest = serde_json::from_slice(&bytes)
                 .map_err(|e| OciError::Invalid(format!("manifest {}: {e}", descriptor.digest())))?;
-            self.blob(manifest.config())?;
-            for layer in manifest.layers() {
-                self.blob(layer)?;
-            }
+            let mut blobs = vec![manifest.config().clone()];
+            blobs.extend(manifest.layers().iter().cloned());
+            self.blobs(&blobs)?;
         }
         let url = self
             .registry
@@ -174,41 +176,130 @@ impl Pusher<'_> {
         }
     }
 
-    /// Send one blob unless the registry has it (HEAD) or can mount it
-    /// from another repository.
-    fn blob(&mut self, descriptor: &Descriptor) -> Result<(), OciError> {
-        let digest = descriptor.digest().to_string();
-        let scopes = [push_scope(self.repository)];
-        let head = Call::new(
-            "HEAD",
-            self.registry
-                .url(&format!("{}/blobs/{digest}", self.repository)),
-            format!("checking blob {digest}"),
-        );
-        if self.registry.send(head, &scopes)?.status() == 200 {
-            self.report.skipped_blobs += 1;
-            return Ok(());
-        }
-        let path = self.layout.blob_path(&digest)?;
-        // Checks the size before anything is sent.
-        self.layout.open_blob(descriptor)?;
-        let mut session = match self.mount(&digest)? {
-            Mounted::Yes => {
-                self.report.mounted_blobs += 1;
-                return Ok(());
+    /// Send the blobs the registry lacks: those it has are skipped (HEAD),
+    /// those it can mount are mounted, and the rest are uploaded side by
+    /// side, at most [`PARALLEL_UPLOADS`] at once.
+    fn blobs(&mut self, blobs: &[Descriptor]) -> Result<(), OciError> {
+        let mut to_upload = Vec::new();
+        for descriptor in blobs {
+            let digest = descriptor.digest().to_string();
+            let head = Call::new(
+                "HEAD",
+                self.registry
+                    .url(&format!("{}/blobs/{digest}", self.repository)),
+                format!("checking blob {digest}"),
+            );
+            if self
+                .registry
+                .send(head, &[push_scope(self.repository)])?
+                .status()
+                == 200
+            {
+                self.report.skipped_blobs += 1;
+                continue;
             }
-            Mounted::SessionOpened(location) => Some(location),
-            Mounted::No => None,
+            // Checks the size before anything is sent.
+            self.layout.open_blob(descriptor)?;
+            match self.mount(&digest)? {
+                Mounted::Yes => self.report.mounted_blobs += 1,
+                Mounted::SessionOpened(location) => {
+                    to_upload.push((descriptor.clone(), Some(location)))
+                }
+                Mounted::No => to_upload.push((descriptor.clone(), None)),
+            }
+        }
+        let failed = match self.options.chunk_size {
+            Some(size) if size > 0 => to_upload,
+            _ => self.upload_side_by_side(to_upload)?,
         };
+        for (descriptor, session) in failed {
+            self.upload_with_retries(&descriptor, session)?;
+        }
+        Ok(())
+    }
+
+    /// Monolithic uploads of `blobs` at once; returns those that failed,
+    /// to be retried one by one.
+    fn upload_side_by_side(
+        &mut self,
+        blobs: Vec<(Descriptor, Option<String>)>,
+    ) -> Result<Vec<(Descriptor, Option<String>)>, OciError> {
+        if blobs.len() < 2 {
+            return Ok(blobs);
+        }
+        let scopes = [push_scope(self.repository)];
+        let mut calls = Vec::new();
+        for (descriptor, session) in &blobs {
+            let digest = descriptor.digest().to_string();
+            let location = match session {
+                Some(location) => location.clone(),
+                None => self.open_session(&digest)?,
+            };
+            calls.push(self.final_put(&digest, &location, self.monolithic_body(descriptor)?));
+        }
+        let results = self
+            .registry
+            .send_concurrently(&calls, &scopes, PARALLEL_UPLOADS);
+        let mut failed = Vec::new();
+        for ((descriptor, _), result) in blobs.into_iter().zip(results) {
+            match result {
+                Ok(response) if matches!(response.status(), 201 | 204) => {
+                    self.uploaded(&descriptor)
+                }
+                Ok(response) => {
+                    kiln_sdk::warn!(
+                        "uploading {} answered {}; retrying it alone",
+                        descriptor.digest(),
+                        response.status()
+                    );
+                    failed.push((descriptor, None));
+                }
+                Err(error) => {
+                    kiln_sdk::warn!(
+                        "uploading {} failed ({error}); retrying it alone",
+                        descriptor.digest()
+                    );
+                    failed.push((descriptor, None));
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    fn uploaded(&mut self, descriptor: &Descriptor) {
+        self.report.uploaded_blobs += 1;
+        self.report.uploaded_bytes += descriptor.size();
+        kiln_sdk::info!(
+            "uploaded {} ({} bytes)",
+            descriptor.digest(),
+            descriptor.size()
+        );
+    }
+
+    fn monolithic_body(&self, descriptor: &Descriptor) -> Result<Payload, OciError> {
+        Ok(Payload::File {
+            path: self.layout.blob_path(descriptor.digest().as_ref())?,
+            offset: 0,
+            len: descriptor.size(),
+        })
+    }
+
+    /// One blob, alone: a session that fails mid-upload is gone, so each
+    /// try starts a new one; a registry that refuses one mode gets the
+    /// other.
+    fn upload_with_retries(
+        &mut self,
+        descriptor: &Descriptor,
+        mut session: Option<String>,
+    ) -> Result<(), OciError> {
+        let digest = descriptor.digest().to_string();
         let mut mode = match self.options.chunk_size {
             Some(size) if size > 0 => Mode::Chunked(size),
             _ => Mode::Monolithic,
         };
-        // A session that fails mid-upload is gone: start a new one. A
-        // registry that refuses one mode gets the other.
         let mut attempt = 1;
         loop {
-            match self.upload(&digest, &path, descriptor.size(), mode, session.take()) {
+            match self.upload(descriptor, mode, session.take()) {
                 Ok(()) => break,
                 Err(error) if attempt < UPLOAD_ATTEMPTS => {
                     let fallback = match (mode, &error) {
@@ -235,10 +326,43 @@ impl Pusher<'_> {
                 Err(error) => return Err(error),
             }
         }
-        self.report.uploaded_blobs += 1;
-        self.report.uploaded_bytes += descriptor.size();
-        kiln_sdk::info!("uploaded {digest} ({} bytes)", descriptor.size());
+        self.uploaded(descriptor);
         Ok(())
+    }
+
+    /// Open an upload session; returns its `Location`.
+    fn open_session(&mut self, digest: &str) -> Result<String, OciError> {
+        let uploads = self
+            .registry
+            .url(&format!("{}/blobs/uploads/", self.repository));
+        let open = Call::new(
+            "POST",
+            uploads.clone(),
+            format!("starting the upload of {digest}"),
+        );
+        let response = self.registry.send(open, &[push_scope(self.repository)])?;
+        let status = response.status();
+        match (status, response.header("location")) {
+            (202, Some(location)) => Ok(self.registry.resolve(&uploads, location)),
+            _ => Err(self.registry.refusal(
+                &format!("starting the upload of {digest}"),
+                status,
+                response,
+            )),
+        }
+    }
+
+    /// The PUT that closes a session with the blob's digest (the digest is
+    /// added to the query `Location` already has).
+    fn final_put(&self, digest: &str, location: &str, body: Payload) -> Call {
+        Call::new(
+            "PUT",
+            with_query(location, "digest", digest),
+            format!("uploading {digest}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .once()
     }
 
     /// Try each `mount_from` repository: 201 means mounted; 202 means the
@@ -270,87 +394,55 @@ impl Pusher<'_> {
     /// One upload session (opened here unless `session` is given).
     fn upload(
         &mut self,
-        digest: &str,
-        path: &std::path::Path,
-        size: u64,
+        descriptor: &Descriptor,
         mode: Mode,
         session: Option<String>,
     ) -> Result<(), OciError> {
+        let digest = descriptor.digest().to_string();
+        let size = descriptor.size();
         let scopes = [push_scope(self.repository)];
-        let uploads = self
-            .registry
-            .url(&format!("{}/blobs/uploads/", self.repository));
         let mut location = match session {
             Some(location) => location,
-            None => {
-                let open = Call::new(
-                    "POST",
-                    uploads.clone(),
-                    format!("starting the upload of {digest}"),
-                );
-                let response = self.registry.send(open, &scopes)?;
-                let status = response.status();
-                match (status, response.header("location")) {
-                    (202, Some(location)) => self.registry.resolve(&uploads, location),
-                    _ => {
-                        return Err(self.registry.refusal(
-                            &format!("starting the upload of {digest}"),
-                            status,
-                            response,
-                        ));
+            None => self.open_session(&digest)?,
+        };
+        let final_body = match mode {
+            Mode::Monolithic => self.monolithic_body(descriptor)?,
+            Mode::Chunked(chunk) => {
+                let path = self.layout.blob_path(&digest)?;
+                let mut offset = 0;
+                while offset < size {
+                    let len = chunk.min(size - offset);
+                    let patch = Call::new("PATCH", location.clone(), format!("uploading {digest}"))
+                        .header("content-type", "application/octet-stream")
+                        .header("content-range", format!("{offset}-{}", offset + len - 1))
+                        .body(Payload::File {
+                            path: path.clone(),
+                            offset,
+                            len,
+                        })
+                        .once();
+                    let response = self.registry.send(patch, &scopes)?;
+                    let status = response.status();
+                    match (status, response.header("location")) {
+                        // Always continue at the newest Location.
+                        (202, Some(next)) => location = self.registry.resolve(&location, next),
+                        _ => {
+                            return Err(self.registry.refusal(
+                                &format!("uploading {digest}"),
+                                status,
+                                response,
+                            ));
+                        }
                     }
+                    offset += len;
+                    kiln_sdk::log::progress(&digest, offset, Some(size));
                 }
+                Payload::Empty
             }
         };
-        let (mut offset, final_body) = match mode {
-            Mode::Monolithic => (
-                size,
-                Payload::File {
-                    path: path.to_owned(),
-                    offset: 0,
-                    len: size,
-                },
-            ),
-            Mode::Chunked(_) => (0, Payload::Empty),
-        };
-        if let Mode::Chunked(chunk) = mode {
-            while offset < size {
-                let len = chunk.min(size - offset);
-                let patch = Call::new("PATCH", location.clone(), format!("uploading {digest}"))
-                    .header("content-type", "application/octet-stream")
-                    .header("content-range", format!("{offset}-{}", offset + len - 1))
-                    .body(Payload::File {
-                        path: path.to_owned(),
-                        offset,
-                        len,
-                    })
-                    .once();
-                let response = self.registry.send(patch, &scopes)?;
-                let status = response.status();
-                match (status, response.header("location")) {
-                    // Always continue at the newest Location.
-                    (202, Some(next)) => location = self.registry.resolve(&location, next),
-                    _ => {
-                        return Err(self.registry.refusal(
-                            &format!("uploading {digest}"),
-                            status,
-                            response,
-                        ));
-                    }
-                }
-                offset += len;
-                kiln_sdk::log::progress(digest, offset, Some(size));
-            }
-        }
-        let put = Call::new(
-            "PUT",
-            with_query(&location, "digest", digest),
-            format!("uploading {digest}"),
-        )
-        .header("content-type", "application/octet-stream")
-        .body(final_body)
-        .once();
-        let response = self.registry.send(put, &scopes)?;
+        let response = self
+            .registry
+            .send(self.final_put(&digest, &location, final_body), &scopes)?;
         match response.status() {
             201 | 204 => Ok(()),
             status => Err(self
