@@ -236,14 +236,18 @@ struct InFlight {
     index: usize,
     pending: FutureIncomingResponse,
     authority: String,
-    /// The body still being written: stream (dropped before the body),
-    /// body, our reader, and bytes read but not yet accepted.
-    writing: Option<(
-        wasip2::io::streams::OutputStream,
-        OutgoingBody,
-        Box<dyn Read>,
-        Vec<u8>,
-    )>,
+    /// The body still being written.
+    writing: Option<BodyWriter>,
+}
+
+/// A request body being written without blocking. Field order matters:
+/// WASI requires the stream to be dropped before its body.
+struct BodyWriter {
+    stream: wasip2::io::streams::OutputStream,
+    body: OutgoingBody,
+    reader: Box<dyn Read>,
+    /// Bytes read but not yet accepted by the stream.
+    buffer: Vec<u8>,
 }
 
 impl InFlight {
@@ -259,7 +263,12 @@ impl InFlight {
                     .body
                     .write()
                     .expect("the body's stream is taken once");
-                Some((stream, started.body, reader, Vec::new()))
+                Some(BodyWriter {
+                    stream,
+                    body: started.body,
+                    reader,
+                    buffer: Vec::new(),
+                })
             }
             None => {
                 let _ = OutgoingBody::finish(started.body, None);
@@ -276,14 +285,20 @@ impl InFlight {
 
     fn subscribe(&self) -> wasip2::io::poll::Pollable {
         match &self.writing {
-            Some((stream, ..)) => stream.subscribe(),
+            Some(writer) => writer.stream.subscribe(),
             None => self.pending.subscribe(),
         }
     }
 
     /// Make progress; `Some` when the request is finished.
     fn advance(&mut self) -> Option<Result<Response, HttpError>> {
-        if let Some((stream, _, reader, buffer)) = &mut self.writing {
+        if let Some(BodyWriter {
+            stream,
+            reader,
+            buffer,
+            ..
+        }) = &mut self.writing
+        {
             let outcome = (|| -> Result<bool, BodyFailure> {
                 let room = stream.check_write().map_err(|_| BodyFailure::Closed)? as usize;
                 if room == 0 {
@@ -314,9 +329,9 @@ impl InFlight {
                 Ok(false) => return None,
                 Err(BodyFailure::Read(error)) => return Some(Err(HttpError::Body(error))),
                 Ok(true) => {
-                    let (stream, body, ..) = self.writing.take().expect("checked above");
-                    drop(stream);
-                    let _ = OutgoingBody::finish(body, None);
+                    let writer = self.writing.take().expect("checked above");
+                    drop(writer.stream);
+                    let _ = OutgoingBody::finish(writer.body, None);
                 }
                 // The server answered early or the host refused: the
                 // response says which.
