@@ -139,7 +139,7 @@ fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
             if normalised.contains(&normalise_key(key))
                 && let Some(helper) = helper.as_str()
             {
-                return run_helper(helper, key);
+                return run_helper(helper, key, values);
             }
         }
     }
@@ -153,7 +153,9 @@ fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
         }
     }
     let store = config["credsStore"].as_str()?;
-    names.iter().find_map(|name| run_helper(store, name))
+    names
+        .iter()
+        .find_map(|name| run_helper(store, name, values))
 }
 
 fn auth_entry(entry: &Value) -> Option<Credential> {
@@ -174,9 +176,17 @@ fn auth_entry(entry: &Value) -> Option<Credential> {
     })
 }
 
-/// `docker-credential-NAME get`, fed the server URL on stdin.
-fn run_helper(helper: &str, server: &str) -> Option<Credential> {
-    let mut child = Command::new(format!("docker-credential-{helper}"))
+/// `docker-credential-NAME get`, fed the server URL on stdin; the helper
+/// is looked up on the `PATH` of `values`.
+fn run_helper(helper: &str, server: &str, values: &dyn ValueSource) -> Option<Credential> {
+    let name = format!("docker-credential-{helper}");
+    let program = values
+        .get("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(&name))
+        .find(|candidate| candidate.is_file())?;
+    let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -297,5 +307,37 @@ mod tests {
             resolve("registry.example.com", &values).is_some(),
             "other entries kept"
         );
+    }
+
+    #[test]
+    fn credential_helpers_are_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-kilntest");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = helped.example.com ] && echo '{\"ServerURL\":\"helped.example.com\",\"Username\":\"hu\",\"Secret\":\"hs\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            r#"{"credHelpers":{"helped.example.com":"kilntest"},"credsStore":"kilntest"}"#,
+        )
+        .unwrap();
+        let values = Values(HashMap::from([
+            ("REGISTRY_AUTH_FILE", config.display().to_string()),
+            ("PATH", dir.path().display().to_string()),
+        ]));
+        assert_eq!(
+            resolve("helped.example.com", &values),
+            Some(Credential::Basic {
+                username: "hu".into(),
+                password: "hs".into()
+            })
+        );
+        // The store is asked for other hosts too; this one knows none.
+        assert_eq!(resolve("other.example.com", &values), None);
     }
 }
