@@ -629,3 +629,55 @@ fn htpasswd_basic_auth() {
 fn token_auth() {
     scenario(Auth::Token);
 }
+
+/// The seed's last steps as a pipeline, inside a "GitLab job": a build
+/// step hands an image layout on, the registry step pushes it with the
+/// credentials GitLab's `CI_REGISTRY*` variables give, and the password
+/// shows nowhere.
+#[test]
+fn a_pipeline_pushes_with_gitlab_credentials() {
+    let registry = Registry::start(Auth::Basic);
+    let host = registry.host();
+    let project = tempfile::tempdir().unwrap();
+    let layout = umoci_layout(project.path(), &[("app.txt", b"built by the pipeline\n")]);
+    std::fs::rename(&layout, project.path().join("image")).unwrap();
+    std::fs::write(
+        project.path().join("kiln.yml"),
+        r#"
+stages: [build, image]
+steps:
+  build:
+    stage: build
+    run: test -f image/index.json
+    artifacts:
+      paths: [image/]
+  push:
+    stage: image
+    uses: registry
+    with:
+      operation: push
+      layout: /artifacts/build/image
+      reference: ${CI_REGISTRY_IMAGE}/sample:${CI_COMMIT_SHORT_SHA}
+    allow:
+      net: [$CI_REGISTRY]
+"#,
+    )
+    .unwrap();
+    let mut run = kiln(project.path(), &["run"]);
+    run.env("CI_REGISTRY", &host)
+        .env("CI_REGISTRY_IMAGE", format!("{host}/group/project"))
+        .env("CI_REGISTRY_USER", USER)
+        .env("CI_REGISTRY_PASSWORD", PASSWORD)
+        .env("CI_COMMIT_SHORT_SHA", "0123abcd")
+        .env("DOCKER_CONFIG", project.path().join("no-docker-config"));
+    let out = Run::of(run).ok();
+    assert!(!out.contains(PASSWORD), "{out}");
+    assert!(out.contains("[push] output digest=sha256:"), "{out}");
+    let inspect = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{host}/group/project/sample:0123abcd")),
+    );
+    assert!(inspect.contains("\"Digest\": \"sha256:"), "{inspect}");
+}

@@ -242,6 +242,14 @@ async fn schedule(
         };
         let (id, result) = match joined {
             Ok((id, result)) => (id, result.map_err(Some)),
+            // A step whose task panicked failed; one that was aborted was
+            // cancelled.
+            Err(error) if error.is_panic() => (
+                error.id(),
+                Err(Some(
+                    "kiln itself panicked while running the step".to_owned(),
+                )),
+            ),
             Err(error) => (error.id(), Err(None)),
         };
         let (name, stage, sandboxed, started) =

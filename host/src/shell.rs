@@ -108,10 +108,20 @@ pub async fn run(
 }
 
 async fn forward(stream: impl AsyncRead + Unpin, log: Arc<StepLog>, level: Level) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        // Host commands are not budgeted: only masked.
-        log.host(level, &line);
+    // Bytes, not UTF-8 lines: a tool printing invalid UTF-8 must not stop
+    // the forwarding (and then die of SIGPIPE).
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                // Host commands are not budgeted: only masked.
+                log.host(level, text.trim_end_matches(['\n', '\r']));
+            }
+        }
     }
 }
 

@@ -127,7 +127,7 @@ pub async fn check(
     public_only: &[HostPattern],
     host: &str,
     port: u16,
-) -> Result<(), Refusal> {
+) -> Result<HostMatch, Refusal> {
     let redirected = public_only
         .iter()
         .any(|p| p.matches(host, port).is_some())
@@ -139,7 +139,7 @@ pub async fn check(
         .min_by_key(|m| *m != HostMatch::ByName);
     match best {
         None => Err(Refusal::NotGranted),
-        Some(HostMatch::ByName) => Ok(()),
+        Some(HostMatch::ByName) => Ok(HostMatch::ByName),
         Some(HostMatch::ByWildcard) => {
             let addresses = tokio::net::lookup_host((host, port))
                 .await
@@ -149,7 +149,7 @@ pub async fn check(
                     return Err(Refusal::PrivateAddress(address.ip()));
                 }
             }
-            Ok(())
+            Ok(HostMatch::ByWildcard)
         }
     }
 }
@@ -159,7 +159,7 @@ pub async fn check(
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -167,18 +167,41 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)))
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || (a == 192 && b == 0 && c == 0))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            let s = v6.segments();
+            let v4 = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // Addresses that carry an IPv4 address are judged by it:
+            // mapped, compatible, NAT64 and 6to4.
+            if let Some(mapped) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(mapped));
             }
-            let first = v6.segments()[0];
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public(v4(s[6], s[7]));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(v4(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(v4(s[1], s[2]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0)
         }
     }
 }
@@ -212,47 +235,60 @@ impl WasiHttpHooks for OutboundHttp {
                 .map(|a| a.as_str().to_owned())
                 .unwrap_or_default();
             let now = grant.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let verdict = match split_authority(&authority) {
+            let (request_host, verdict) = match split_authority(&authority) {
                 Some((host, port)) => {
-                    check(
+                    let verdict = check(
                         &now.allowed,
                         &now.public_only,
                         &host,
                         port.unwrap_or(default_port),
                     )
-                    .await
+                    .await;
+                    (host, verdict)
                 }
-                None => Err(Refusal::NoHost),
+                None => (String::new(), Err(Refusal::NoHost)),
             };
-            if let Err(refusal) = verdict {
-                let why = match refusal {
-                    Refusal::NotGranted => "not in this step's grant".to_owned(),
-                    Refusal::PrivateAddress(ip) => format!(
-                        "resolves to the non-public address {ip}; grant the host by name to allow it"
-                    ),
-                    Refusal::NoHost => "the URL has no host".to_owned(),
-                };
-                log.host(
-                    Level::Warn,
-                    &format!("denied HTTP request to {authority}: {why}"),
-                );
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            for delegation in delegations(response.status(), response.headers()) {
-                let mut grant = grant.lock().unwrap_or_else(|e| e.into_inner());
-                let (target, list) = match &delegation {
-                    Delegation::TokenRealm(realm) => (realm, &mut grant.allowed),
-                    Delegation::Redirect(location) => (location, &mut grant.public_only),
-                };
-                if let Ok(pattern) = target.parse::<HostPattern>()
-                    && !list.contains(&pattern)
-                {
+            let matched = match verdict {
+                Ok(matched) => matched,
+                Err(refusal) => {
+                    let why = match refusal {
+                        Refusal::NotGranted => "not in this step's grant".to_owned(),
+                        Refusal::PrivateAddress(ip) => format!(
+                            "resolves to the non-public address {ip}; grant the host by name to allow it"
+                        ),
+                        Refusal::NoHost => "the URL has no host".to_owned(),
+                    };
                     log.host(
-                        Level::Debug,
-                        &format!("{authority} delegates to {target}; allowing it"),
+                        Level::Warn,
+                        &format!("denied HTTP request to {authority}: {why}"),
                     );
-                    list.push(pattern);
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                }
+            };
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            // Only a host the step was granted by name may delegate, and
+            // only a token realm on that same host gets its standing; every
+            // other delegated host is reachable on public addresses only.
+            if matched == HostMatch::ByName {
+                for delegation in delegations(response.status(), response.headers()) {
+                    let (Delegation::TokenRealm(target) | Delegation::Redirect(target)) =
+                        &delegation;
+                    let Ok(pattern) = target.parse::<HostPattern>() else {
+                        continue;
+                    };
+                    let same_host = split_authority(target).is_some_and(|(h, _)| h == request_host);
+                    let mut grant = grant.lock().unwrap_or_else(|e| e.into_inner());
+                    let list = match delegation {
+                        Delegation::TokenRealm(_) if same_host => &mut grant.allowed,
+                        _ => &mut grant.public_only,
+                    };
+                    if !list.contains(&pattern) {
+                        log.host(
+                            Level::Debug,
+                            &format!("{authority} delegates to {target}; allowing it"),
+                        );
+                        list.push(pattern);
+                    }
                 }
             }
             Ok((
@@ -274,8 +310,14 @@ mod tests {
     #[tokio::test]
     async fn loopback_needs_a_grant_by_name() {
         let by_name = patterns(&["127.0.0.1:5000", "localhost"]);
-        assert_eq!(check(&by_name, &[], "127.0.0.1", 5000).await, Ok(()));
-        assert_eq!(check(&by_name, &[], "localhost", 80).await, Ok(()));
+        assert_eq!(
+            check(&by_name, &[], "127.0.0.1", 5000).await,
+            Ok(HostMatch::ByName)
+        );
+        assert_eq!(
+            check(&by_name, &[], "localhost", 80).await,
+            Ok(HostMatch::ByName)
+        );
         assert_eq!(
             check(&by_name, &[], "127.0.0.1", 5001).await,
             Err(Refusal::NotGranted)
@@ -347,7 +389,17 @@ mod tests {
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "2606:2800:220:1::1"] {
+        for private in [
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "fec0::1",
+            "198.18.0.1",
+            "240.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

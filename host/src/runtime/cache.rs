@@ -71,6 +71,9 @@ impl ComponentCache {
         let Some(path) = self.entry_path(digest_hex) else {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
         };
+        if !trustworthy(path.parent().expect("entries live in the engine directory")) {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Disabled));
+        }
         let existed = path.exists();
         if existed && let Some(component) = read_entry(engine, &path) {
             return Ok((component, CacheOutcome::Hit));
@@ -90,6 +93,27 @@ impl ComponentCache {
     }
 }
 
+/// Whether the cache directory (created if missing) is safe to load native
+/// code from: owned by this user, not writable by others, inside a parent
+/// that others cannot rename it out of. A shared or world-writable cache
+/// is not used: the step compiles in memory instead.
+fn trustworthy(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if create_private_dir(dir).is_err() {
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let private = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+    };
+    let parent_safe = dir.parent().is_none_or(|parent| {
+        std::fs::metadata(parent).is_ok_and(|m| m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0)
+    });
+    private(dir) && parent_safe
+}
+
 /// A verified entry, or `None` when it must be recompiled.
 fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
     let bytes = std::fs::read(path).ok()?;
@@ -106,7 +130,6 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
 
 fn write_entry(path: &Path, compiled: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("entries live in the engine directory");
-    create_private_dir(dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(compiled)?;
     file.write_all(&Sha256::digest(compiled))?;
@@ -159,6 +182,25 @@ mod tests {
         assert_eq!(
             cache.load(&engine, &wasm, "abc").unwrap().1,
             CacheOutcome::Hit
+        );
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let (engine, dir, wasm) = setup();
+        let cache = ComponentCache::new(&engine, Some(dir.path()));
+        cache.load(&engine, &wasm, "abc").unwrap();
+        let entry_dir = cache
+            .entry_path("abc")
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_owned();
+        std::fs::set_permissions(&entry_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            cache.load(&engine, &wasm, "abc").unwrap().1,
+            CacheOutcome::Disabled
         );
     }
 

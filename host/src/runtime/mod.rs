@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -41,6 +44,9 @@ pub use bindings::kiln::plugin::types::{
     Capability, CapabilityKind, InputSpec, NamedValue, NeededArtifact, OutputSpec, PluginInfo,
     StepContext, StepError, Value, ValueKind,
 };
+
+/// Linear memories one plugin may have (Rust components have one).
+const MAX_MEMORIES: u32 = 2;
 
 /// How often the epoch advances; a step's timeout is accurate to this.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -173,7 +179,11 @@ impl Runtime {
             .total_core_instances(512)
             .total_memories(128)
             .total_tables(512)
-            .total_stacks(64);
+            .total_stacks(64)
+            // The memory cap applies to each linear memory; bounding their
+            // number keeps one component from multiplying it.
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_core_instances_per_component(64);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
@@ -291,9 +301,21 @@ impl Runtime {
             },
         );
         store.limiter(|state| &mut state.memory);
-        let ticks = timeout.as_millis() / EPOCH_TICK.as_millis() + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // Every tick the guest yields to tokio, so a cancelled or timed-out
+        // step stops promptly even while it spins, and never hogs a worker
+        // thread; past the deadline it traps.
+        let deadline = std::time::Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
 
         // The epoch stops guest code that spins; the tokio timeout stops a
         // guest blocked in a host call (sleeping, waiting on a socket).

@@ -20,20 +20,11 @@ impl CacheStore {
         }
     }
 
+    /// Entries are named by the key's digest: any key maps to exactly one
+    /// directory, and no key can name the cache root or another's entry.
     fn entry(&self, key: &str) -> PathBuf {
-        // Keys come from the pipeline and variables; keep them to one path
-        // component.
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.root.join(safe.trim_start_matches('.'))
+        use sha2::{Digest, Sha256};
+        self.root.join(hex::encode(Sha256::digest(key.as_bytes())))
     }
 
     /// Copy the cached `paths` for `key` into `project`. Returns whether
@@ -76,7 +67,9 @@ impl CacheStore {
     }
 }
 
-/// Copy a file or directory tree; symbolic links are copied as links.
+/// Copy a file or directory tree. Symbolic links are copied as links only
+/// when they point inside the tree (relative, no `..`); a file already at
+/// the destination is replaced, never written through.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), StoreError> {
     let meta = std::fs::symlink_metadata(from).map_err(io_error(from))?;
     if let Some(dir) = to.parent() {
@@ -88,11 +81,24 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), StoreError> {
             let entry = entry.map_err(io_error(from))?;
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         }
-    } else if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if std::fs::symlink_metadata(to).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(to).map_err(io_error(to))?;
+    }
+    if meta.file_type().is_symlink() {
         let target = std::fs::read_link(from).map_err(io_error(from))?;
-        let _ = std::fs::remove_file(to);
-        std::os::unix::fs::symlink(target, to).map_err(io_error(to))?;
-    } else {
+        let inside = target.is_relative()
+            && target.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if inside {
+            std::os::unix::fs::symlink(target, to).map_err(io_error(to))?;
+        }
+    } else if meta.is_file() {
         std::fs::copy(from, to).map_err(io_error(to))?;
     }
     Ok(())

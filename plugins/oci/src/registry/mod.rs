@@ -108,11 +108,18 @@ pub struct Registry {
     authorizations: HashMap<String, String>,
 }
 
-/// Whether `host` is a loopback name, which may use plain HTTP.
+/// Whether `host` is a loopback address or `localhost`, which may use
+/// plain HTTP.
 fn is_loopback(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name == "localhost" || name.starts_with("127.") || name == "::1" || name.ends_with(".localhost")
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Registry {
@@ -259,7 +266,11 @@ impl Registry {
         for (name, value) in &call.headers {
             request = request.header(name, value);
         }
+        // Credentials go only to the registry itself, over the scheme it
+        // was reached with: never to another host, never downgraded.
         if authority(url) == self.host
+            && url.starts_with(self.scheme)
+            && url[self.scheme.len()..].starts_with("://")
             && let Some(value) = self
                 .authorizations
                 .get(scope_key)
@@ -373,6 +384,14 @@ impl Registry {
         }
         for scope in &scope_list {
             query.push(format!("scope={}", form_escape(scope)));
+        }
+        if self.credential.is_some() && realm.starts_with("http://") && self.scheme == "https" {
+            return Err(OciError::AuthenticationFailed {
+                registry: self.host.clone(),
+                detail: format!(
+                    "the registry sends credentials to a plain-HTTP token service ({realm}); refusing"
+                ),
+            });
         }
         let request = match &self.credential {
             Some(Credential::IdentityToken { identitytoken }) => {
@@ -515,5 +534,9 @@ mod tests {
             "https"
         );
         assert_eq!(authority("https://h:1/x?y"), "h:1");
+        assert!(
+            is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000")
+        );
+        assert!(!is_loopback("127.evil.com") && !is_loopback("registry.example.com"));
     }
 }
