@@ -399,33 +399,45 @@ pub struct RegistryOptions {
     pub json: bool,
 }
 
-/// A step of the built-in `registry` plugin, granted `host` by name.
-fn registry_request(
+/// Run the built-in `registry` plugin granted `host` by name, with a
+/// scratch directory as workspace and output (it writes only where its
+/// grant says).
+async fn run_registry(
     host: &str,
-    inputs: Vec<(String, String)>,
+    mut inputs: Vec<(String, String)>,
     grant: StepGrant,
     options: &RegistryOptions,
-    scratch: &Path,
-) -> Result<StepRequest, String> {
-    let pattern: HostPattern = host.parse().map_err(|e| format!("{e}"))?;
-    let mut inputs = inputs;
+    values: &dyn ValueSource,
+) -> ExitCode {
+    let pattern: HostPattern = match host.parse() {
+        Ok(pattern) => pattern,
+        Err(e) => return usage(e),
+    };
+    let plugin = match PluginRef::parse("registry") {
+        Ok(plugin) => plugin,
+        Err(e) => return usage(e),
+    };
+    let Ok(scratch) = tempfile::tempdir() else {
+        return usage("cannot create a scratch directory");
+    };
     inputs.push(("insecure".into(), options.insecure.to_string()));
-    Ok(StepRequest {
+    let request = StepRequest {
         name: "registry".into(),
-        plugin: PluginRef::parse("registry").map_err(|e| e.to_string())?,
+        plugin,
         inputs,
         grant: StepGrant {
             net: vec![pattern],
             ..grant
         },
         dirs: StepDirs {
-            workspace: scratch.to_owned(),
-            output: scratch.to_owned(),
+            workspace: scratch.path().to_owned(),
+            output: scratch.path().to_owned(),
             mounts: Vec::new(),
         },
         needs: Vec::new(),
         masked: Default::default(),
-    })
+    };
+    run_one(request, values, options.json).await
 }
 
 fn usage(message: impl std::fmt::Display) -> ExitCode {
@@ -487,19 +499,14 @@ pub async fn push(args: PushArgs, options: RegistryOptions) -> ExitCode {
         inputs.push(("digest-file".into(), dir.join(name).display().to_string()));
         grant.write.push(dir);
     }
-    let Ok(scratch) = tempfile::tempdir() else {
-        return usage("cannot create a scratch directory");
-    };
-    match registry_request(
+    run_registry(
         &registry_host(&args.reference),
         inputs,
         grant,
         &options,
-        scratch.path(),
-    ) {
-        Ok(request) => run_one(request, &ProcessEnv, options.json).await,
-        Err(message) => usage(message),
-    }
+        &ProcessEnv,
+    )
+    .await
 }
 
 /// `kiln pull REF LAYOUT`: pull an image into an OCI image layout.
@@ -525,19 +532,14 @@ pub async fn pull(
         write: vec![layout],
         ..StepGrant::default()
     };
-    let Ok(scratch) = tempfile::tempdir() else {
-        return usage("cannot create a scratch directory");
-    };
-    match registry_request(
+    run_registry(
         &registry_host(reference),
         inputs,
         grant,
         &options,
-        scratch.path(),
-    ) {
-        Ok(request) => run_one(request, &ProcessEnv, options.json).await,
-        Err(message) => usage(message),
-    }
+        &ProcessEnv,
+    )
+    .await
 }
 
 /// The process environment, plus the credentials being logged in with.
@@ -581,20 +583,7 @@ pub async fn login(
         ("operation".to_owned(), "login".to_owned()),
         ("reference".to_owned(), host.clone()),
     ];
-    let Ok(scratch) = tempfile::tempdir() else {
-        return usage("cannot create a scratch directory");
-    };
-    let request = match registry_request(
-        &host,
-        inputs,
-        StepGrant::default(),
-        &options,
-        scratch.path(),
-    ) {
-        Ok(request) => request,
-        Err(message) => return usage(message),
-    };
-    let code = run_one(request, &values, options.json).await;
+    let code = run_registry(&host, inputs, StepGrant::default(), &options, &values).await;
     if code != ExitCode::SUCCESS {
         return code;
     }

@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::policy::{MemorySize, Timeout};
+use crate::policy::StepGrant;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -66,34 +66,10 @@ pub struct StepDecl {
     pub run: Option<Spanned<Commands>>,
 }
 
-/// `allow:` of a step: the foundation's [`crate::policy::StepGrant`], with
-/// directories and hosts kept as written so they may name variables
+/// `allow:` of a step: the foundation's [`StepGrant`], with directories
+/// and hosts kept as written so they may name variables
 /// (`net: [$CI_REGISTRY]`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowDecl {
-    /// Extra readable directories.
-    #[serde(default)]
-    pub read: Vec<Spanned<String>>,
-    /// Extra writable directories.
-    #[serde(default)]
-    pub write: Vec<Spanned<String>>,
-    /// Hosts the step may reach.
-    #[serde(default)]
-    pub net: Vec<Spanned<String>>,
-    /// Environment variables passed through.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Secrets the step may read.
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    /// Wall-clock limit.
-    #[serde(default)]
-    pub timeout: Option<Timeout>,
-    /// Memory cap.
-    #[serde(default)]
-    pub memory: Option<MemorySize>,
-}
+pub type AllowDecl = StepGrant<Spanned<String>, Spanned<String>>;
 
 /// `artifacts:` of a step.
 #[derive(Debug, Clone, Deserialize, Serialize)]

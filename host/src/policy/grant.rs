@@ -24,19 +24,29 @@ pub const MAX_MEMORY: u64 = 4 << 30;
 
 /// What one step is allowed beyond the default: workspace read-only, one
 /// writable output directory, no environment, no network, no sockets.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepGrant {
+///
+/// Directories (`D`) and hosts (`H`) are paths and [`HostPattern`]s once
+/// in force; a pipeline file keeps them as written (with positions and
+/// variables) until it runs, with the same fields.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(
+    deny_unknown_fields,
+    bound(
+        deserialize = "D: Deserialize<'de>, H: Deserialize<'de>",
+        serialize = "D: Serialize, H: Serialize"
+    )
+)]
+pub struct StepGrant<D = PathBuf, H = HostPattern> {
     /// Extra directories the step may read, mounted at the same path inside
     /// the guest.
-    #[serde(default)]
-    pub read: Vec<PathBuf>,
+    #[serde(default = "Vec::new")]
+    pub read: Vec<D>,
     /// Extra directories the step may write, mounted at the same path.
-    #[serde(default)]
-    pub write: Vec<PathBuf>,
+    #[serde(default = "Vec::new")]
+    pub write: Vec<D>,
     /// Hosts the step may send HTTP requests to.
-    #[serde(default)]
-    pub net: Vec<HostPattern>,
+    #[serde(default = "Vec::new")]
+    pub net: Vec<H>,
     /// Environment variables passed through from the host.
     #[serde(default)]
     pub env: Vec<String>,
@@ -51,7 +61,21 @@ pub struct StepGrant {
     pub memory: Option<MemorySize>,
 }
 
-impl StepGrant {
+impl<D, H> Default for StepGrant<D, H> {
+    fn default() -> Self {
+        StepGrant {
+            read: Vec::new(),
+            write: Vec::new(),
+            net: Vec::new(),
+            env: Vec::new(),
+            secrets: Vec::new(),
+            timeout: None,
+            memory: None,
+        }
+    }
+}
+
+impl<D, H> StepGrant<D, H> {
     /// The timeout in force.
     pub fn timeout(&self) -> Duration {
         self.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0)
