@@ -1,0 +1,336 @@
+//! Shell-word processing as BuildKit does it for Dockerfile arguments:
+//! quote removal, escapes, and `$VAR`, `${VAR}`, `${VAR:-word}`,
+//! `${VAR-word}`, `${VAR:+word}`, `${VAR+word}`, `${VAR?msg}`,
+//! `${VAR:?msg}` expansion. Positional and special parameters (`$1`,
+//! `$@`, `$$`, ...) expand to nothing, as no shell runs.
+
+use std::fmt;
+
+/// A word that cannot be processed (unbalanced quote, bad substitution,
+/// a required variable unset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellError(pub String);
+
+impl fmt::Display for ShellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ShellError {}
+
+/// Where variable values come from.
+pub trait Env {
+    /// The value of `name`, or `None` when unset (set-but-empty is `Some("")`).
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl Env for [(String, String)] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+impl Env for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<String> {
+        Env::get(self.as_slice(), name)
+    }
+}
+
+/// Expand `word` into one string (quotes removed, variables expanded).
+pub fn process_word(word: &str, env: &dyn Env, escape: char) -> Result<String, ShellError> {
+    Lexer::new(word, env, escape)
+        .process(None)
+        .map(|(word, _)| word)
+}
+
+/// Expand `word` into words: unquoted expansions are split on whitespace.
+pub fn process_words(word: &str, env: &dyn Env, escape: char) -> Result<Vec<String>, ShellError> {
+    Lexer::new(word, env, escape)
+        .process(None)
+        .map(|(_, words)| words)
+}
+
+/// Words being built, split on unquoted whitespace.
+#[derive(Default)]
+struct Words {
+    word: String,
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Words {
+    fn add_char(&mut self, c: char) {
+        if c.is_whitespace() {
+            if self.in_word && !self.word.is_empty() {
+                self.words.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(c);
+        }
+    }
+
+    fn add_raw_char(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+
+    fn add_string(&mut self, text: &str) {
+        for c in text.chars() {
+            self.add_char(c);
+        }
+    }
+
+    fn add_raw_string(&mut self, text: &str) {
+        self.word.push_str(text);
+        self.in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.words.push(std::mem::take(&mut self.word));
+        }
+        self.words
+    }
+}
+
+struct Lexer<'a> {
+    chars: Vec<char>,
+    position: usize,
+    env: &'a dyn Env,
+    escape: char,
+}
+
+fn error(message: &str) -> ShellError {
+    ShellError(message.to_owned())
+}
+
+impl<'a> Lexer<'a> {
+    fn new(word: &str, env: &'a dyn Env, escape: char) -> Self {
+        Lexer {
+            chars: word.chars().collect(),
+            position: 0,
+            env,
+            escape,
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.position).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.position += 1;
+        }
+        c
+    }
+
+    /// Process until the end, or until `stop` (consumed).
+    fn process(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ShellError> {
+        let mut result = String::new();
+        let mut words = Words::default();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                self.next();
+                return Ok((result, words.finish()));
+            }
+            match c {
+                '\'' => {
+                    let text = self.single_quoted()?;
+                    result.push_str(&text);
+                    words.add_raw_string(&text);
+                }
+                '"' => {
+                    let text = self.double_quoted()?;
+                    result.push_str(&text);
+                    words.add_raw_string(&text);
+                }
+                '$' => {
+                    let text = self.dollar()?;
+                    result.push_str(&text);
+                    words.add_string(&text);
+                }
+                _ => {
+                    self.next();
+                    if c == self.escape {
+                        // An escape makes the next character literal; at
+                        // the end of the word it is dropped.
+                        let Some(escaped) = self.next() else { break };
+                        words.add_raw_char(escaped);
+                        result.push(escaped);
+                    } else {
+                        words.add_char(c);
+                        result.push(c);
+                    }
+                }
+            }
+        }
+        match stop {
+            Some(stop) => Err(ShellError(format!(
+                "unexpected end of statement while looking for matching {stop}"
+            ))),
+            None => Ok((result, words.finish())),
+        }
+    }
+
+    /// `'...'`: everything literal; no escapes.
+    fn single_quoted(&mut self) -> Result<String, ShellError> {
+        self.next();
+        let mut text = String::new();
+        loop {
+            match self.next() {
+                None => {
+                    return Err(error(
+                        "unexpected end of statement while looking for matching single-quote",
+                    ));
+                }
+                Some('\'') => return Ok(text),
+                Some(c) => text.push(c),
+            }
+        }
+    }
+
+    /// `"..."`: literal except `$` expansions; the escape token escapes
+    /// only `"`, `$` and itself.
+    fn double_quoted(&mut self) -> Result<String, ShellError> {
+        self.next();
+        let mut text = String::new();
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(error(
+                        "unexpected end of statement while looking for matching double-quote",
+                    ));
+                }
+                Some('"') => {
+                    self.next();
+                    return Ok(text);
+                }
+                Some('$') => text.push_str(&self.dollar()?),
+                Some(_) => {
+                    let mut c = self.next().expect("peeked");
+                    if c == self.escape {
+                        match self.peek() {
+                            None => continue,
+                            Some(next) if next == '"' || next == '$' || next == self.escape => {
+                                c = self.next().expect("peeked");
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    text.push(c);
+                }
+            }
+        }
+    }
+
+    /// A name: letters, digits and `_`; or a run of digits (positional);
+    /// or one special parameter character.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if name.is_empty() && c.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    self.next();
+                    name.push(d);
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.next();
+                return c.to_string();
+            }
+            if !(c.is_alphanumeric() || c == '_') {
+                break;
+            }
+            self.next();
+            name.push(c);
+        }
+        name
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        self.env.get(name)
+    }
+
+    /// `$...`: an expansion, or a literal `$` when no name follows.
+    fn dollar(&mut self) -> Result<String, ShellError> {
+        self.next();
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".to_owned());
+            }
+            return Ok(self.value(&name).unwrap_or_default());
+        }
+        self.next();
+        match self.peek() {
+            None => return Err(error("syntax error: missing '}'")),
+            Some('{' | '}' | ':') => return Err(error("syntax error: bad substitution")),
+            Some(_) => {}
+        }
+        let name = self.name();
+        match self.next() {
+            Some('}') => Ok(self.value(&name).unwrap_or_default()),
+            Some('?') => {
+                let word = self.operand()?;
+                match self.value(&name) {
+                    Some(value) => Ok(value),
+                    None => Err(required(&name, &word)),
+                }
+            }
+            Some(modifier @ ('-' | '+')) => {
+                let word = self.operand()?;
+                let value = self.value(&name);
+                Ok(match (modifier, value) {
+                    ('-', None) => word,
+                    ('+', Some(_)) => word,
+                    (_, value) => value.unwrap_or_default(),
+                })
+            }
+            Some(':') => {
+                let modifier = self.next();
+                let word = self.operand()?;
+                let value = self.value(&name).unwrap_or_default();
+                match modifier {
+                    Some('-') => Ok(if value.is_empty() { word } else { value }),
+                    Some('+') => Ok(if value.is_empty() { value } else { word }),
+                    Some('?') if value.is_empty() => Err(required(&name, &word)),
+                    Some('?') => Ok(value),
+                    Some(other) => Err(ShellError(format!(
+                        "unsupported modifier ({other}) in substitution"
+                    ))),
+                    None => Err(error("syntax error: missing '}'")),
+                }
+            }
+            Some(other) => Err(ShellError(format!(
+                "unsupported modifier ({other}) in substitution"
+            ))),
+            None => Err(error("syntax error: missing '}'")),
+        }
+    }
+
+    /// The word after a modifier, up to the closing `}`.
+    fn operand(&mut self) -> Result<String, ShellError> {
+        match self.process(Some('}')) {
+            Ok((word, _)) => Ok(word),
+            Err(_) if self.peek().is_none() => Err(error("syntax error: missing '}'")),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn required(name: &str, message: &str) -> ShellError {
+    let message = if message.is_empty() {
+        "is not allowed to be unset"
+    } else {
+        message
+    };
+    ShellError(format!("{name}: {message}"))
+}
