@@ -363,28 +363,9 @@ steps:
     assert!(out.contains("sha=01234567 ref=feature/x"), "{out}");
 }
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
-        "KILN_REQUIRE_CONFORMANCE is set but {} does not exist",
-        dir.display()
-    );
-    eprintln!(
-        "skipping: no conformance data at {} (set KILN_CONFORMANCE_DIR)",
-        dir.display()
-    );
-    None
-}
-
 #[test]
 fn the_gitlab_export_validates_against_gitlabs_schema() {
-    let Some(conformance) = conformance_dir() else {
+    let Some(conformance) = common::conformance::dir() else {
         return;
     };
     let schema: serde_json::Value =

@@ -7,26 +7,11 @@ use std::path::{Path, PathBuf};
 use kiln_dockerfile::parser;
 use kiln_dockerfile::shell::{process_word, process_words};
 
+#[path = "../../../tests/common/conformance.rs"]
+mod conformance;
+
 fn buildkit() -> Option<PathBuf> {
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
-        })
-        .join("buildkit");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
-        "KILN_REQUIRE_CONFORMANCE is set but {} does not exist",
-        dir.display()
-    );
-    eprintln!(
-        "skipping: no conformance data at {} (set KILN_CONFORMANCE_DIR)",
-        dir.display()
-    );
-    None
+    conformance::dir().map(|d| d.join("buildkit"))
 }
 
 fn cases(dir: &Path) -> Vec<PathBuf> {
