@@ -139,7 +139,7 @@ impl Sandbox {
         let masked: Vec<&str> = masked.iter().map(String::as_str).collect();
         let log = make_log(&masked);
 
-        let mut wasi = WasiCtxBuilder::new();
+        let (mut wasi, stdio) = confined(&log);
         mount(&mut wasi, &dirs.workspace, GUEST_WORKSPACE, false)?;
         mount(&mut wasi, &dirs.output, GUEST_OUTPUT, true)?;
         for extra in &dirs.mounts {
@@ -166,20 +166,7 @@ impl Sandbox {
                 ),
             }
         }
-        let stdio = [
-            GuestOutput::new(log.clone(), Level::Info),
-            GuestOutput::new(log.clone(), Level::Warn),
-        ];
-        // File reads (64 KiB each) run on the step's own thread instead of
-        // hopping to tokio's blocking pool: layers are read in thousands
-        // of them.
-        wasi.allow_blocking_current_thread(true)
-            .initial_cwd(GUEST_WORKSPACE)
-            .stdout(stdio[0].clone())
-            .stderr(stdio[1].clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        wasi.initial_cwd(GUEST_WORKSPACE);
 
         Ok(Sandbox {
             wasi: wasi.build(),
@@ -197,19 +184,9 @@ impl Sandbox {
     /// A sandbox with nothing mounted, no environment and no network: for
     /// calls such as `describe()` that need no grant at all.
     pub fn isolated(log: Arc<StepLog>, memory: u64, timeout: Duration) -> Sandbox {
-        let stdio = [
-            GuestOutput::new(log.clone(), Level::Info),
-            GuestOutput::new(log.clone(), Level::Warn),
-        ];
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdio[0].clone())
-            .stderr(stdio[1].clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let (mut wasi, stdio) = confined(&log);
         Sandbox {
-            wasi,
+            wasi: wasi.build(),
             http: OutboundHttp::new(Vec::new(), log.clone()),
             memory: MemoryCap::new(memory),
             timeout,
@@ -218,6 +195,26 @@ impl Sandbox {
             stdio,
         }
     }
+}
+
+/// What every sandbox starts from: no sockets, no environment, nothing
+/// mounted, stdout and stderr captured into the step's log.
+fn confined(log: &Arc<StepLog>) -> (WasiCtxBuilder, [GuestOutput; 2]) {
+    let stdio = [
+        GuestOutput::new(log.clone(), Level::Info),
+        GuestOutput::new(log.clone(), Level::Warn),
+    ];
+    let mut wasi = WasiCtxBuilder::new();
+    // File reads (64 KiB each) run on the step's own thread instead of
+    // hopping to tokio's blocking pool: layers are read in thousands of
+    // them.
+    wasi.allow_blocking_current_thread(true)
+        .stdout(stdio[0].clone())
+        .stderr(stdio[1].clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    (wasi, stdio)
 }
 
 fn canonical_dir(dir: &Path) -> Result<PathBuf, PolicyError> {

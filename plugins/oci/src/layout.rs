@@ -129,9 +129,7 @@ impl ImageLayout {
 
     /// Write `bytes` as a blob; returns its digest.
     pub fn write_blob(&self, bytes: &[u8]) -> Result<String, OciError> {
-        let digest = kiln_sdk::digest::sha256_oci(bytes);
-        self.store_blob(&mut &bytes[..], Some(&digest))
-            .map(|(d, _)| d)
+        self.store_blob(&mut &bytes[..], None).map(|(d, _)| d)
     }
 
     /// Stream `reader` into a blob, hashing on the way. When `expected` is

@@ -8,7 +8,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::push::REF_NAME;
 use super::{Call, MANIFEST_ACCEPT, MAX_DOCUMENT, Registry, pull_scope};
-use crate::layout::{ImageLayout, verify};
+use crate::layout::ImageLayout;
 use crate::{OciError, Reference};
 
 /// What a pull did.
@@ -56,8 +56,12 @@ fn fetch_manifest(
     let announced = response.header("docker-content-digest").map(str::to_owned);
     let bytes = response.bytes(MAX_DOCUMENT)?;
     let digest = kiln_sdk::digest::sha256_oci(&bytes);
-    if reference.contains(':') {
-        verify(&format!("manifest {reference}"), &bytes, reference)?;
+    if reference.contains(':') && digest != reference {
+        return Err(OciError::DigestMismatch {
+            what: format!("manifest {reference}"),
+            expected: reference.to_owned(),
+            actual: digest,
+        });
     }
     if let Some(announced) = announced.filter(|a| a.starts_with("sha256:"))
         && announced != digest
