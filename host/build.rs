@@ -13,6 +13,7 @@ use std::process::Command;
 const BUILTINS: &[(&str, &str)] = &[
     ("hello", "kiln-plugin-hello"),
     ("registry", "kiln-plugin-registry"),
+    ("dockerfile-build", "kiln-plugin-dockerfile-build"),
 ];
 
 /// Guest crates the tests need but that are not shipped in the binary.

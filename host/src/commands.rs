@@ -250,7 +250,11 @@ pub async fn step(args: StepArgs) -> ExitCode {
 }
 
 /// Run one step request and print its outputs or its failure.
-async fn run_one(request: StepRequest, values: &dyn ValueSource, json: bool) -> ExitCode {
+pub(crate) async fn run_one(
+    request: StepRequest,
+    values: &dyn ValueSource,
+    json: bool,
+) -> ExitCode {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -382,7 +386,7 @@ pub fn export_gitlab(file: &Path) -> ExitCode {
 /// path component when it looks like a host, Docker Hub otherwise. The
 /// plugin parses the reference fully; the host needs the registry only to
 /// grant it.
-fn registry_host(reference: &str) -> String {
+pub(crate) fn registry_host(reference: &str) -> String {
     let name = reference.split('@').next().unwrap_or_default();
     match name.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_owned(),

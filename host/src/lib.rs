@@ -18,6 +18,7 @@ pub mod commands;
 pub mod credentials;
 pub mod export;
 pub mod host_api;
+pub mod image_build;
 pub mod inputs;
 pub mod pipeline;
 pub mod plugins;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::io::Read;
 
 use kiln::commands::{self, PushArgs, RegistryOptions, RunArgs, StepArgs};
+use kiln::image_build;
 use kiln::policy::{HostPattern, MemorySize, StepGrant, Timeout};
 use kiln::scheduler::RunOptions;
 
@@ -72,6 +73,8 @@ enum Command {
         #[command(flatten)]
         options: RegistryCli,
     },
+    /// Build a Dockerfile into an image, with no daemon and no privileges.
+    Build(Box<BuildCli>),
     /// Translate a pipeline file for another CI system.
     Export {
         #[command(subcommand)]
@@ -87,6 +90,38 @@ enum ExportTarget {
         #[arg(default_value = "kiln.yml")]
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct BuildCli {
+    /// The build context directory.
+    context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// Name the image REGISTRY/REPOSITORY:TAG (repeatable).
+    #[arg(long, short = 't', value_name = "REFERENCE")]
+    tag: Vec<String>,
+    /// A build argument NAME=VALUE (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    build_arg: Vec<String>,
+    /// The stage to build (default: the last).
+    #[arg(long)]
+    target: Option<String>,
+    /// The platform to build for.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    /// Where to write the image: oci:DIR or docker-archive:FILE (repeatable).
+    #[arg(long, short = 'o', value_name = "oci:DIR|docker-archive:FILE")]
+    output: Vec<image_build::Output>,
+    /// Push the image to every -t reference.
+    #[arg(long)]
+    push: bool,
+    /// Layer compression: gzip or zstd.
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+    #[command(flatten)]
+    options: RegistryCli,
 }
 
 #[derive(clap::Args)]
@@ -255,6 +290,22 @@ async fn main() -> ExitCode {
             platform,
             options,
         } => commands::pull(&reference, &layout, &platform, options.options()).await,
+        Command::Build(cli) => {
+            let cli = *cli;
+            image_build::build(image_build::BuildArgs {
+                context: cli.context,
+                file: cli.file,
+                tags: cli.tag,
+                build_args: cli.build_arg,
+                target: cli.target,
+                platform: cli.platform,
+                outputs: cli.output,
+                push: cli.push,
+                compression: cli.compression,
+                registry: cli.options.options(),
+            })
+            .await
+        }
         Command::Export {
             target: ExportTarget::Gitlab { file },
         } => commands::export_gitlab(&file),

@@ -1,9 +1,12 @@
 //! Helpers shared by the end-to-end tests: the `kiln` binary, the test
-//! plugins, and captured runs.
+//! plugins, captured runs, a registry of the test's own and images to put
+//! in it.
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod images;
+pub mod registry;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -39,6 +42,21 @@ pub fn kiln(dir: &Path, args: &[&str]) -> Command {
         command.env_remove(name);
     }
     command
+}
+
+/// Run a peer tool (skopeo, umoci, tar, ...) and assert it succeeded;
+/// returns its standard output.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e} (tests/run installs the tools)"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A finished command, timed.

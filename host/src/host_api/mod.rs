@@ -6,6 +6,7 @@
 //! means adding one module here and one line to the linker.
 
 mod digest;
+mod files;
 mod log;
 mod secrets;
 mod stdio;

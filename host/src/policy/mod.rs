@@ -93,6 +93,45 @@ pub struct Sandbox {
     pub log: Arc<StepLog>,
     /// The guest's stdout and stderr, to flush their last partial lines.
     pub stdio: [GuestOutput; 2],
+    /// The mounted directories, for the metadata WASI does not carry.
+    pub mounts: MountTable,
+}
+
+/// The step's mounted directories, each opened as a capability, so that
+/// `kiln:plugin/files` answers only inside them: paths are resolved
+/// beneath the mount by `cap-std`, never through a symlink out of it.
+#[derive(Default)]
+pub struct MountTable {
+    dirs: Vec<(String, cap_std::fs::Dir)>,
+}
+
+impl MountTable {
+    fn add(&mut self, host: &Path, guest: &str) -> std::io::Result<()> {
+        let dir = cap_std::fs::Dir::open_ambient_dir(host, cap_std::ambient_authority())?;
+        self.dirs.push((guest.trim_end_matches('/').to_owned(), dir));
+        Ok(())
+    }
+
+    /// The permission bits of the guest path `path`, without following a
+    /// final symlink.
+    pub fn permissions(&self, path: &str) -> Result<u32, String> {
+        use cap_std::fs::PermissionsExt;
+        let (dir, rest) = self
+            .dirs
+            .iter()
+            .filter_map(|(guest, dir)| {
+                let rest = path.strip_prefix(guest.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then_some((guest.len(), dir, rest))
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, dir, rest)| (dir, rest.trim_start_matches('/')))
+            .ok_or_else(|| format!("{path} is not inside a mounted directory"))?;
+        let relative = if rest.is_empty() { "." } else { rest };
+        let metadata = dir
+            .symlink_metadata(relative)
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(metadata.permissions().mode() & 0o7777)
+    }
 }
 
 /// Where the values of granted environment variables and secrets come
@@ -140,10 +179,11 @@ impl Sandbox {
         let log = make_log(&masked);
 
         let (mut wasi, stdio) = confined(&log);
-        mount(&mut wasi, &dirs.workspace, GUEST_WORKSPACE, false)?;
-        mount(&mut wasi, &dirs.output, GUEST_OUTPUT, true)?;
+        let mut mounts = MountTable::default();
+        mount(&mut wasi, &mut mounts, &dirs.workspace, GUEST_WORKSPACE, false)?;
+        mount(&mut wasi, &mut mounts, &dirs.output, GUEST_OUTPUT, true)?;
         for extra in &dirs.mounts {
-            mount(&mut wasi, &extra.host, &extra.guest, extra.writable)?;
+            mount(&mut wasi, &mut mounts, &extra.host, &extra.guest, extra.writable)?;
         }
         for (dirs, writable) in [(&grant.read, false), (&grant.write, true)] {
             for dir in dirs {
@@ -152,7 +192,7 @@ impl Sandbox {
                     path: dir.clone(),
                     reason: "the path is not UTF-8".into(),
                 })?;
-                mount(&mut wasi, &canonical, guest, writable)?;
+                mount(&mut wasi, &mut mounts, &canonical, guest, writable)?;
             }
         }
         for name in &grant.env {
@@ -176,6 +216,7 @@ impl Sandbox {
             secrets,
             log,
             stdio,
+            mounts,
         })
     }
 }
@@ -193,6 +234,7 @@ impl Sandbox {
             secrets: BTreeMap::new(),
             log,
             stdio,
+            mounts: MountTable::default(),
         }
     }
 }
@@ -233,6 +275,7 @@ fn canonical_dir(dir: &Path) -> Result<PathBuf, PolicyError> {
 
 fn mount(
     wasi: &mut WasiCtxBuilder,
+    table: &mut MountTable,
     host: &Path,
     guest: &str,
     writable: bool,
@@ -243,10 +286,11 @@ fn mount(
     } else {
         FsPerms::ReadOnly
     };
+    let failed = |e: &dyn std::fmt::Display| PolicyError::Mount {
+        path: host.clone(),
+        reason: e.to_string(),
+    };
     wasi.preopened_dir(&host, guest, perms)
-        .map_err(|e| PolicyError::Mount {
-            path: host.clone(),
-            reason: e.to_string(),
-        })?;
-    Ok(())
+        .map_err(|e| failed(&e))?;
+    table.add(&host, guest).map_err(|e| failed(&e))
 }

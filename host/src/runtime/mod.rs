@@ -65,6 +65,7 @@ pub struct StepState {
     pub(crate) http: OutboundHttp,
     pub(crate) memory: MemoryCap,
     pub(crate) secrets: std::collections::BTreeMap<String, String>,
+    pub(crate) mounts: crate::policy::MountTable,
     pub(crate) log: Arc<StepLog>,
 }
 
@@ -297,6 +298,7 @@ impl Runtime {
                 http: sandbox.http,
                 memory: sandbox.memory,
                 secrets: sandbox.secrets,
+                mounts: sandbox.mounts,
                 log: sandbox.log,
             },
         );

@@ -140,44 +140,35 @@ impl ImageLayout {
         reader: &mut impl Read,
         expected: Option<&str>,
     ) -> Result<(String, u64), OciError> {
+        let mut writer = self.blob_writer()?;
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(&writer.staging)(e)),
+            };
+            writer.write_all(&buffer[..n]).map_err(io(&writer.staging))?;
+        }
+        writer.commit(expected)
+    }
+
+    /// A writer for a new blob: bytes go to a staging file and are hashed
+    /// on the way; [`BlobWriter::commit`] moves the blob into place under
+    /// its digest. Dropped uncommitted, it leaves nothing behind.
+    pub fn blob_writer(&self) -> Result<BlobWriter, OciError> {
         let dir = self.root.join("blobs").join("sha256");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let staging = dir.join(format!(".incoming-{}", unique_suffix()));
-        let result = (|| {
-            let mut file = File::create(&staging).map_err(io(&staging))?;
-            let mut hasher = Sha256::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            let mut size = 0u64;
-            loop {
-                let n = match reader.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io(&staging)(e)),
-                };
-                hasher.update(&buffer[..n]);
-                file.write_all(&buffer[..n]).map_err(io(&staging))?;
-                size += n as u64;
-            }
-            file.sync_all().map_err(io(&staging))?;
-            let digest = hasher.finish_oci();
-            if let Some(expected) = expected
-                && expected != digest
-            {
-                return Err(OciError::DigestMismatch {
-                    what: format!("blob {expected}"),
-                    expected: expected.to_owned(),
-                    actual: digest,
-                });
-            }
-            let target = self.blob_path(&digest)?;
-            std::fs::rename(&staging, &target).map_err(io(&target))?;
-            Ok((digest, size))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&staging);
-        }
-        result
+        let file = File::create(&staging).map_err(io(&staging))?;
+        Ok(BlobWriter {
+            layout: self.clone(),
+            file: Some(file),
+            staging,
+            hasher: Some(Sha256::new()),
+            size: 0,
+        })
     }
 
     /// Write `index` as `index.json` (and `oci-layout`), by rename: the
@@ -186,6 +177,69 @@ impl ImageLayout {
         write_atomically(&self.root.join("oci-layout"), LAYOUT_MARKER.as_bytes())?;
         let json = serde_json::to_vec(index).map_err(|e| OciError::Invalid(e.to_string()))?;
         write_atomically(&self.root.join("index.json"), &json)
+    }
+}
+
+/// A blob being written; see [`ImageLayout::blob_writer`].
+pub struct BlobWriter {
+    layout: ImageLayout,
+    file: Option<File>,
+    staging: PathBuf,
+    hasher: Option<Sha256>,
+    size: u64,
+}
+
+impl BlobWriter {
+    /// Sync the blob and move it into place; returns its digest and size.
+    /// When `expected` is given, a different digest is an error and nothing
+    /// is stored.
+    pub fn commit(mut self, expected: Option<&str>) -> Result<(String, u64), OciError> {
+        let file = self.file.take().expect("a blob writer commits once");
+        file.sync_all().map_err(io(&self.staging))?;
+        drop(file);
+        let digest = self
+            .hasher
+            .take()
+            .expect("a blob writer commits once")
+            .finish_oci();
+        let placed = match expected {
+            Some(expected) if expected != digest => Err(OciError::DigestMismatch {
+                what: format!("blob {expected}"),
+                expected: expected.to_owned(),
+                actual: digest.clone(),
+            }),
+            _ => self.layout.blob_path(&digest).and_then(|target| {
+                std::fs::rename(&self.staging, &target).map_err(io(&target))
+            }),
+        };
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&self.staging);
+        }
+        placed.map(|()| (digest, self.size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self.file.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+        let n = file.write(buf)?;
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&buf[..n]);
+        }
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.staging);
+        }
     }
 }
 

@@ -2,12 +2,9 @@
 //! `push` sends an OCI image layout to `REGISTRY/REPO:TAG`, `pull` brings
 //! an image into a layout.
 //!
-//! Credentials never come from disk or the environment: the host resolves
-//! them (docker `config.json`, credential helpers, GitLab's `CI_REGISTRY*`)
-//! and offers them as the secret `registry-auth:HOST`, for a host the step
-//! is granted only.
+//! Credentials come from the kiln host only ([`Registry::connect`]).
 
-use kiln_oci::registry::{self, Credential, Registry};
+use kiln_oci::registry::{self, Registry};
 use kiln_oci::{ImageLayout, Reference};
 use kiln_sdk::{
     CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
@@ -16,27 +13,8 @@ use kiln_sdk::{
 
 struct RegistryStep;
 
-/// The secret under which the host offers credentials for `host`.
-fn credential_secret(host: &str) -> String {
-    format!("registry-auth:{host}")
-}
-
-/// Credentials for `host`, if the host offered any.
-fn credential(host: &str) -> Result<Option<Credential>, StepError> {
-    match kiln_sdk::secret(&credential_secret(host)) {
-        Ok(json) => serde_json::from_str(&json).map(Some).map_err(|_| {
-            StepError::failed(format!("the credentials offered for {host} are malformed"))
-        }),
-        Err(_) => Ok(None),
-    }
-}
-
 fn client(host: &str, inputs: &Inputs) -> Result<Registry, StepError> {
-    Ok(Registry::new(
-        host,
-        inputs.boolean("insecure")?,
-        credential(host)?,
-    ))
+    Ok(Registry::connect(host, inputs.boolean("insecure")?)?)
 }
 
 fn reference(inputs: &Inputs) -> Result<Reference, StepError> {

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod digest;
+pub mod files;
 pub mod http;
 pub mod log;
 mod spec;

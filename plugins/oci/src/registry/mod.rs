@@ -15,7 +15,7 @@ use kiln_sdk::http::{HttpError, Request, Response};
 
 pub use auth::Credential;
 use auth::{Challenge, TokenResponse, form_escape, parse_challenges};
-pub use pull::{PullReport, pull};
+pub use pull::{PullReport, ResolvedImage, download, pull, resolve};
 pub use push::{PushOptions, PushReport, REF_NAME, push, root_descriptor};
 
 use crate::OciError;
@@ -136,6 +136,22 @@ impl Registry {
             credential,
             authorizations: HashMap::new(),
         }
+    }
+
+    /// A client for `host` with the credentials the kiln host offers for
+    /// it (the secret `registry-auth:HOST`), if any.
+    ///
+    /// Credentials never come from disk or the environment: the kiln host
+    /// resolves them (docker `config.json`, credential helpers, GitLab's
+    /// `CI_REGISTRY*`) and offers them only for hosts the step is granted.
+    pub fn connect(host: &str, insecure: bool) -> Result<Registry, OciError> {
+        let credential = match kiln_sdk::secret(&format!("registry-auth:{host}")) {
+            Ok(json) => Some(serde_json::from_str(&json).map_err(|_| {
+                OciError::Invalid(format!("the credentials offered for {host} are malformed"))
+            })?),
+            Err(_) => None,
+        };
+        Ok(Registry::new(host, insecure, credential))
     }
 
     /// The host this client talks to.

@@ -135,13 +135,26 @@ fn select_platform(index: &ImageIndex, platform: &str) -> Result<Descriptor, Oci
         })
 }
 
-/// Pull `reference` into `layout`, naming it `reference`'s tag there.
-pub fn pull(
+/// An image manifest resolved from a registry: for one platform when the
+/// reference names an index.
+pub struct ResolvedImage {
+    /// The manifest's exact bytes.
+    pub bytes: Vec<u8>,
+    /// Its media type as served.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: String,
+    /// The parsed manifest.
+    pub manifest: ImageManifest,
+}
+
+/// Fetch the manifest `reference` names, narrowed to `platform`
+/// (`os/arch[/variant]`) when it is an index; no blobs are downloaded.
+pub fn resolve(
     registry: &mut Registry,
     reference: &Reference,
-    layout: &ImageLayout,
     platform: &str,
-) -> Result<PullReport, OciError> {
+) -> Result<ResolvedImage, OciError> {
     let repository = &reference.repository;
     let mut fetched = fetch_manifest(registry, repository, reference.manifest_reference())?;
     if is_index_type(&fetched.media_type) {
@@ -152,18 +165,54 @@ pub fn pull(
     }
     let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| OciError::Invalid(format!("manifest of {reference}: {e}")))?;
-    let mut report = PullReport {
-        digest: fetched.digest.clone(),
-        ..PullReport::default()
-    };
-    for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {
+    Ok(ResolvedImage {
+        bytes: fetched.bytes,
+        media_type: fetched.media_type,
+        digest: fetched.digest,
+        manifest,
+    })
+}
+
+/// Download the blobs of `blobs` that `layout` lacks, each verified against
+/// its digest. Returns how many were downloaded and how many were present.
+pub fn download<'a>(
+    registry: &mut Registry,
+    repository: &str,
+    blobs: impl IntoIterator<Item = &'a Descriptor>,
+    layout: &ImageLayout,
+) -> Result<(usize, usize), OciError> {
+    let (mut downloaded, mut present) = (0, 0);
+    for blob in blobs {
         if layout.has_blob(blob) {
-            report.present_blobs += 1;
+            present += 1;
             continue;
         }
         fetch_blob(registry, repository, blob, layout)?;
-        report.downloaded_blobs += 1;
+        downloaded += 1;
     }
+    Ok((downloaded, present))
+}
+
+/// Pull `reference` into `layout`, naming it `reference`'s tag there.
+pub fn pull(
+    registry: &mut Registry,
+    reference: &Reference,
+    layout: &ImageLayout,
+    platform: &str,
+) -> Result<PullReport, OciError> {
+    let fetched = resolve(registry, reference, platform)?;
+    let manifest = &fetched.manifest;
+    let (downloaded_blobs, present_blobs) = download(
+        registry,
+        &reference.repository,
+        std::iter::once(manifest.config()).chain(manifest.layers().iter()),
+        layout,
+    )?;
+    let report = PullReport {
+        digest: fetched.digest.clone(),
+        downloaded_blobs,
+        present_blobs,
+    };
     layout.write_blob(&fetched.bytes)?;
 
     let mut annotations = HashMap::new();

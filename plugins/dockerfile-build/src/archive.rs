@@ -1,0 +1,296 @@
+//! Reading tar archives into trees: `ADD` of a local archive, and a base
+//! image's layers when an instruction needs their content.
+//!
+//! Extraction is bounded (total bytes), refuses entries that would land
+//! outside their destination (`..`, absolute paths), and writes file bytes
+//! to a scratch directory so the tree can point at them.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::BuildError;
+use crate::context::join;
+use crate::layer::copy;
+use crate::tree::{self, Entry, FileData, Kind, Tree};
+
+/// Where extracted file bytes are kept for the duration of the build.
+pub struct Scratch {
+    dir: PathBuf,
+    next: std::cell::Cell<u64>,
+    /// Bytes that may still be extracted.
+    budget: std::cell::Cell<u64>,
+}
+
+impl Scratch {
+    /// A fresh scratch directory at `dir`, allowing `limit` bytes in all.
+    pub fn create(dir: PathBuf, limit: u64) -> Result<Scratch, BuildError> {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+        Ok(Scratch {
+            dir,
+            next: std::cell::Cell::new(0),
+            budget: std::cell::Cell::new(limit),
+        })
+    }
+
+    /// Remove the scratch directory.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Decode the xz stream `reader` into a scratch file, within the
+    /// extraction budget, and open it for reading.
+    fn spill_xz(&self, mut reader: impl BufRead, what: &str) -> Result<File, BuildError> {
+        let path = self.dir.join(format!("xz-{}", self.next.get()));
+        self.next.set(self.next.get() + 1);
+        let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
+        let mut bounded = Bounded {
+            inner: io::BufWriter::with_capacity(1 << 20, file),
+            left: self.budget.get(),
+        };
+        lzma_rs::xz_decompress(&mut reader, &mut bounded)
+            .map_err(|e| BuildError::input(format!("{what}: xz: {e:?}")))?;
+        io::Write::flush(&mut bounded).map_err(|e| BuildError::io(&path, e))?;
+        File::open(&path).map_err(|e| BuildError::io(&path, e))
+    }
+
+    /// Store `size` bytes from `reader`; returns the scratch path.
+    fn store(&self, reader: &mut impl Read, size: u64, what: &str) -> Result<String, BuildError> {
+        let left = self.budget.get();
+        if size > left {
+            return Err(BuildError::input(format!(
+                "{what}: extracting it would exceed the extraction limit (raise the `extract-limit-mb` input if the archive is trusted)"
+            )));
+        }
+        self.budget.set(left - size);
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let path = self.dir.join(n.to_string());
+        let mut file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
+        let written = copy(&mut reader.take(size), &mut file).map_err(|e| BuildError::io(&path, e))?;
+        if written != size {
+            return Err(BuildError::input(format!("{what}: the archive is truncated")));
+        }
+        Ok(path.to_string_lossy().into_owned())
+    }
+}
+
+/// The compression of a stream, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Plain,
+    Gzip,
+    Xz,
+    Zstd,
+    Bzip2,
+}
+
+fn sniff(head: &[u8]) -> Codec {
+    match head {
+        [0x1f, 0x8b, ..] => Codec::Gzip,
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Codec::Xz,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Codec::Zstd,
+        [b'B', b'Z', b'h', ..] => Codec::Bzip2,
+        _ => Codec::Plain,
+    }
+}
+
+/// `reader` decompressed according to its first bytes.
+pub fn decompressed<'a>(
+    reader: impl Read + 'a,
+    what: &str,
+    scratch: Option<&Scratch>,
+) -> Result<Box<dyn Read + 'a>, BuildError> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let head = reader
+        .fill_buf()
+        .map_err(|e| BuildError::failed(format!("{what}: {e}")))?;
+    Ok(match sniff(head) {
+        Codec::Plain => Box::new(reader),
+        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Codec::Zstd => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(reader)
+                .map_err(|e| BuildError::input(format!("{what}: {e}")))?,
+        ),
+        Codec::Xz => {
+            // lzma-rs decodes xz only into a writer: spill to scratch.
+            let scratch = scratch.ok_or_else(|| {
+                BuildError::input(format!("{what}: xz is not supported here"))
+            })?;
+            Box::new(scratch.spill_xz(reader, what)?)
+        }
+        Codec::Bzip2 => {
+            return Err(BuildError::input(format!(
+                "{what}: bzip2 archives are not supported; use gzip, xz or zstd"
+            )));
+        }
+    })
+}
+
+/// Whether the file at `path` is a tar archive, possibly compressed (what
+/// `ADD` extracts); anything else is copied as a file.
+pub fn is_archive(path: &Path) -> Result<bool, BuildError> {
+    let mut file = File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let what = path.display().to_string();
+    let mut head = [0u8; 512];
+    let magic = file.read(&mut head).map_err(|e| BuildError::io(path, e))?;
+    if sniff(&head[..magic]) == Codec::Xz {
+        // Decoding xz needs scratch space; extraction checks it is a tar.
+        return Ok(true);
+    }
+    let file = File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let mut reader = match decompressed(file, &what, None) {
+        Ok(reader) => reader,
+        Err(_) => return Ok(false),
+    };
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(filled == 512 && &head[257..262] == b"ustar")
+}
+
+/// How entries land in the tree.
+pub struct Landing<'a> {
+    /// The tree directory the archive's root lands on (`""` = image root).
+    pub dest: &'a str,
+    /// Whether `.wh.` entries delete (image layers) or are ordinary files.
+    pub whiteouts: bool,
+    /// Whether unsafe entry paths are errors (ADD) rather than skipped.
+    pub strict: bool,
+    /// Upper bound for file times.
+    pub epoch: u64,
+    /// Prefix of the files' cache identities.
+    pub identity: &'a str,
+}
+
+/// Read the tar in `reader` (compressed or not) into `tree`.
+pub fn extract(
+    reader: impl Read,
+    what: &str,
+    landing: &Landing<'_>,
+    tree: &mut Tree,
+    scratch: &Scratch,
+) -> Result<(), BuildError> {
+    let mut archive = tar::Archive::new(decompressed(reader, what, Some(scratch))?);
+    let bad = |e: io::Error| BuildError::input(format!("{what}: not a readable tar archive: {e}"));
+    for item in archive.entries().map_err(bad)? {
+        let mut item = item.map_err(bad)?;
+        let raw = item.path().map_err(bad)?.to_string_lossy().into_owned();
+        let Some(relative) = safe_relative(&raw) else {
+            if landing.strict {
+                return Err(BuildError::input(format!(
+                    "{what}: entry `{raw}` would be written outside its destination; the archive is refused"
+                )));
+            }
+            continue;
+        };
+        if relative.is_empty() {
+            continue;
+        }
+        let path = join(landing.dest, &relative);
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if landing.whiteouts && let Some(hidden) = name.strip_prefix(".wh.") {
+            let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+            if hidden == ".wh..opq" {
+                tree.remove_below(parent);
+            } else {
+                tree.remove(&join(parent, hidden));
+            }
+            continue;
+        }
+        let header = item.header();
+        let mode = header.mode().map_err(bad)? & 0o7777;
+        let uid = header.uid().map_err(bad)?;
+        let gid = header.gid().map_err(bad)?;
+        let mtime = header.mtime().map_err(bad)?.min(landing.epoch);
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => Kind::Symlink(
+                item.link_name()
+                    .map_err(bad)?
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            tar::EntryType::Link => {
+                let target = item
+                    .link_name()
+                    .map_err(bad)?
+                    .and_then(|l| safe_relative(&l.to_string_lossy()))
+                    .map(|l| join(landing.dest, &l));
+                match target.and_then(|t| tree.get(&t).cloned()) {
+                    Some(Entry { kind: kind @ Kind::File(_), .. }) => kind,
+                    _ => continue,
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = item.size();
+                let source = scratch.store(&mut item, size, &format!("{what}: {raw}"))?;
+                Kind::File(FileData {
+                    source,
+                    size,
+                    identity: format!("{}:{relative}", landing.identity),
+                })
+            }
+            // Devices and fifos cannot be represented without privileges.
+            _ => continue,
+        };
+        for parent in tree::parents(&path) {
+            if tree.get(parent).is_none() {
+                tree.insert(parent.to_owned(), Entry::dir(landing.epoch.min(mtime)));
+            }
+        }
+        tree.insert(path, Entry { kind, mode, uid, gid, mtime });
+    }
+    Ok(())
+}
+
+/// An archive entry path made relative, or `None` when it is absolute or
+/// climbs with `..`.
+fn safe_relative(raw: &str) -> Option<String> {
+    if raw.starts_with('/') || raw.split('/').any(|part| part == "..") {
+        return None;
+    }
+    Some(tree::clean(raw))
+}
+
+/// A writer that fails once more than its budget has been written: xz
+/// is decoded to a scratch file through it, so a bomb stops at the limit.
+struct Bounded<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: io::Write> io::Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other("the extraction limit was reached"));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_entries_are_recognised() {
+        assert_eq!(safe_relative("./a/b").as_deref(), Some("a/b"));
+        assert_eq!(safe_relative("/etc/passwd"), None);
+        assert_eq!(safe_relative("a/../../x"), None);
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Codec::Gzip);
+        assert_eq!(sniff(b"ustar"), Codec::Plain);
+    }
+}

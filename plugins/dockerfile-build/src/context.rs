@@ -1,0 +1,242 @@
+//! The build context: the only files a build may read.
+//!
+//! Two walls keep a build inside it. The sandbox mounts nothing else, so
+//! even a bug here cannot open a host file outside; and this module
+//! refuses sources that climb out (`../x`) instead of silently clamping
+//! them, keeps symlinks as symlinks while walking (never following one out),
+//! and leaves out what `.dockerignore` excludes.
+
+use std::path::{Path, PathBuf};
+
+use kiln_dockerfile::ignore::{self, IgnoreRules};
+use kiln_dockerfile::pattern;
+
+use crate::BuildError;
+use crate::tree::{Entry, FileData, Kind};
+
+/// A build context directory and its `.dockerignore`.
+pub struct Context {
+    root: PathBuf,
+    ignore: IgnoreRules,
+    /// Upper bound for file times in layers (`SOURCE_DATE_EPOCH`).
+    epoch: u64,
+}
+
+/// A context path found for a source: relative to the context root.
+pub struct Found {
+    /// The path relative to the root (`""` for the root itself).
+    pub path: String,
+    /// Its entry.
+    pub entry: Entry,
+}
+
+impl Context {
+    /// Open the context at `root`, reading its `.dockerignore` if any.
+    pub fn open(root: &Path, epoch: u64) -> Result<Context, BuildError> {
+        if !root.is_dir() {
+            return Err(BuildError::input(format!(
+                "the build context {} is not a directory",
+                root.display()
+            )));
+        }
+        let ignore_file = root.join(".dockerignore");
+        let ignore = match std::fs::read_to_string(&ignore_file) {
+            Ok(text) => ignore::parse(&text)
+                .map_err(|e| BuildError::input(format!("{}: {e}", ignore_file.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
+            Err(e) => return Err(BuildError::io(&ignore_file, e)),
+        };
+        Ok(Context {
+            root: root.to_owned(),
+            ignore,
+            epoch,
+        })
+    }
+
+    /// The context paths a COPY/ADD source names: one path, or every match
+    /// of a glob. `..` that climbs out of the context is refused; a leading
+    /// `/` means the context root, as in Docker.
+    pub fn sources(&self, source: &str) -> Result<Vec<Found>, BuildError> {
+        let relative = lexical_inside(source)
+            .ok_or_else(|| BuildError::input(format!(
+                "`{source}` is outside the build context; only files inside {} can be copied",
+                self.root.display()
+            )))?;
+        let paths = if pattern::has_wildcards(&relative) {
+            self.glob(&relative)?
+        } else {
+            vec![relative]
+        };
+        let mut found = Vec::new();
+        for path in paths {
+            if !path.is_empty() && self.ignore.is_excluded(&path) {
+                continue;
+            }
+            if let Some(entry) = self.entry(&path)? {
+                found.push(Found { path, entry });
+            }
+        }
+        if found.is_empty() {
+            return Err(BuildError::input(format!(
+                "`{source}` matches nothing in the build context {} (or .dockerignore excludes it)",
+                self.root.display()
+            )));
+        }
+        Ok(found)
+    }
+
+    /// Every path below the context directory `dir`, sorted, without what
+    /// `.dockerignore` excludes. Symlinks are listed, not followed.
+    pub fn walk(&self, dir: &str) -> Result<Vec<Found>, BuildError> {
+        let mut out = Vec::new();
+        self.walk_into(dir, &mut out)?;
+        Ok(out)
+    }
+
+    fn walk_into(&self, dir: &str, out: &mut Vec<Found>) -> Result<(), BuildError> {
+        let host = self.host_path(dir);
+        let mut names: Vec<String> = std::fs::read_dir(&host)
+            .map_err(|e| BuildError::io(&host, e))?
+            .map(|e| {
+                e.map_err(|e| BuildError::io(&host, e))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+            })
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let path = join(dir, &name);
+            let excluded = self.ignore.is_excluded(&path);
+            let Some(entry) = self.entry(&path)? else {
+                continue;
+            };
+            let is_dir = entry.is_dir();
+            if !excluded {
+                out.push(Found {
+                    path: path.clone(),
+                    entry,
+                });
+            }
+            if is_dir && (!excluded || self.ignore.may_reinclude_below(&path)) {
+                self.walk_into(&path, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Expand a glob one path component at a time, as Docker does.
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, BuildError> {
+        let mut candidates = vec![String::new()];
+        for component in pattern.split('/') {
+            let mut next = Vec::new();
+            for base in &candidates {
+                if !pattern::has_wildcards(component) {
+                    next.push(join(base, component));
+                    continue;
+                }
+                let host = self.host_path(base);
+                let Ok(listing) = std::fs::read_dir(&host) else {
+                    continue;
+                };
+                for item in listing {
+                    let name = item
+                        .map_err(|e| BuildError::io(&host, e))?
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned();
+                    if pattern::matches(component, &name)
+                        .map_err(|e| BuildError::input(e.to_string()))?
+                    {
+                        next.push(join(base, &name));
+                    }
+                }
+            }
+            candidates = next;
+        }
+        candidates.sort();
+        Ok(candidates)
+    }
+
+    /// The entry of a context path, or `None` if it does not exist.
+    fn entry(&self, path: &str) -> Result<Option<Entry>, BuildError> {
+        let host = self.host_path(path);
+        let meta = match std::fs::symlink_metadata(&host) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BuildError::io(&host, e)),
+        };
+        let mode = kiln_sdk::files::permissions(&host).map_err(|e| BuildError::io(&host, e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        let kind = if meta.is_symlink() {
+            let target = std::fs::read_link(&host).map_err(|e| BuildError::io(&host, e))?;
+            Kind::Symlink(target.to_string_lossy().into_owned())
+        } else if meta.is_dir() {
+            Kind::Dir
+        } else if meta.is_file() {
+            Kind::File(FileData {
+                source: host.to_string_lossy().into_owned(),
+                size: meta.len(),
+                identity: format!("context:{path}:{}:{}", meta.len(), modified.as_nanos()),
+            })
+        } else {
+            // Sockets, fifos and devices are not copied, as in Docker.
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: modified.as_secs().min(self.epoch),
+        }))
+    }
+
+    fn host_path(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+/// `base/name`, or `name` at the root.
+pub fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+/// `source` as a clean path relative to the context root, or `None` when
+/// `..` would climb above it.
+fn lexical_inside(source: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in source.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_may_not_climb_out() {
+        assert_eq!(lexical_inside("/app/./x/../y").as_deref(), Some("app/y"));
+        assert_eq!(lexical_inside("a/../b").as_deref(), Some("b"));
+        assert_eq!(lexical_inside("../x"), None);
+        assert_eq!(lexical_inside("a/../../x"), None);
+    }
+}

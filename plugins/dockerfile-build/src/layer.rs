@@ -1,0 +1,283 @@
+//! Layers written in one pass: a tree becomes a tar stream, read through
+//! the diff_id hasher into the compressor, whose output is hashed again
+//! while it is written to the layout. Both digests use the host's SHA-256
+//! and memory stays bounded whatever the layer size.
+//!
+//! Tars are reproducible: entries sorted by path, owners numeric (no user
+//! or group names), times already clamped, no access/change times or
+//! extended attributes.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+
+use kiln_oci::ImageLayout;
+use kiln_oci::spec::{Descriptor, MediaType};
+use kiln_sdk::digest::Sha256;
+
+use crate::BuildError;
+use crate::tree::{Entry, Kind, Tree};
+
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip, readable by every tool.
+    Gzip,
+    /// zstd, smaller and faster to decompress; needs newer runtimes.
+    Zstd,
+}
+
+impl Compression {
+    /// Parse the `compression` input.
+    pub fn parse(text: &str) -> Result<Compression, BuildError> {
+        match text {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(BuildError::input(format!(
+                "compression `{other}` is not supported; use gzip or zstd"
+            ))),
+        }
+    }
+
+    /// The layer media type.
+    pub fn media_type(self) -> MediaType {
+        match self {
+            Compression::Gzip => MediaType::ImageLayerGzip,
+            Compression::Zstd => MediaType::ImageLayerZstd,
+        }
+    }
+}
+
+/// A layer in the layout: its descriptor, diff_id and uncompressed size.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Layer {
+    /// The compressed blob.
+    pub descriptor: Descriptor,
+    /// The digest of the uncompressed tar.
+    pub diff_id: String,
+    /// The size of the uncompressed tar, when known.
+    pub tar_size: Option<u64>,
+}
+
+/// gzip level: fast. Layers of JARs and binaries barely shrink further at
+/// higher levels, and the build's time is mostly compression.
+const GZIP_LEVEL: u32 = 1;
+
+/// Write `tree` as a layer blob into `layout`.
+pub fn write(tree: &Tree, layout: &ImageLayout, compression: Compression) -> Result<Layer, BuildError> {
+    let mut tar = HashingReader::new(TarStream::new(tree));
+    let mut blob = layout.blob_writer()?;
+    let written = match compression {
+        Compression::Gzip => {
+            let mut encoder = flate2::read::GzEncoder::new(
+                &mut tar,
+                flate2::Compression::new(GZIP_LEVEL),
+            );
+            copy(&mut encoder, &mut blob)
+        }
+        Compression::Zstd => {
+            ruzstd::encoding::compress(
+                &mut tar,
+                &mut blob,
+                ruzstd::encoding::CompressionLevel::Fastest,
+            );
+            Ok(0)
+        }
+    };
+    if let Some(error) = tar.inner.error.take() {
+        return Err(error);
+    }
+    written.map_err(|e| BuildError::failed(format!("writing a layer: {e}")))?;
+    let (digest, size) = blob.commit(None)?;
+    let tar_size = tar.size;
+    let diff_id = tar.finish();
+    Ok(Layer {
+        descriptor: Descriptor::new(compression.media_type(), size, parse_digest(&digest)?),
+        diff_id,
+        tar_size: Some(tar_size),
+    })
+}
+
+/// A digest string as an `oci-spec` digest.
+pub fn parse_digest(digest: &str) -> Result<kiln_oci::spec::Digest, BuildError> {
+    digest
+        .parse()
+        .map_err(|e| BuildError::failed(format!("digest {digest}: {e}")))
+}
+
+/// Copy with a 1 MiB buffer: every write to the layout is a host call.
+pub fn copy(reader: &mut impl Read, writer: &mut impl io::Write) -> io::Result<u64> {
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        writer.write_all(&buffer[..filled])?;
+        total += filled as u64;
+    }
+}
+
+/// A reader that hashes (on the host) and counts what passes through.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wrap `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The OCI digest of everything read.
+    pub fn finish(self) -> String {
+        self.hasher.finish_oci()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// A tar of a tree, produced as it is read: headers are built per entry
+/// and file bytes streamed from their sources.
+struct TarStream<'a> {
+    entries: std::collections::btree_map::Iter<'a, String, Entry>,
+    /// Header or padding bytes waiting to be read.
+    pending: VecDeque<u8>,
+    /// The file being streamed, with bytes left and padding owed.
+    file: Option<(File, u64, String)>,
+    padding: usize,
+    done: bool,
+    /// The first error, kept so the caller reports it with its path
+    /// rather than as a compressor's I/O error.
+    error: Option<BuildError>,
+}
+
+impl<'a> TarStream<'a> {
+    fn new(tree: &'a Tree) -> Self {
+        TarStream {
+            entries: tree.iter(),
+            pending: VecDeque::new(),
+            file: None,
+            padding: 0,
+            done: false,
+            error: None,
+        }
+    }
+
+    /// Queue the next entry's header; open its file.
+    fn advance(&mut self) -> Result<bool, BuildError> {
+        let Some((path, entry)) = self.entries.next() else {
+            if !self.done {
+                self.pending.extend([0u8; 1024]);
+                self.done = true;
+            }
+            return Ok(false);
+        };
+        let (header, body) = header(path, entry)?;
+        self.pending.extend(header);
+        if let Kind::File(data) = &entry.kind {
+            let file = File::open(&data.source)
+                .map_err(|e| BuildError::io(std::path::Path::new(&data.source), e))?;
+            self.file = Some((file, data.size, data.source.clone()));
+            self.padding = (512 - (body % 512) as usize) % 512;
+        }
+        Ok(true)
+    }
+}
+
+impl Read for TarStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.len());
+                for (slot, byte) in buf.iter_mut().zip(self.pending.drain(..n)) {
+                    *slot = byte;
+                }
+                return Ok(n);
+            }
+            if let Some((file, left, source)) = self.file.as_mut() {
+                if *left > 0 {
+                    let want = buf.len().min(*left as usize);
+                    let n = file.read(&mut buf[..want])?;
+                    if n == 0 {
+                        let error = BuildError::failed(format!("{source} shrank while it was copied"));
+                        self.error = Some(error);
+                        return Err(io::Error::other("source file shrank"));
+                    }
+                    *left -= n as u64;
+                    return Ok(n);
+                }
+                self.file = None;
+                self.pending.extend(std::iter::repeat_n(0u8, self.padding));
+                continue;
+            }
+            if self.done && self.pending.is_empty() {
+                return Ok(0);
+            }
+            if let Err(error) = self.advance() {
+                self.error = Some(error);
+                return Err(io::Error::other("layer entry failed"));
+            }
+        }
+    }
+}
+
+/// The header blocks of one entry (long names get GNU extension blocks)
+/// and the body size that follows.
+fn header(path: &str, entry: &Entry) -> Result<(Vec<u8>, u64), BuildError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(entry.mode);
+    header.set_uid(entry.uid);
+    header.set_gid(entry.gid);
+    header.set_mtime(entry.mtime);
+    let mut out = tar::Builder::new(Vec::new());
+    let failed = |e: io::Error| BuildError::failed(format!("tar header for {path}: {e}"));
+    let size = match &entry.kind {
+        Kind::File(data) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(data.size);
+            out.append_data(&mut header, path, io::empty()).map_err(failed)?;
+            data.size
+        }
+        Kind::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            out.append_data(&mut header, format!("{path}/"), io::empty())
+                .map_err(failed)?;
+            0
+        }
+        Kind::Symlink(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            out.append_link(&mut header, path, target).map_err(failed)?;
+            0
+        }
+    };
+    // The builder ends every archive with two zero blocks; this is one
+    // entry of a longer stream.
+    let mut bytes = out.into_inner().map_err(failed)?;
+    bytes.truncate(bytes.len() - 1024);
+    Ok((bytes, size))
+}

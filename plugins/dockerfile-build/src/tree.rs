@@ -1,0 +1,162 @@
+//! A file tree as an image layer sees it: paths with kind, mode, owner and
+//! time, and for regular files where their bytes are read from.
+//!
+//! Trees are kept in memory, sorted by path, and written out as layers
+//! only at the end of an instruction: sorting is what makes layers
+//! reproducible, and a tree is also a stage's view of its own file system
+//! for `COPY --from` and `--chown` name lookups.
+
+use std::collections::BTreeMap;
+
+/// What a path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File(FileData),
+    /// A directory.
+    Dir,
+    /// A symbolic link and its target, kept verbatim.
+    Symlink(String),
+}
+
+/// Where a regular file's bytes come from, and what identifies them for the
+/// layer cache without reading them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileData {
+    /// Guest path of the bytes: a build-context file or a scratch copy.
+    pub source: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// A stable identity of the bytes (source, size and time for context
+    /// files; the archive and entry for extracted ones).
+    pub identity: String,
+}
+
+/// One path of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What it is.
+    pub kind: Kind,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Modification time in seconds since the epoch, already clamped.
+    pub mtime: u64,
+}
+
+impl Entry {
+    /// A root-owned directory with mode 0755, as Docker creates missing
+    /// parents.
+    pub fn dir(mtime: u64) -> Entry {
+        Entry {
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime,
+        }
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+}
+
+/// Paths relative to the image root (`usr/bin/x`, no leading `/`; the
+/// root itself is never stored).
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Tree {
+    /// The entry at `path`.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Every entry, sorted by path.
+    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, String, Entry> {
+        self.entries.iter()
+    }
+
+    /// Put `entry` at `path`. A non-directory replacing a directory removes
+    /// what was below it.
+    pub fn insert(&mut self, path: String, entry: Entry) {
+        if !entry.is_dir() && self.get(&path).is_some_and(Entry::is_dir) {
+            self.remove_below(&path);
+        }
+        self.entries.insert(path, entry);
+    }
+
+    /// Remove `path` and everything below it (a whiteout).
+    pub fn remove(&mut self, path: &str) {
+        self.entries.remove(path);
+        self.remove_below(path);
+    }
+
+    /// Remove everything below `path`, keeping `path` (an opaque whiteout).
+    pub fn remove_below(&mut self, path: &str) {
+        let below: Vec<String> = self.below(path).map(|(p, _)| p.clone()).collect();
+        for p in below {
+            self.entries.remove(&p);
+        }
+    }
+
+    /// Entries strictly below the directory `path` (`""` for the root).
+    pub fn below<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a String, &'a Entry)> {
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        self.entries
+            .range(prefix.clone()..)
+            .take_while(move |(p, _)| p.starts_with(&prefix))
+    }
+
+    /// Lay `other` over this tree, as a later layer over an earlier one.
+    pub fn overlay(&mut self, other: &Tree) {
+        for (path, entry) in &other.entries {
+            self.insert(path.clone(), entry.clone());
+        }
+    }
+}
+
+/// Parent directories of `path`, outermost first (`a/b/c` → `a`, `a/b`).
+pub fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+/// `path` made absolute-and-clean like Go's `path.Clean("/" + path)`, then
+/// returned without its leading `/`: `./a//b/../c` → `a/c`. `..` never
+/// climbs above the root.
+pub fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleaning_and_parents() {
+        assert_eq!(clean("/./a//b/../c/"), "a/c");
+        assert_eq!(clean("../../x"), "x");
+        assert_eq!(parents("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
+    }
+}

@@ -1,0 +1,492 @@
+//! `kiln build` against buildah, case by case. Each directory of
+//! `tests/buildah/` is a Dockerfile and its context; both tools build it
+//! from the same busybox base, served by a registry of the test's own, and
+//! the two images must agree in their config and in their unpacked file
+//! trees (kind, permission bits, owner, contents or link target; not
+//! mtimes).
+//!
+//! A case may also hold:
+//! - `args`: flags for both tools, one per line (`--target middle`,
+//!   `--build-arg K=V`), split at whitespace;
+//! - `tarballs`: archives the test makes in its copy of the context before
+//!   building, one per line, `NAME TAR-ARGS...`, run there as
+//!   `tar --create --auto-compress --file NAME TAR-ARGS...`, so that no
+//!   binary is committed.
+//!
+//! `KILN_BUILDAH_CASE=NAME` runs only the cases whose name contains NAME.
+//! Runs as root (buildah, and umoci unpacking with owners). Skips when
+//! buildah is not installed, unless `KILN_REQUIRE_CONFORMANCE` is set.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Map, Value};
+
+use common::images::{busybox_layout, push_layout};
+use common::registry::{Auth, Registry};
+use common::{Run, kiln, run_ok};
+
+/// What both tools name the image they build.
+const TAG: &str = "kiln-case:latest";
+
+/// The members of the image config's `config` that are compared.
+/// `Shell`, `Healthcheck` and `OnBuild` are Docker's extensions, which
+/// BuildKit writes into OCI configs too.
+const CONFIG_FIELDS: &[&str] = &[
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "WorkingDir",
+    "User",
+    "ExposedPorts",
+    "Volumes",
+    "Labels",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
+
+#[test]
+fn kiln_build_matches_buildah() {
+    if !buildah_installed() {
+        return;
+    }
+    assert_eq!(
+        run_ok(Command::new("id").arg("-u")).trim(),
+        "0",
+        "this test runs as root: buildah builds, and umoci unpacks with owners"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(Auth::Anonymous);
+    let busybox = busybox_layout(work.path());
+    push_layout(&busybox, "latest", &registry.host(), "busybox");
+    let base = format!("{}/busybox:latest", registry.host());
+    let buildah = Buildah {
+        root: work.path().join("buildah"),
+    };
+
+    let cases = cases();
+    assert!(!cases.is_empty(), "no case matches KILN_BUILDAH_CASE");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let dir = work.path().join(&case.name);
+        let context = case.context(&dir);
+        let mut args = vec!["--build-arg".to_owned(), format!("BASE={base}")];
+        args.extend(case.args());
+        let expected = buildah.build(case, &context, &args, &dir);
+        let found = match kiln_build(&context, &args, &dir) {
+            Ok(actual) => differences(&actual, &expected),
+            Err(why) => vec![format!("kiln build failed: {why}")],
+        };
+        if found.is_empty() {
+            eprintln!("{}: same as buildah", case.name);
+        } else {
+            eprintln!("{}: differs from buildah", case.name);
+            failures.push(format!(
+                "case `{}` (kiln | buildah):\n  {}",
+                case.name,
+                found.join("\n  ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from buildah:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Whether buildah can run; when it cannot, a skip, or a failure under
+/// `KILN_REQUIRE_CONFORMANCE` (CI).
+fn buildah_installed() -> bool {
+    if Command::new("buildah")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
+        "KILN_REQUIRE_CONFORMANCE is set but buildah is not installed (apt-get install buildah)"
+    );
+    eprintln!("skipping: buildah is not installed (apt-get install buildah)");
+    false
+}
+
+/// One directory of `tests/buildah/`.
+struct Case {
+    name: String,
+    dir: PathBuf,
+}
+
+/// Every case, by name, narrowed by `KILN_BUILDAH_CASE`.
+fn cases() -> Vec<Case> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/buildah");
+    let only = std::env::var("KILN_BUILDAH_CASE").unwrap_or_default();
+    let mut cases: Vec<Case> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|dir| Case {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            dir,
+        })
+        .filter(|c| c.name.contains(&only))
+        .collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+impl Case {
+    /// A copy of the case in `dir`, with its tarballs made: the build
+    /// context, holding the Dockerfile.
+    fn context(&self, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let context = dir.join("context");
+        // `cp -a` keeps the context's symlinks and modes as committed.
+        run_ok(Command::new("cp").arg("-a").arg(&self.dir).arg(&context));
+        for line in self.lines("tarballs") {
+            let (name, tar_args) = line.split_first().unwrap();
+            run_ok(
+                Command::new("tar")
+                    .args(["--create", "--auto-compress", "--sort=name", "--file"])
+                    .arg(name)
+                    .args(tar_args)
+                    .current_dir(&context),
+            );
+        }
+        context
+    }
+
+    /// The case's own flags for both tools.
+    fn args(&self) -> Vec<String> {
+        self.lines("args").into_iter().flatten().collect()
+    }
+
+    /// The words of each line of the case's file `name`, if it has one.
+    fn lines(&self, name: &str) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|words| !words.is_empty())
+            .collect()
+    }
+}
+
+/// An image as the comparison sees it.
+struct Image {
+    /// The compared members of the config's `config`, normalised.
+    config: BTreeMap<&'static str, Value>,
+    /// Every path of the unpacked root filesystem, from `/`.
+    tree: BTreeMap<String, Entry>,
+}
+
+/// `kiln build` of the case into an OCI layout, read back.
+fn kiln_build(context: &Path, args: &[String], dir: &Path) -> Result<Image, String> {
+    let layout = dir.join("kiln-image");
+    let dockerfile = context.join("Dockerfile");
+    let output = format!("oci:{}", layout.display());
+    let mut command = kiln(
+        dir,
+        &[
+            "build",
+            "-f",
+            dockerfile.to_str().unwrap(),
+            "-t",
+            TAG,
+            "--output",
+            &output,
+        ],
+    );
+    command
+        .args(args)
+        .arg(context)
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"));
+    let run = Run::of(command);
+    if run.code() != Some(0) {
+        return Err(format!("exit {:?}\n{}", run.code(), run.all()));
+    }
+    let config = image_config(&layout)
+        .map_err(|e| format!("{}: {e}", layout.display()))?
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let tree = unpack(&layout, &dir.join("kiln-bundle"))?;
+    Ok(Image {
+        config: compared_config(&config),
+        tree,
+    })
+}
+
+/// buildah with storage of the test's own.
+struct Buildah {
+    /// Its image store and run state.
+    root: PathBuf,
+}
+
+impl Buildah {
+    /// `buildah` with its image store and run state under the test's
+    /// directory; `vfs` needs no kernel overlay support.
+    fn command(&self) -> Command {
+        let mut command = Command::new("buildah");
+        command
+            .arg("--root")
+            .arg(self.root.join("storage"))
+            .arg("--runroot")
+            .arg(self.root.join("run"))
+            .args(["--storage-driver", "vfs"]);
+        command
+    }
+
+    /// Build the case; the reference image. buildah failing is a fault in
+    /// the case, not in kiln, so it panics.
+    fn build(&self, case: &Case, context: &Path, args: &[String], dir: &Path) -> Image {
+        // buildah 1.28 rejects `--link`, which changes how layers are
+        // cut, not the files they hold: buildah reads a copy without it.
+        let dockerfile = dir.join("buildah.Dockerfile");
+        let text = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+        let without_link: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let word = line.split_whitespace().next().unwrap_or("");
+                if word.eq_ignore_ascii_case("COPY") || word.eq_ignore_ascii_case("ADD") {
+                    line.replace(" --link ", " ")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(&dockerfile, without_link.join("\n") + "\n").unwrap();
+
+        let built = self
+            .command()
+            .args(["bud", "--isolation", "chroot", "--tls-verify=false"])
+            // The OCI format drops SHELL, HEALTHCHECK and ONBUILD (buildah
+            // warns "not supported for OCI image format"); Docker's keeps
+            // them, as BuildKit's OCI configs do.
+            .args(["--format", "docker", "-f"])
+            .arg(&dockerfile)
+            .args(["-t", TAG])
+            .args(args)
+            .arg(context)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "case `{}`: buildah bud failed (a fault in the case):\n{}{}",
+            case.name,
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+
+        // Pushing to an OCI layout converts the config to OCI's, without
+        // the Docker extensions, so the config is read from buildah's
+        // store, as written.
+        let inspect: Value = serde_json::from_str(&run_ok(
+            self.command().args(["inspect", "--type", "image", TAG]),
+        ))
+        .unwrap();
+        let mut config = inspect["Docker"]["config"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        // buildah labels every image with its version; kiln has no reason
+        // to.
+        if let Some(Value::Object(labels)) = config.get_mut("Labels") {
+            labels.remove("io.buildah.version");
+        }
+
+        let layout = dir.join("buildah-image");
+        run_ok(
+            self.command()
+                .args(["push", "--quiet", TAG])
+                .arg(format!("oci:{}:latest", layout.display())),
+        );
+        let tree = unpack(&layout, &dir.join("buildah-bundle"))
+            .unwrap_or_else(|e| panic!("case `{}`: {e}", case.name));
+        Image {
+            config: compared_config(&config),
+            tree,
+        }
+    }
+}
+
+/// The image config of the manifest tagged `latest` in an OCI layout.
+fn image_config(layout: &Path) -> Result<Value, String> {
+    let blob = |digest: &Value| -> Result<Value, String> {
+        let digest = digest.as_str().ok_or("a descriptor without a digest")?;
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("{digest} is not sha256"))?;
+        let path = layout.join("blobs/sha256").join(hex);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let index = std::fs::read(layout.join("index.json")).map_err(|e| format!("index.json: {e}"))?;
+    let index: Value = serde_json::from_slice(&index).map_err(|e| format!("index.json: {e}"))?;
+    let tagged = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+        .ok_or("index.json has no manifest annotated org.opencontainers.image.ref.name=latest")?;
+    let mut manifest = blob(&tagged["digest"])?;
+    // An index (one platform's image in it) leads to the manifest.
+    while manifest.get("manifests").is_some() {
+        manifest = blob(&manifest["manifests"][0]["digest"])?;
+    }
+    blob(&manifest["config"]["digest"])
+}
+
+/// The compared members of `config`, with "unset" spelled one way: absent,
+/// null, "" and empty lists and maps all mean the same to a runtime.
+fn compared_config(config: &Map<String, Value>) -> BTreeMap<&'static str, Value> {
+    let mut compared = BTreeMap::new();
+    for &field in CONFIG_FIELDS {
+        let Some(mut value) = config.get(field).cloned() else {
+            continue;
+        };
+        // Docker omits zero durations and retries ("use the default");
+        // writing them as 0 means the same.
+        if let (true, Value::Object(check)) = (field == "Healthcheck", &mut value) {
+            check.retain(|_, v| v != &Value::from(0));
+        }
+        let unset = match &value {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => false,
+        };
+        if !unset {
+            compared.insert(field, value);
+        }
+    }
+    compared
+}
+
+/// What a path of a root filesystem is; mtimes are left out.
+#[derive(PartialEq)]
+struct Entry {
+    kind: &'static str,
+    /// Permission bits, with setuid, setgid and sticky.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// A file's bytes or a symlink's target.
+    content: Vec<u8>,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {:04o} {}:{}",
+            self.kind, self.mode, self.uid, self.gid
+        )?;
+        match (self.kind, std::str::from_utf8(&self.content)) {
+            ("symlink", Ok(target)) => write!(f, " -> {target}"),
+            ("file", Ok(text)) if text.len() <= 80 => write!(f, " {text:?}"),
+            ("file", _) => write!(f, " ({} bytes)", self.content.len()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `umoci unpack` the image tagged `latest` of `layout` into `bundle`;
+/// its root filesystem, path by path.
+fn unpack(layout: &Path, bundle: &Path) -> Result<BTreeMap<String, Entry>, String> {
+    let output = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg(bundle)
+        .output()
+        .map_err(|e| format!("umoci: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "umoci unpack {} failed: {}",
+            layout.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let rootfs = bundle.join("rootfs");
+    let mut tree = BTreeMap::new();
+    walk(&rootfs, &rootfs, &mut tree);
+    Ok(tree)
+}
+
+fn walk(rootfs: &Path, path: &Path, tree: &mut BTreeMap<String, Entry>) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let kind = meta.file_type();
+    let (kind, content) = if kind.is_dir() {
+        ("dir", Vec::new())
+    } else if kind.is_symlink() {
+        let target = std::fs::read_link(path).unwrap();
+        ("symlink", target.into_os_string().into_encoded_bytes())
+    } else if kind.is_file() {
+        ("file", std::fs::read(path).unwrap())
+    } else if kind.is_fifo() {
+        ("fifo", Vec::new())
+    } else if kind.is_char_device() || kind.is_block_device() {
+        ("device", meta.rdev().to_le_bytes().to_vec())
+    } else {
+        ("socket", Vec::new())
+    };
+    let name = format!("/{}", path.strip_prefix(rootfs).unwrap().display());
+    tree.insert(
+        name,
+        Entry {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            content,
+        },
+    );
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            walk(rootfs, &entry.unwrap().path(), tree);
+        }
+    }
+}
+
+/// Every way `actual` (kiln's) differs from `expected` (buildah's), one
+/// line each.
+fn differences(actual: &Image, expected: &Image) -> Vec<String> {
+    let mut lines = Vec::new();
+    for &field in CONFIG_FIELDS {
+        let (kiln, buildah) = (actual.config.get(field), expected.config.get(field));
+        if kiln != buildah {
+            lines.push(format!(
+                "config.{field}: {} | {}",
+                shown(kiln),
+                shown(buildah)
+            ));
+        }
+    }
+    let paths: std::collections::BTreeSet<&String> =
+        actual.tree.keys().chain(expected.tree.keys()).collect();
+    for path in paths {
+        let (kiln, buildah) = (actual.tree.get(path), expected.tree.get(path));
+        if kiln != buildah {
+            let show = |e: Option<&Entry>| e.map_or("(absent)".to_owned(), Entry::to_string);
+            lines.push(format!("{path}: {} | {}", show(kiln), show(buildah)));
+        }
+    }
+    lines
+}
+
+fn shown(value: Option<&Value>) -> String {
+    value.map_or("(unset)".to_owned(), Value::to_string)
+}
