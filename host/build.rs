@@ -22,7 +22,7 @@ const TEST_PLUGINS: &[&str] = &["kiln-test-hostile"];
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_owned();
-    for watched in ["wit", "plugins", "tests/plugins", "Cargo.lock"] {
+    for watched in ["wit", "plugins", "tests/plugins", "Cargo.lock", ".cargo"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = root.join("target").join("guests");

@@ -177,6 +177,15 @@ pub async fn build(args: BuildArgs) -> ExitCode {
         Ok(bases) => bases,
         Err(e) => return usage(format!("{}:{e}", dockerfile.display())),
     };
+    // Base layers need not be downloaded when the layout is only pushed,
+    // to the registry the bases come from: the push mounts them.
+    let push_only = args.outputs.is_empty()
+        && args.tags.iter().all(|tag| {
+            bases
+                .iter()
+                .all(|b| commands::registry_host(b) == commands::registry_host(tag))
+        });
+    inputs.push(("complete-layout".into(), (!push_only).to_string()));
     let mut net = Vec::new();
     for host in bases.iter().map(|b| commands::registry_host(b)) {
         match host.parse::<HostPattern>() {

@@ -1,10 +1,15 @@
 //! Base images made offline from Debian packages, so tests that build on
 //! an image need no network: a busybox image from `busybox-static`, built
-//! by umoci, and pushed with skopeo to a registry of the test's own.
+//! by umoci, and pushed with skopeo to a registry of the test's own; and
+//! the readers tests check built images with (config, unpacked tree).
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 use super::run_ok;
 
@@ -121,3 +126,116 @@ pub fn push_layout(layout: &Path, tag: &str, registry_host: &str, repo: &str) {
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// The image config of the manifest tagged `latest` in an OCI layout.
+pub fn image_config(layout: &Path) -> Result<Value, String> {
+    let blob = |digest: &Value| -> Result<Value, String> {
+        let digest = digest.as_str().ok_or("a descriptor without a digest")?;
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("{digest} is not sha256"))?;
+        let path = layout.join("blobs/sha256").join(hex);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let index = std::fs::read(layout.join("index.json")).map_err(|e| format!("index.json: {e}"))?;
+    let index: Value = serde_json::from_slice(&index).map_err(|e| format!("index.json: {e}"))?;
+    let tagged = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+        .ok_or("index.json has no manifest annotated org.opencontainers.image.ref.name=latest")?;
+    let mut manifest = blob(&tagged["digest"])?;
+    // An index (one platform's image in it) leads to the manifest.
+    while manifest.get("manifests").is_some() {
+        manifest = blob(&manifest["manifests"][0]["digest"])?;
+    }
+    blob(&manifest["config"]["digest"])
+}
+
+/// What a path of a root filesystem is; mtimes are left out.
+#[derive(PartialEq)]
+pub struct Entry {
+    pub kind: &'static str,
+    /// Permission bits, with setuid, setgid and sticky.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// A file's bytes or a symlink's target.
+    pub content: Vec<u8>,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {:04o} {}:{}",
+            self.kind, self.mode, self.uid, self.gid
+        )?;
+        match (self.kind, std::str::from_utf8(&self.content)) {
+            ("symlink", Ok(target)) => write!(f, " -> {target}"),
+            ("file", Ok(text)) if text.len() <= 80 => write!(f, " {text:?}"),
+            ("file", _) => write!(f, " ({} bytes)", self.content.len()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `umoci unpack` the image tagged `latest` of `layout` into `bundle`;
+/// its root filesystem, path by path.
+pub fn unpack(layout: &Path, bundle: &Path) -> Result<BTreeMap<String, Entry>, String> {
+    let output = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg(bundle)
+        .output()
+        .map_err(|e| format!("umoci: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "umoci unpack {} failed: {}",
+            layout.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let rootfs = bundle.join("rootfs");
+    let mut tree = BTreeMap::new();
+    walk(&rootfs, &rootfs, &mut tree);
+    Ok(tree)
+}
+
+fn walk(rootfs: &Path, path: &Path, tree: &mut BTreeMap<String, Entry>) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let kind = meta.file_type();
+    let (kind, content) = if kind.is_dir() {
+        ("dir", Vec::new())
+    } else if kind.is_symlink() {
+        let target = std::fs::read_link(path).unwrap();
+        ("symlink", target.into_os_string().into_encoded_bytes())
+    } else if kind.is_file() {
+        ("file", std::fs::read(path).unwrap())
+    } else if kind.is_fifo() {
+        ("fifo", Vec::new())
+    } else if kind.is_char_device() || kind.is_block_device() {
+        ("device", meta.rdev().to_le_bytes().to_vec())
+    } else {
+        ("socket", Vec::new())
+    };
+    let name = format!("/{}", path.strip_prefix(rootfs).unwrap().display());
+    tree.insert(
+        name,
+        Entry {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            content,
+        },
+    );
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            walk(rootfs, &entry.unwrap().path(), tree);
+        }
+    }
+}
+

@@ -1,11 +1,18 @@
-//! `kiln:plugin/files`: the permission bits WASI does not report, answered
-//! by the policy's mount table so no path outside the grant is touched.
+//! `kiln:plugin/files`: the permission bits and symlink targets WASI does
+//! not report, answered by the policy's mount table so no path outside the
+//! grant is touched.
 
 use crate::runtime::StepState;
-use crate::runtime::bindings::kiln::plugin::files::Host;
+use crate::runtime::bindings::kiln::plugin::files::{Host, Metadata};
 
 impl Host for StepState {
-    fn permissions(&mut self, path: String) -> wasmtime::Result<Result<u32, String>> {
-        Ok(self.mounts.permissions(&path))
+    fn stat(&mut self, path: String) -> wasmtime::Result<Result<Metadata, String>> {
+        Ok(self
+            .mounts
+            .metadata(&path)
+            .map(|(mode, symlink_target)| Metadata {
+                mode,
+                symlink_target,
+            }))
     }
 }

@@ -5,12 +5,14 @@
 //! [`crate::runtime::StepState`] and nothing else, so adding an interface
 //! means adding one module here and one line to the linker.
 
+mod compress;
 mod digest;
 mod files;
 mod log;
 mod secrets;
 mod stdio;
 
+pub use compress::GzipState;
 pub use digest::Sha256State;
 pub use stdio::GuestOutput;
 

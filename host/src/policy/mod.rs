@@ -112,9 +112,9 @@ impl MountTable {
         Ok(())
     }
 
-    /// The permission bits of the guest path `path`, without following a
-    /// final symlink.
-    pub fn permissions(&self, path: &str) -> Result<u32, String> {
+    /// The permission bits of the guest path `path` and, for a symlink,
+    /// its target; a final symlink is not followed.
+    pub fn metadata(&self, path: &str) -> Result<(u32, Option<String>), String> {
         use cap_std::fs::PermissionsExt;
         let (dir, rest) = self
             .dirs
@@ -127,10 +127,19 @@ impl MountTable {
             .map(|(_, dir, rest)| (dir, rest.trim_start_matches('/')))
             .ok_or_else(|| format!("{path} is not inside a mounted directory"))?;
         let relative = if rest.is_empty() { "." } else { rest };
-        let metadata = dir
-            .symlink_metadata(relative)
-            .map_err(|e| format!("{path}: {e}"))?;
-        Ok(metadata.permissions().mode() & 0o7777)
+        let failed = |e: std::io::Error| format!("{path}: {e}");
+        let metadata = dir.symlink_metadata(relative).map_err(failed)?;
+        let mode = metadata.permissions().mode() & 0o7777;
+        if !metadata.file_type().is_symlink() {
+            return Ok((mode, None));
+        }
+        // cap-std refuses to read absolute targets; read the link itself
+        // from its directory, opened beneath the mount.
+        let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
+        let parent = dir.open_dir(parent).map_err(failed)?;
+        let target = rustix::fs::readlinkat(&parent, name, Vec::new())
+            .map_err(|e| failed(e.into()))?;
+        Ok((mode, Some(target.to_string_lossy().into_owned())))
     }
 }
 

@@ -35,6 +35,7 @@ pub mod bindings {
         exports: { default: async },
         with: {
             "kiln:plugin/digest.sha256": crate::host_api::Sha256State,
+            "kiln:plugin/compress.gzip": crate::host_api::GzipState,
         },
         additional_derives: [serde::Serialize, PartialEq],
     });

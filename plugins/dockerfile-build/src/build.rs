@@ -404,14 +404,21 @@ impl<'a> Runner<'a> {
             }
             "workdir" => {
                 let dir = self.expand(node, &first(node), &vars)?;
-                let path = tree::clean(&join(&stage.workdir(), &dir));
+                let path = within(&stage.workdir(), &dir);
                 stage
                     .image
                     .config()
                     .insert("WorkingDir".into(), json!(format!("/{path}")));
                 if !path.is_empty() && stage.lookup(&path, self.build)?.is_none() {
+                    // BuildKit creates the directory as the current USER.
+                    let user = stage.image.field("User").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let owner = if user.is_empty() {
+                        None
+                    } else {
+                        Some(stage.owner(&user, self.build).map_err(|e| self.error(node, e))?)
+                    };
                     let mut tree = Tree::default();
-                    stage.add_parents(&mut tree, &format!("{path}/x"), self.build, None)?;
+                    stage.add_parents(&mut tree, &format!("{path}/x"), self.build, owner)?;
                     return self.commit_layer(stage, tree, &history);
                 }
             }
@@ -557,59 +564,66 @@ impl<'a> Runner<'a> {
             None => None,
         };
         let is_add = node.instruction == "add";
-        let mut source_stage = match &from {
-            Some(name) => Some(self.source_stage(node, name)?),
+        // The file system `--from` names, read once for all sources.
+        let view: Option<Tree> = match &from {
+            Some(name) => Some(self.source_stage(node, name)?.view(self.build)?.clone()),
             None => None,
         };
-        // Resolve every source before deciding what the destination is.
-        let mut found: Vec<(String, Entry, Option<Tree>)> = Vec::new();
+        // Resolve every source (name as written, target once symlinks are
+        // followed, entry) before deciding what the destination is.
+        let mut found: Vec<(String, String, Entry)> = Vec::new();
         for source in sources {
-            if is_add && (source.starts_with("http://") || source.starts_with("https://") || source.starts_with("git@")) {
+            if is_add && ["http://", "https://", "git@"].iter().any(|p| source.starts_with(p)) {
                 return Err(self.error(node, format!(
                     "ADD from a URL ({source}) is not supported; download it in an earlier step and COPY it"
                 )));
             }
-            match source_stage.as_mut() {
-                Some(src) => {
-                    let view = src.view(self.build)?.clone();
-                    let pattern_path = tree::clean(source);
-                    let matches: Vec<(String, Entry)> = if pattern::has_wildcards(&pattern_path) {
-                        view.iter()
-                            .filter(|(p, _)| pattern::matches(&pattern_path, p).unwrap_or(false))
-                            .map(|(p, e)| (p.clone(), e.clone()))
-                            .collect()
-                    } else if pattern_path.is_empty() {
-                        vec![(String::new(), Entry::dir(0))]
-                    } else {
-                        view.get(&pattern_path).map(|e| (pattern_path.clone(), e.clone())).into_iter().collect()
+            match &view {
+                Some(view) => {
+                    let lookup = |p: &str| -> Result<Option<Entry>, BuildError> {
+                        Ok(if p.is_empty() { Some(Entry::dir(0)) } else { view.get(p).cloned() })
                     };
-                    if matches.is_empty() {
-                        return Err(self.error(node, format!("`{source}` does not exist in {}", from.as_deref().unwrap_or_default())));
+                    let wanted = tree::clean(source);
+                    let names: Vec<String> = if pattern::has_wildcards(&wanted) {
+                        view.iter()
+                            .filter(|(p, _)| pattern::matches(&wanted, p).unwrap_or(false))
+                            .map(|(p, _)| p.clone())
+                            .collect()
+                    } else {
+                        vec![wanted]
+                    };
+                    for name in names {
+                        if let Some((target, entry)) = tree::resolve(&name, lookup)? {
+                            found.push((name, target, entry));
+                        }
                     }
-                    for (path, entry) in matches {
-                        found.push((path, entry, Some(view.clone())));
+                    if found.is_empty() {
+                        return Err(self.error(node, format!(
+                            "`{source}` does not exist in {}",
+                            from.as_deref().unwrap_or_default()
+                        )));
                     }
                 }
                 None => {
                     for item in self.build.context.sources(source).map_err(|e| self.error(node, e))? {
-                        found.push((item.path, item.entry, None));
+                        found.push((item.path, item.target, item.entry));
                     }
                 }
             }
         }
         let dest_is_dir = dest.ends_with('/') || found.len() > 1;
-        let dest_path = tree::clean(&join(&stage.workdir(), dest));
+        let dest_path = within(&stage.workdir(), dest);
         let mut layer = Tree::default();
-        for (path, entry, view) in found {
+        for (path, source, entry) in found {
             let name = path.rsplit('/').next().unwrap_or_default().to_owned();
             if entry.is_dir() {
                 // A directory's contents are copied, not the directory.
                 let below: Vec<(String, Entry)> = match &view {
-                    Some(view) => view.below(&path).map(|(p, e)| (p.clone(), e.clone())).collect(),
+                    Some(view) => view.below(&source).map(|(p, e)| (p.clone(), e.clone())).collect(),
                     None => self
                         .build
                         .context
-                        .walk(&path)
+                        .walk(&source)
                         .map_err(|e| self.error(node, e))?
                         .into_iter()
                         .map(|f| (f.path, f.entry))
@@ -618,7 +632,7 @@ impl<'a> Runner<'a> {
                 if !dest_path.is_empty() {
                     stage.add_parents(&mut layer, &format!("{dest_path}/x"), self.build, owner)?;
                 }
-                let prefix_len = if path.is_empty() { 0 } else { path.len() + 1 };
+                let prefix_len = if source.is_empty() { 0 } else { source.len() + 1 };
                 for (inner, entry) in below {
                     let target = join(&dest_path, &inner[prefix_len..]);
                     layer.insert(target, adjust(entry, owner, chmod));
@@ -630,7 +644,6 @@ impl<'a> Runner<'a> {
             } else {
                 dest_path.clone()
             };
-            stage.add_parents(&mut layer, &target, self.build, None)?;
             if is_add && view.is_none() && let Kind::File(data) = &entry.kind
                 && archive::is_archive(Path::new(&data.source))?
             {
@@ -645,12 +658,15 @@ impl<'a> Runner<'a> {
                     self.build.scratch,
                 )
                 .map_err(|e| self.error(node, e))?;
-                stage.add_parents(&mut layer, &format!("{dir}/x"), self.build, None)?;
+                stage.add_parents(&mut layer, &format!("{dir}/x"), self.build, owner)?;
                 for (p, e) in extracted.iter() {
-                    layer.insert(p.clone(), adjust(e.clone(), owner, None));
+                    if layer.get(p).is_none_or(|existing| !existing.is_dir() || !e.is_dir()) {
+                        layer.insert(p.clone(), adjust(e.clone(), owner, None));
+                    }
                 }
                 continue;
             }
+            stage.add_parents(&mut layer, &target, self.build, owner)?;
             layer.insert(target, adjust(entry, owner, chmod));
         }
         Ok(layer)
@@ -741,6 +757,7 @@ impl Stage {
     /// The whole file system: base layers read (once) and own files on top.
     fn view(&mut self, build: &Build<'_>) -> Result<&Tree, BuildError> {
         if self.view.is_none() {
+            crate::image::fetch_layers(&self.image.layers[..self.base_layers], build.layout)?;
             let mut view = Tree::default();
             for layer in &self.image.layers[..self.base_layers] {
                 let what = format!("base layer {}", layer.descriptor.digest());
@@ -918,10 +935,21 @@ fn first(node: &Node) -> String {
     texts(node).into_iter().next().unwrap_or_default()
 }
 
-/// ENV and LABEL arguments as key/value pairs.
+/// An image path relative to the working directory `workdir` unless
+/// absolute, cleaned.
+fn within(workdir: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        tree::clean(path)
+    } else {
+        tree::clean(&join(workdir, path))
+    }
+}
+
+/// ENV and LABEL arguments as key/value pairs (the parser gives triples:
+/// key, value, and the separator as written).
 fn pairs(node: &Node) -> Vec<(String, String)> {
     texts(node)
-        .chunks(2)
+        .chunks(3)
         .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
         .collect()
 }

@@ -24,8 +24,10 @@ pub struct Context {
 
 /// A context path found for a source: relative to the context root.
 pub struct Found {
-    /// The path relative to the root (`""` for the root itself).
+    /// The path relative to the root (`""` for the root itself), as named.
     pub path: String,
+    /// Where it leads once symlinks are followed (inside the context).
+    pub target: String,
     /// Its entry.
     pub entry: Entry,
 }
@@ -72,8 +74,9 @@ impl Context {
             if !path.is_empty() && self.ignore.is_excluded(&path) {
                 continue;
             }
-            if let Some(entry) = self.entry(&path)? {
-                found.push(Found { path, entry });
+            let resolved = crate::tree::resolve(&path, |p| self.entry(p))?;
+            if let Some((target, entry)) = resolved {
+                found.push(Found { path, target, entry });
             }
         }
         if found.is_empty() {
@@ -113,6 +116,7 @@ impl Context {
             if !excluded {
                 out.push(Found {
                     path: path.clone(),
+                    target: path.clone(),
                     entry,
                 });
             }
@@ -164,15 +168,14 @@ impl Context {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(BuildError::io(&host, e)),
         };
-        let mode = kiln_sdk::files::permissions(&host).map_err(|e| BuildError::io(&host, e))?;
+        let extra = kiln_sdk::files::metadata(&host).map_err(|e| BuildError::io(&host, e))?;
         let modified = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .unwrap_or_default();
-        let kind = if meta.is_symlink() {
-            let target = std::fs::read_link(&host).map_err(|e| BuildError::io(&host, e))?;
-            Kind::Symlink(target.to_string_lossy().into_owned())
+        let kind = if let Some(target) = extra.symlink_target {
+            Kind::Symlink(target)
         } else if meta.is_dir() {
             Kind::Dir
         } else if meta.is_file() {
@@ -187,7 +190,7 @@ impl Context {
         };
         Ok(Some(Entry {
             kind,
-            mode,
+            mode: extra.mode,
             uid: 0,
             gid: 0,
             mtime: modified.as_secs().min(self.epoch),

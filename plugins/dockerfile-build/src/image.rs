@@ -75,15 +75,24 @@ impl Image {
         if let Some(variant) = &platform.variant {
             document.insert("variant".into(), json!(variant));
         }
-        document.insert("config".into(), json!({}));
+        // As BuildKit's empty image: a default PATH and `/` as working
+        // directory.
+        document.insert(
+            "config".into(),
+            json!({
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "WorkingDir": "/",
+            }),
+        );
         Image {
             document,
             layers: Vec::new(),
         }
     }
 
-    /// Resolve `reference` on its registry and download its config and
-    /// layers into `layout` (layers already there are not downloaded).
+    /// Resolve `reference` on its registry and download its config into
+    /// `layout`. Its layers are fetched later, only if something needs
+    /// them ([`fetch_layers`]): a pushed image can reference them unread.
     pub fn pull(
         reference: &Reference,
         platform: &Platform,
@@ -95,9 +104,10 @@ impl Image {
         registry::download(
             &mut client,
             &reference.repository,
-            std::iter::once(manifest.config()).chain(manifest.layers().iter()),
+            std::iter::once(manifest.config()),
             layout,
         )?;
+        let origin = format!("{}/{}", reference.registry, reference.repository);
         let config = layout.read_blob(manifest.config())?;
         let document: Map<String, Value> = serde_json::from_slice(&config).map_err(|e| {
             BuildError::failed(format!("the config of {reference} is not an image config: {e}"))
@@ -123,6 +133,7 @@ impl Image {
                 descriptor: oci_layer(descriptor),
                 diff_id,
                 tar_size: None,
+                origin: Some(origin.clone()),
             })
             .collect();
         kiln_sdk::info!("base {reference}@{}", resolved.digest);
@@ -221,6 +232,29 @@ impl Image {
             parse_digest(&digest)?,
         ))
     }
+}
+
+/// Download the layers of `layers` that `layout` lacks from the
+/// registries they came from.
+pub fn fetch_layers(layers: &[Layer], layout: &ImageLayout) -> Result<(), BuildError> {
+    for layer in layers.iter().filter(|l| !layout.has_blob(&l.descriptor)) {
+        let origin = layer.origin.as_deref().ok_or_else(|| {
+            BuildError::failed(format!(
+                "layer {} is neither in the layout nor from a registry",
+                layer.descriptor.digest()
+            ))
+        })?;
+        let reference = Reference::parse(origin).map_err(|e| BuildError::failed(e.to_string()))?;
+        let mut client = registry::Registry::connect(reference.api_host(), false)?;
+        kiln_sdk::info!("fetching base layer {} from {origin}", layer.descriptor.digest());
+        registry::download(
+            &mut client,
+            &reference.repository,
+            std::iter::once(&layer.descriptor),
+            layout,
+        )?;
+    }
+    Ok(())
 }
 
 /// A base layer's descriptor with Docker media types turned into their OCI

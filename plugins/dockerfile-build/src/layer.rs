@@ -57,11 +57,15 @@ pub struct Layer {
     pub diff_id: String,
     /// The size of the uncompressed tar, when known.
     pub tar_size: Option<u64>,
+    /// For a base image's layer: `REGISTRY/REPOSITORY` it can be fetched
+    /// from when it is not in the layout yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// gzip level: fast. Layers of JARs and binaries barely shrink further at
 /// higher levels, and the build's time is mostly compression.
-const GZIP_LEVEL: u32 = 1;
+const GZIP_LEVEL: u8 = 1;
 
 /// Write `tree` as a layer blob into `layout`.
 pub fn write(tree: &Tree, layout: &ImageLayout, compression: Compression) -> Result<Layer, BuildError> {
@@ -69,11 +73,8 @@ pub fn write(tree: &Tree, layout: &ImageLayout, compression: Compression) -> Res
     let mut blob = layout.blob_writer()?;
     let written = match compression {
         Compression::Gzip => {
-            let mut encoder = flate2::read::GzEncoder::new(
-                &mut tar,
-                flate2::Compression::new(GZIP_LEVEL),
-            );
-            copy(&mut encoder, &mut blob)
+            let mut encoder = kiln_sdk::compress::GzipWriter::new(&mut blob, GZIP_LEVEL);
+            copy(&mut tar, &mut encoder).and_then(|_| encoder.finish().map(|_| 0))
         }
         Compression::Zstd => {
             ruzstd::encoding::compress(
@@ -95,6 +96,7 @@ pub fn write(tree: &Tree, layout: &ImageLayout, compression: Compression) -> Res
         descriptor: Descriptor::new(compression.media_type(), size, parse_digest(&digest)?),
         diff_id,
         tar_size: Some(tar_size),
+        origin: None,
     })
 }
 

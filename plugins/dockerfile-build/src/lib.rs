@@ -121,6 +121,13 @@ impl Step for DockerfileBuild {
             "Also write the image as a `docker save` tar to this file (for docker/podman load)",
         ))
         .input(
+            InputSpec::boolean(
+                "complete-layout",
+                "Download base image layers into the layout; false when the layout is only pushed to the base's registry, which mounts them",
+            )
+            .default_bool(true),
+        )
+        .input(
             InputSpec::integer(
                 "extract-limit-mb",
                 "At most this many MiB are extracted from ADD archives and base layers",
@@ -148,10 +155,13 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     let epoch = u64::try_from(inputs.integer("source-date-epoch").map_err(input)?)
         .map_err(|_| BuildError::input("input `source-date-epoch` must not be negative"))?;
     let context_dir = PathBuf::from(inputs.path("context").map_err(input)?);
-    let dockerfile = match inputs.optional_text("dockerfile").map_err(input)? {
-        Some(path) if !path.is_empty() => context_dir.join(path),
-        _ => context_dir.join("Dockerfile"),
-    };
+    // Messages name the Dockerfile as the user gave it.
+    let name = inputs
+        .optional_text("dockerfile")
+        .map_err(input)?
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let dockerfile = context_dir.join(&name);
     let source = std::fs::read_to_string(&dockerfile).map_err(|e| {
         BuildError::input(format!("cannot read the Dockerfile {}: {e}", dockerfile.display()))
     })?;
@@ -171,7 +181,6 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     // Inside the layout: the step may write nowhere else.
     let scratch_dir = output.join(".kiln-scratch");
     let scratch = Scratch::create(scratch_dir, limit << 20)?;
-    let name = dockerfile.display().to_string();
     let request = build::Build {
         dockerfile_name: &name,
         source: &source,
@@ -193,6 +202,12 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         }
     };
     scratch.remove();
+    // A layout is complete unless the caller only pushes to the registry
+    // the base images come from, which mounts their layers.
+    let archive = inputs.optional_path("docker-archive").map_err(input)?;
+    if inputs.boolean("complete-layout").map_err(input)? || archive.is_some() {
+        image::fetch_layers(&built.image.layers, &layout)?;
+    }
     let created = build::rfc3339(epoch);
     let manifest = built.image.write(&layout, &created)?;
     let mut names: Vec<String> = tags
@@ -204,7 +219,7 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     }
     names.dedup();
     image::tag(&layout, &manifest, &names)?;
-    if let Some(archive) = inputs.optional_path("docker-archive").map_err(input)? {
+    if let Some(archive) = archive {
         let repo_tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
         image::write_docker_archive(&built.image, &manifest, &layout, &repo_tags, Path::new(&archive))?;
     }

@@ -132,6 +132,33 @@ pub fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
+/// Follow `path` through symlinks as Docker follows a COPY source: targets
+/// resolve inside the tree (an absolute target from its root, `..` never
+/// above it). Returns the final path and its entry, or `None` when the
+/// path (or a link's target) does not exist. `entry` looks a path up.
+pub fn resolve<E>(
+    path: &str,
+    mut entry: impl FnMut(&str) -> Result<Option<Entry>, E>,
+) -> Result<Option<(String, Entry)>, E> {
+    let mut current = path.to_owned();
+    // As Linux does, give up after 40 links (a loop).
+    for _ in 0..40 {
+        let Some(found) = entry(&current)? else {
+            return Ok(None);
+        };
+        let Kind::Symlink(target) = &found.kind else {
+            return Ok(Some((current, found)));
+        };
+        current = if target.starts_with('/') {
+            clean(target)
+        } else {
+            let dir = current.rsplit_once('/').map_or("", |(d, _)| d);
+            clean(&format!("{dir}/{target}"))
+        };
+    }
+    Ok(None)
+}
+
 /// `path` made absolute-and-clean like Go's `path.Clean("/" + path)`, then
 /// returned without its leading `/`: `./a//b/../c` → `a/c`. `..` never
 /// climbs above the root.

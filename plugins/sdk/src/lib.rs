@@ -28,6 +28,7 @@
 //! with `kiln step path/to/plugin.wasm`.
 #![deny(missing_docs)]
 
+pub mod compress;
 pub mod digest;
 pub mod files;
 pub mod http;

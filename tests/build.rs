@@ -1,0 +1,517 @@
+//! `kiln build` and the `dockerfile-build` step, checked by real readers:
+//! `oci-image-tool`, the OCI JSON schemas, `umoci unpack`, `skopeo`,
+//! `podman` running the image, and a registry of the test's own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::images::{Entry, busybox_layout, push_layout, unpack};
+use common::registry::{Auth, Registry};
+use common::{Run, kiln, run_ok};
+
+/// A build context in a temporary directory.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(files: &[(&str, &str)]) -> Project {
+        let project = Project {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for (path, text) in files {
+            project.write(path, text);
+        }
+        project
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let path = self.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn chmod(&self, path: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            self.path().join(path),
+            std::fs::Permissions::from_mode(mode),
+        )
+        .unwrap();
+    }
+
+    /// `kiln build ARGS ctx` run from the project directory, the context
+    /// being its `ctx/` folder.
+    fn build(&self, args: &[&str]) -> Run {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push("ctx");
+        Run::of(kiln(self.path(), &all))
+    }
+}
+
+/// Whether an optional reader is installed; under `KILN_REQUIRE_CONFORMANCE`
+/// (CI) a missing one fails the test instead.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
+        "{tool} is required (KILN_REQUIRE_CONFORMANCE is set)"
+    );
+    if !found {
+        eprintln!("skipping the {tool} checks: not installed");
+    }
+    found
+}
+
+/// `name=` value printed by a successful build.
+fn output_value(run: &Run, name: &str) -> String {
+    run.ok()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name}= in {}", run.all()))
+        .to_owned()
+}
+
+/// A blob of a layout, parsed.
+fn blob(layout: &Path, digest: &str) -> Value {
+    let path = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Validate a document against one of the OCI image-spec schemas in the
+/// shared conformance data (draft-04, cross-file `$ref`s resolved locally).
+fn validate(schema: &str, document: &Value) {
+    let Some(conformance) = common::conformance::dir() else {
+        return;
+    };
+    let dir = conformance.join("oci-image-spec/schema");
+    struct Local(PathBuf);
+    impl jsonschema::Retrieve for Local {
+        fn retrieve(
+            &self,
+            uri: &jsonschema::Uri<String>,
+        ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+            let path = uri.path().as_str();
+            let file = match path.rsplit('/').next().unwrap_or_default() {
+                name if name.ends_with(".json") => name.to_owned(),
+                "descriptor" => "content-descriptor.json".to_owned(),
+                "mediaType" => "defs-descriptor.json".to_owned(),
+                "manifest" => "image-manifest-schema.json".to_owned(),
+                "index" => "image-index-schema.json".to_owned(),
+                "config" => "config-schema.json".to_owned(),
+                "layout" => "image-layout-schema.json".to_owned(),
+                other => return Err(format!("no local schema for {other}").into()),
+            };
+            Ok(serde_json::from_slice(&std::fs::read(self.0.join(file))?)?)
+        }
+    }
+    let schema: Value = serde_json::from_slice(&std::fs::read(dir.join(schema)).unwrap()).unwrap();
+    let validator = jsonschema::draft4::options()
+        .with_retriever(Local(dir))
+        .build(&schema)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(document)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\nin {document:#}");
+}
+
+fn file(mode: u32, uid: u32, gid: u32, content: &str) -> Entry {
+    Entry {
+        kind: "file",
+        mode,
+        uid,
+        gid,
+        content: content.as_bytes().to_vec(),
+    }
+}
+
+fn dir(mode: u32, uid: u32, gid: u32) -> Entry {
+    Entry {
+        kind: "dir",
+        mode,
+        uid,
+        gid,
+        content: Vec::new(),
+    }
+}
+
+fn symlink(target: &str) -> Entry {
+    Entry {
+        kind: "symlink",
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        content: target.as_bytes().to_vec(),
+    }
+}
+
+const SCRATCH_APP: &str = "\
+FROM scratch
+WORKDIR /app
+COPY run.sh lib/ ./
+COPY --chown=10:20 --chmod=640 conf.txt /etc/app/
+COPY dir /data/
+ENV MODE=prod
+LABEL org.opencontainers.image.title=\"kiln test\"
+EXPOSE 8080
+SHELL [\"/bin/ash\", \"-eo\", \"pipefail\", \"-c\"]
+CMD run.sh --serve
+";
+
+fn scratch_project() -> Project {
+    let project = Project::new(&[
+        ("ctx/Dockerfile", SCRATCH_APP),
+        ("ctx/run.sh", "#!/bin/sh\necho run\n"),
+        ("ctx/lib/util.sh", "util\n"),
+        ("ctx/conf.txt", "conf\n"),
+        ("ctx/dir/a.txt", "a\n"),
+        ("ctx/dir/nested/b.txt", "b\n"),
+    ]);
+    project.chmod("ctx/run.sh", 0o755);
+    std::os::unix::fs::symlink("/etc/passwd", project.path().join("ctx/dir/outside")).unwrap();
+    std::os::unix::fs::symlink("a.txt", project.path().join("ctx/dir/inside")).unwrap();
+    project
+}
+
+#[test]
+fn a_scratch_image_is_valid_oci_and_unpacks_to_exactly_its_files() {
+    let project = scratch_project();
+    let run = project.build(&["-t", "registry.example/app:latest", "--output", "oci:out"]);
+    let digest = output_value(&run, "digest");
+    let layout = project.path().join("out");
+
+    if have("oci-image-tool") {
+        let check = Command::new("oci-image-tool")
+            .args(["validate", "--type", "image", "--ref", "name=latest"])
+            .arg(&layout)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    validate("image-index-schema.json", &index);
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+    let manifest = blob(&layout, &digest);
+    validate("image-manifest-schema.json", &manifest);
+    let config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
+    validate("config-schema.json", &config);
+    let layout_marker: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("oci-layout")).unwrap()).unwrap();
+    validate("image-layout-schema.json", &layout_marker);
+
+    // The config: BuildKit's defaults for scratch, the shell form run by
+    // SHELL, history with a layer per COPY/WORKDIR.
+    let c = &config["config"];
+    assert_eq!(
+        c["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "MODE=prod"
+        ])
+    );
+    assert_eq!(c["Cmd"], serde_json::json!(["/bin/ash", "-eo", "pipefail", "-c", "run.sh --serve"]));
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["Labels"]["org.opencontainers.image.title"], "kiln test");
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+    let history = config["history"].as_array().unwrap();
+    let with_layers = history.iter().filter(|h| h.get("empty_layer").is_none()).count();
+    assert_eq!(with_layers, manifest["layers"].as_array().unwrap().len());
+    assert_eq!(history[1]["created_by"], "COPY run.sh lib/ ./ # buildkit");
+
+    // Unpacked by umoci: exactly these paths, modes, owners and contents.
+    let tree = unpack(&layout, &project.path().join("bundle")).unwrap();
+    let expected: BTreeMap<String, Entry> = [
+        ("/", dir(0o755, 0, 0)),
+        ("/app", dir(0o755, 0, 0)),
+        ("/app/run.sh", file(0o755, 0, 0, "#!/bin/sh\necho run\n")),
+        ("/app/util.sh", file(0o644, 0, 0, "util\n")),
+        ("/etc", dir(0o755, 10, 20)),
+        ("/etc/app", dir(0o755, 10, 20)),
+        ("/etc/app/conf.txt", file(0o640, 10, 20, "conf\n")),
+        ("/data", dir(0o755, 0, 0)),
+        ("/data/a.txt", file(0o644, 0, 0, "a\n")),
+        ("/data/inside", symlink("a.txt")),
+        ("/data/outside", symlink("/etc/passwd")),
+        ("/data/nested", dir(0o755, 0, 0)),
+        ("/data/nested/b.txt", file(0o644, 0, 0, "b\n")),
+    ]
+    .into_iter()
+    .map(|(p, e)| (p.to_owned(), e))
+    .collect();
+    let shown = |t: &BTreeMap<String, Entry>| -> Vec<String> {
+        t.iter().map(|(p, e)| format!("{p}: {e}")).collect()
+    };
+    assert_eq!(shown(&tree), shown(&expected));
+}
+
+#[test]
+fn the_same_sources_give_the_same_digest_whatever_their_mtimes() {
+    let first = scratch_project();
+    let second = scratch_project();
+    let touch = |project: &Project, stamp: &str| {
+        run_ok(
+            Command::new("find")
+                .arg(project.path().join("ctx"))
+                .args(["-exec", "touch", "-h", "-d", stamp, "{}", "+"]),
+        );
+    };
+    touch(&first, "2001-02-03 04:05:06");
+    touch(&second, "2024-06-07 08:09:10");
+    let a = output_value(&first.build(&["--output", "oci:out"]), "digest");
+    let b = output_value(&second.build(&["--output", "oci:out"]), "digest");
+    assert_eq!(a, b, "two checkouts differing only in mtimes");
+
+    // SOURCE_DATE_EPOCH sets `created` and clamps file times; the layers
+    // do not change when the sources are older than it.
+    let mut command = kiln(second.path(), &["build", "--output", "oci:epoch", "ctx"]);
+    command.env("SOURCE_DATE_EPOCH", "1700000000");
+    let run = Run::of(command);
+    let digest = output_value(&run, "digest");
+    let layout = second.path().join("epoch");
+    let manifest = blob(&layout, &digest);
+    let config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let listing = run_ok(
+        Command::new("tar")
+            .args(["--list", "--verbose", "--full-time", "--gzip", "--file"])
+            .arg(layout.join("blobs/sha256").join(
+                manifest["layers"][1]["digest"].as_str().unwrap().trim_start_matches("sha256:"),
+            )),
+    );
+    assert!(listing.contains("2023-11-14 22:13:20"), "{listing}");
+}
+
+#[test]
+fn a_rebuild_with_nothing_changed_writes_no_layer() {
+    let project = scratch_project();
+    let first = project.build(&["--output", "oci:out"]);
+    let second = project.build(&["--output", "oci:out"]);
+    assert_eq!(output_value(&first, "digest"), output_value(&second, "digest"));
+    assert!(second.all().contains("(0 layers written, 4 reused)"), "{}", second.all());
+    // A changed file is noticed (size and time are part of the key).
+    project.write("ctx/conf.txt", "changed\n");
+    let third = project.build(&["--output", "oci:out"]);
+    assert!(third.all().contains("(1 layers written, 3 reused)"), "{}", third.all());
+    assert_ne!(output_value(&first, "digest"), output_value(&third, "digest"));
+}
+
+#[test]
+fn the_build_context_is_a_wall() {
+    let project = Project::new(&[
+        ("secret.txt", "top secret\n"),
+        ("ctx/Dockerfile", "FROM scratch\nCOPY ../secret.txt /x\n"),
+    ]);
+    let run = project.build(&["--output", "oci:out"]);
+    assert_eq!(run.code(), Some(2), "{}", run.all());
+    assert!(
+        run.stderr().contains("Dockerfile:2: COPY: `../secret.txt` is outside the build context"),
+        "{}",
+        run.stderr()
+    );
+
+    // A symlink leading out is followed only inside the context: `/etc`
+    // means the context's own `etc`, which does not exist.
+    std::os::unix::fs::symlink("/etc/passwd", project.path().join("ctx/passwd")).unwrap();
+    project.write("ctx/Dockerfile", "FROM scratch\nCOPY passwd /passwd\n");
+    let run = project.build(&["--output", "oci:out"]);
+    assert_eq!(run.code(), Some(2), "{}", run.all());
+    assert!(run.stderr().contains("`passwd` matches nothing"), "{}", run.stderr());
+
+    // Archive entries may not climb out of their destination.
+    let evil = project.path().join("evil");
+    std::fs::create_dir_all(evil.join("a")).unwrap();
+    std::fs::write(evil.join("x"), "x").unwrap();
+    run_ok(
+        Command::new("tar")
+            .current_dir(evil.join("a"))
+            .args(["--create", "--file", "../../ctx/evil.tar", "--absolute-names", "../x"]),
+    );
+    project.write("ctx/Dockerfile", "FROM scratch\nADD evil.tar /dest/\n");
+    let run = project.build(&["--output", "oci:out"]);
+    assert_eq!(run.code(), Some(2), "{}", run.all());
+    assert!(run.stderr().contains("entry `../x` would be written outside its destination"), "{}", run.stderr());
+
+    // Decompression is bounded: 8 MiB of zeros against a 1 MiB limit.
+    run_ok(Command::new("sh").current_dir(project.path().join("ctx")).args([
+        "-c",
+        "mkdir -p big && head -c 8388608 /dev/zero > big/zeros && tar -czf big.tar.gz big && rm -r big",
+    ]));
+    project.write("ctx/Dockerfile", "FROM scratch\nADD big.tar.gz /\n");
+    std::fs::create_dir_all(project.path().join("out")).unwrap();
+    let run = Run::of(kiln(
+        project.path(),
+        &[
+            "step",
+            "dockerfile-build",
+            "--workspace",
+            "ctx",
+            "--output",
+            "out",
+            "--input",
+            "output=/output",
+            "--input",
+            "extract-limit-mb=1",
+        ],
+    ));
+    assert_ne!(run.code(), Some(0), "{}", run.all());
+    assert!(run.all().contains("would exceed the extraction limit"), "{}", run.all());
+}
+
+#[test]
+fn run_is_refused_naming_the_file_and_line() {
+    let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);
+    let run = project.build(&["--output", "oci:out"]);
+    assert_eq!(run.code(), Some(2), "{}", run.all());
+    assert!(run.stderr().contains("Dockerfile:3: RUN: RUN needs an executor"), "{}", run.stderr());
+    assert!(!project.path().join("out/index.json").exists(), "nothing half-written");
+}
+
+#[test]
+fn zstd_layers_decompress_to_their_diff_ids() {
+    let project = scratch_project();
+    let run = project.build(&["--compression", "zstd", "--output", "oci:out"]);
+    let layout = project.path().join("out");
+    let manifest = blob(&layout, &output_value(&run, "digest"));
+    let config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
+    for (layer, diff_id) in manifest["layers"].as_array().unwrap().iter().zip(config["rootfs"]["diff_ids"].as_array().unwrap()) {
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+        let path = layout.join("blobs/sha256").join(layer["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+        let hash = run_ok(Command::new("sh").arg("-c").arg(format!("zstd -dc {} | sha256sum", path.display())));
+        assert_eq!(format!("sha256:{}", &hash[..64]), diff_id.as_str().unwrap());
+    }
+}
+
+/// The busybox base on a registry of the test's own, as `HOST/busybox`.
+fn busybox_registry(work: &Path) -> Registry {
+    let registry = Registry::start(Auth::Anonymous);
+    let layout = busybox_layout(work);
+    push_layout(&layout, "latest", &registry.host(), "busybox");
+    registry
+}
+
+#[test]
+fn an_image_on_a_busybox_base_runs_under_podman_and_pushes() {
+    let project = Project::new(&[
+        (
+            "ctx/Dockerfile",
+            "ARG BASE\nFROM $BASE\nCOPY --chown=app:app greet.sh /home/app/\nUSER app\nWORKDIR /home/app\nENTRYPOINT [\"/bin/sh\", \"/home/app/greet.sh\"]\nCMD [\"world\"]\n",
+        ),
+        ("ctx/greet.sh", "echo \"hello, $1 from $(id -un)\"\n"),
+    ]);
+    let registry = busybox_registry(project.path());
+    let base = format!("BASE={}/busybox:latest", registry.host());
+
+    // Pushed only, to the base's registry, by a Dockerfile that needs none
+    // of the base's files: the base layer is referenced and mounted, never
+    // downloaded.
+    project.write("lazy.Dockerfile", "ARG BASE\nFROM $BASE\nENV GREETING=hello\nCMD [\"echo\", \"hello\"]\n");
+    let lazy = format!("{}/greeter:lazy", registry.host());
+    let run = project.build(&["-f", "lazy.Dockerfile", "--build-arg", &base, "-t", &lazy, "--push"]);
+    run.ok();
+    assert_eq!(registry.count("\"GET /v2/busybox/blobs/"), 1, "only the config is read: {}", run.all());
+    assert!(run.all().contains("1 mounted"), "{}", run.all());
+
+    let target = format!("{}/greeter:1", registry.host());
+    let run = project.build(&[
+        "--build-arg",
+        &base,
+        "-t",
+        &target,
+        "--output",
+        "docker-archive:greeter.tar",
+        "--push",
+    ]);
+    let digest = output_value(&run, "digest");
+
+    let inspected: Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--config"])
+            .arg(format!("docker://{target}")),
+    ))
+    .unwrap();
+    assert_eq!(inspected["config"]["Entrypoint"], serde_json::json!(["/bin/sh", "/home/app/greet.sh"]));
+    assert_eq!(inspected["config"]["User"], "app");
+    assert!(run.all().contains(&digest));
+
+    if have("podman") {
+        let podman = |args: &[&str]| {
+            let mut command = Command::new("podman");
+            command.args([
+                "--root",
+                project.path().join("podman/root").to_str().unwrap(),
+                "--runroot",
+                project.path().join("podman/run").to_str().unwrap(),
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--runtime",
+                "runc",
+            ]);
+            command.args(args);
+            command
+        };
+        run_ok(&mut podman(&["load", "--input", project.path().join("greeter.tar").to_str().unwrap()]));
+        let out = run_ok(&mut podman(&[
+            "run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit",
+            "nproc=20000:20000", &target,
+        ]));
+        assert_eq!(out.trim(), "hello, world from app");
+    }
+}
+
+#[test]
+fn a_pipeline_step_builds_an_image_layout_artifact() {
+    let project = Project::new(&[
+        (
+            "kiln.yml",
+            "steps:\n  image:\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n      tags: app:1\n      build-args: |\n        GREETING=hi\n  check:\n    needs: [image]\n    run: umoci stat --image image:1 > stat.txt\n",
+        ),
+        ("ctx/Dockerfile", "FROM scratch\nARG GREETING=hello\nENV GREETING=$GREETING\nCOPY a.txt /\n"),
+        ("ctx/a.txt", "a\n"),
+    ]);
+    let run = Run::of(kiln(project.path(), &["run", "kiln.yml"]));
+    run.ok();
+    // The next step got the layout as its artifact and umoci read it.
+    let stat = std::fs::read_to_string(project.path().join("stat.txt")).unwrap();
+    assert!(stat.contains("COPY a.txt / # buildkit"), "{stat}");
+    let config = image_config_named(&project.path().join("image"), "1");
+    assert!(config["config"]["Env"].to_string().contains("GREETING=hi"), "{config}");
+}
+
+/// The config of the image named `name` in a layout.
+fn image_config_named(layout: &Path, name: &str) -> Value {
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap();
+    let manifest = blob(layout, entry["digest"].as_str().unwrap());
+    blob(layout, manifest["config"]["digest"].as_str().unwrap())
+}
