@@ -209,7 +209,8 @@ fn a_scratch_image_is_valid_oci_and_unpacks_to_exactly_its_files() {
             String::from_utf8_lossy(&check.stderr)
         );
     }
-    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     validate("image-index-schema.json", &index);
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
     let manifest = blob(&layout, &digest);
@@ -230,13 +231,19 @@ fn a_scratch_image_is_valid_oci_and_unpacks_to_exactly_its_files() {
             "MODE=prod"
         ])
     );
-    assert_eq!(c["Cmd"], serde_json::json!(["/bin/ash", "-eo", "pipefail", "-c", "run.sh --serve"]));
+    assert_eq!(
+        c["Cmd"],
+        serde_json::json!(["/bin/ash", "-eo", "pipefail", "-c", "run.sh --serve"])
+    );
     assert_eq!(c["WorkingDir"], "/app");
     assert_eq!(c["Labels"]["org.opencontainers.image.title"], "kiln test");
     assert_eq!(c["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     let history = config["history"].as_array().unwrap();
-    let with_layers = history.iter().filter(|h| h.get("empty_layer").is_none()).count();
+    let with_layers = history
+        .iter()
+        .filter(|h| h.get("empty_layer").is_none())
+        .count();
     assert_eq!(with_layers, manifest["layers"].as_array().unwrap().len());
     assert_eq!(history[1]["created_by"], "COPY run.sh lib/ ./ # buildkit");
 
@@ -296,9 +303,14 @@ fn the_same_sources_give_the_same_digest_whatever_their_mtimes() {
     let listing = run_ok(
         Command::new("tar")
             .args(["--list", "--verbose", "--full-time", "--gzip", "--file"])
-            .arg(layout.join("blobs/sha256").join(
-                manifest["layers"][1]["digest"].as_str().unwrap().trim_start_matches("sha256:"),
-            )),
+            .arg(
+                layout.join("blobs/sha256").join(
+                    manifest["layers"][1]["digest"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("sha256:"),
+                ),
+            ),
     );
     assert!(listing.contains("2023-11-14 22:13:20"), "{listing}");
 }
@@ -308,13 +320,27 @@ fn a_rebuild_with_nothing_changed_writes_no_layer() {
     let project = scratch_project();
     let first = project.build(&["--output", "oci:out"]);
     let second = project.build(&["--output", "oci:out"]);
-    assert_eq!(output_value(&first, "digest"), output_value(&second, "digest"));
-    assert!(second.all().contains("(0 layers written, 4 reused)"), "{}", second.all());
+    assert_eq!(
+        output_value(&first, "digest"),
+        output_value(&second, "digest")
+    );
+    assert!(
+        second.all().contains("(0 layers written, 4 reused)"),
+        "{}",
+        second.all()
+    );
     // A changed file is noticed (size and time are part of the key).
     project.write("ctx/conf.txt", "changed\n");
     let third = project.build(&["--output", "oci:out"]);
-    assert!(third.all().contains("(1 layers written, 3 reused)"), "{}", third.all());
-    assert_ne!(output_value(&first, "digest"), output_value(&third, "digest"));
+    assert!(
+        third.all().contains("(1 layers written, 3 reused)"),
+        "{}",
+        third.all()
+    );
+    assert_ne!(
+        output_value(&first, "digest"),
+        output_value(&third, "digest")
+    );
 }
 
 #[test]
@@ -326,7 +352,8 @@ fn the_build_context_is_a_wall() {
     let run = project.build(&["--output", "oci:out"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
     assert!(
-        run.stderr().contains("Dockerfile:2: COPY: `../secret.txt` is outside the build context"),
+        run.stderr()
+            .contains("Dockerfile:2: COPY: `../secret.txt` is outside the build context"),
         "{}",
         run.stderr()
     );
@@ -337,21 +364,32 @@ fn the_build_context_is_a_wall() {
     project.write("ctx/Dockerfile", "FROM scratch\nCOPY passwd /passwd\n");
     let run = project.build(&["--output", "oci:out"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
-    assert!(run.stderr().contains("`passwd` matches nothing"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("`passwd` matches nothing"),
+        "{}",
+        run.stderr()
+    );
 
     // Archive entries may not climb out of their destination.
     let evil = project.path().join("evil");
     std::fs::create_dir_all(evil.join("a")).unwrap();
     std::fs::write(evil.join("x"), "x").unwrap();
-    run_ok(
-        Command::new("tar")
-            .current_dir(evil.join("a"))
-            .args(["--create", "--file", "../../ctx/evil.tar", "--absolute-names", "../x"]),
-    );
+    run_ok(Command::new("tar").current_dir(evil.join("a")).args([
+        "--create",
+        "--file",
+        "../../ctx/evil.tar",
+        "--absolute-names",
+        "../x",
+    ]));
     project.write("ctx/Dockerfile", "FROM scratch\nADD evil.tar /dest/\n");
     let run = project.build(&["--output", "oci:out"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
-    assert!(run.stderr().contains("entry `../x` would be written outside its destination"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("entry `../x` would be written outside its destination"),
+        "{}",
+        run.stderr()
+    );
 
     // Decompression is bounded: 8 MiB of zeros against a 1 MiB limit.
     run_ok(Command::new("sh").current_dir(project.path().join("ctx")).args([
@@ -376,7 +414,11 @@ fn the_build_context_is_a_wall() {
         ],
     ));
     assert_ne!(run.code(), Some(0), "{}", run.all());
-    assert!(run.all().contains("would exceed the extraction limit"), "{}", run.all());
+    assert!(
+        run.all().contains("would exceed the extraction limit"),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]
@@ -384,8 +426,16 @@ fn run_is_refused_naming_the_file_and_line() {
     let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);
     let run = project.build(&["--output", "oci:out"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
-    assert!(run.stderr().contains("Dockerfile:3: RUN: RUN needs an executor"), "{}", run.stderr());
-    assert!(!project.path().join("out/index.json").exists(), "nothing half-written");
+    assert!(
+        run.stderr()
+            .contains("Dockerfile:3: RUN: RUN needs an executor"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        !project.path().join("out/index.json").exists(),
+        "nothing half-written"
+    );
 }
 
 #[test]
@@ -395,10 +445,27 @@ fn zstd_layers_decompress_to_their_diff_ids() {
     let layout = project.path().join("out");
     let manifest = blob(&layout, &output_value(&run, "digest"));
     let config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
-    for (layer, diff_id) in manifest["layers"].as_array().unwrap().iter().zip(config["rootfs"]["diff_ids"].as_array().unwrap()) {
-        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
-        let path = layout.join("blobs/sha256").join(layer["digest"].as_str().unwrap().trim_start_matches("sha256:"));
-        let hash = run_ok(Command::new("sh").arg("-c").arg(format!("zstd -dc {} | sha256sum", path.display())));
+    for (layer, diff_id) in manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+    {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let path = layout.join("blobs/sha256").join(
+            layer["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        );
+        let hash = run_ok(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("zstd -dc {} | sha256sum", path.display())),
+        );
         assert_eq!(format!("sha256:{}", &hash[..64]), diff_id.as_str().unwrap());
     }
 }
@@ -426,11 +493,27 @@ fn an_image_on_a_busybox_base_runs_under_podman_and_pushes() {
     // Pushed only, to the base's registry, by a Dockerfile that needs none
     // of the base's files: the base layer is referenced and mounted, never
     // downloaded.
-    project.write("lazy.Dockerfile", "ARG BASE\nFROM $BASE\nENV GREETING=hello\nCMD [\"echo\", \"hello\"]\n");
+    project.write(
+        "lazy.Dockerfile",
+        "ARG BASE\nFROM $BASE\nENV GREETING=hello\nCMD [\"echo\", \"hello\"]\n",
+    );
     let lazy = format!("{}/greeter:lazy", registry.host());
-    let run = project.build(&["-f", "lazy.Dockerfile", "--build-arg", &base, "-t", &lazy, "--push"]);
+    let run = project.build(&[
+        "-f",
+        "lazy.Dockerfile",
+        "--build-arg",
+        &base,
+        "-t",
+        &lazy,
+        "--push",
+    ]);
     run.ok();
-    assert_eq!(registry.count("\"GET /v2/busybox/blobs/"), 1, "only the config is read: {}", run.all());
+    assert_eq!(
+        registry.count("\"GET /v2/busybox/blobs/"),
+        1,
+        "only the config is read: {}",
+        run.all()
+    );
     assert!(run.all().contains("1 mounted"), "{}", run.all());
 
     let target = format!("{}/greeter:1", registry.host());
@@ -451,7 +534,10 @@ fn an_image_on_a_busybox_base_runs_under_podman_and_pushes() {
             .arg(format!("docker://{target}")),
     ))
     .unwrap();
-    assert_eq!(inspected["config"]["Entrypoint"], serde_json::json!(["/bin/sh", "/home/app/greet.sh"]));
+    assert_eq!(
+        inspected["config"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "/home/app/greet.sh"])
+    );
     assert_eq!(inspected["config"]["User"], "app");
     assert!(run.all().contains(&digest));
 
@@ -475,10 +561,21 @@ fn an_image_on_a_busybox_base_runs_under_podman_and_pushes() {
             command.args(args);
             command
         };
-        run_ok(&mut podman(&["load", "--input", project.path().join("greeter.tar").to_str().unwrap()]));
+        run_ok(&mut podman(&[
+            "load",
+            "--input",
+            project.path().join("greeter.tar").to_str().unwrap(),
+        ]));
         let out = run_ok(&mut podman(&[
-            "run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", "--ulimit",
-            "nproc=20000:20000", &target,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=20000:20000",
+            &target,
         ]));
         assert_eq!(out.trim(), "hello, world from app");
     }
@@ -489,9 +586,12 @@ fn a_pipeline_step_builds_an_image_layout_artifact() {
     let project = Project::new(&[
         (
             "kiln.yml",
-            "steps:\n  image:\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n      tags: app:1\n      build-args: |\n        GREETING=hi\n  check:\n    needs: [image]\n    run: umoci stat --image image:1 > stat.txt\n",
+            "stages: [image, check]\nsteps:\n  image:\n    stage: image\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n      tags: app:1\n      build-args: |\n        GREETING=hi\n  check:\n    stage: check\n    needs: [image]\n    run: umoci stat --image image:1 > stat.txt\n",
         ),
-        ("ctx/Dockerfile", "FROM scratch\nARG GREETING=hello\nENV GREETING=$GREETING\nCOPY a.txt /\n"),
+        (
+            "ctx/Dockerfile",
+            "FROM scratch\nARG GREETING=hello\nENV GREETING=$GREETING\nCOPY a.txt /\n",
+        ),
         ("ctx/a.txt", "a\n"),
     ]);
     let run = Run::of(kiln(project.path(), &["run", "kiln.yml"]));
@@ -500,12 +600,16 @@ fn a_pipeline_step_builds_an_image_layout_artifact() {
     let stat = std::fs::read_to_string(project.path().join("stat.txt")).unwrap();
     assert!(stat.contains("COPY a.txt / # buildkit"), "{stat}");
     let config = image_config_named(&project.path().join("image"), "1");
-    assert!(config["config"]["Env"].to_string().contains("GREETING=hi"), "{config}");
+    assert!(
+        config["config"]["Env"].to_string().contains("GREETING=hi"),
+        "{config}"
+    );
 }
 
 /// The config of the image named `name` in a layout.
 fn image_config_named(layout: &Path, name: &str) -> Value {
-    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let entry = index["manifests"]
         .as_array()
         .unwrap()

@@ -20,8 +20,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

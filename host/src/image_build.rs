@@ -85,7 +85,10 @@ pub async fn build(args: BuildArgs) -> ExitCode {
             ));
         }
     };
-    let dockerfile = args.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
     let Ok(dockerfile) = dockerfile.canonicalize() else {
         return usage(format!("{}: no such Dockerfile", dockerfile.display()));
     };
@@ -94,7 +97,9 @@ pub async fn build(args: BuildArgs) -> ExitCode {
         Err(e) => return usage(format!("{}: {e}", dockerfile.display())),
     };
     if args.outputs.is_empty() && !args.push {
-        return usage("nothing to do: give --output oci:DIR, --output docker-archive:FILE or --push");
+        return usage(
+            "nothing to do: give --output oci:DIR, --output docker-archive:FILE or --push",
+        );
     }
     if args.push && args.tags.is_empty() {
         return usage("--push needs at least one -t REGISTRY/REPOSITORY:TAG");
@@ -122,7 +127,9 @@ pub async fn build(args: BuildArgs) -> ExitCode {
         Some(dir) => dir,
         None => match build_cache_layout(&context) {
             Some(dir) => dir,
-            None => return usage("no cache directory for the intermediate layout; set KILN_CACHE_DIR"),
+            None => {
+                return usage("no cache directory for the intermediate layout; set KILN_CACHE_DIR");
+            }
         },
     };
     if let Err(e) = std::fs::create_dir_all(&layout) {
@@ -150,7 +157,14 @@ pub async fn build(args: BuildArgs) -> ExitCode {
     for output in &args.outputs {
         if let Output::DockerArchive(file) = output {
             let (dir, name) = match (file.parent(), file.file_name()) {
-                (Some(dir), Some(name)) => (if dir.as_os_str().is_empty() { Path::new(".") } else { dir }, name),
+                (Some(dir), Some(name)) => (
+                    if dir.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        dir
+                    },
+                    name,
+                ),
                 _ => return usage(format!("{}: not a file name", file.display())),
             };
             let Ok(dir) = dir.canonicalize() else {
@@ -291,7 +305,11 @@ pub fn base_images(source: &str, build_args: &[(String, String)]) -> Result<Vec<
                         Some((n, v)) => (n.to_owned(), expand(&scope, v)),
                         None => (word.clone(), None),
                     };
-                    let given = build_args.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+                    let given = build_args
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| v.clone());
                     if let Some(value) = given.or(default) {
                         scope.push((name, value));
                     }
@@ -334,7 +352,10 @@ mod tests {
         let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=127.0.0.1:5000/tools:2 /b /b\n";
         let images = base_images(source, &[("TAG".into(), "3".into())]).unwrap();
         assert_eq!(images, ["busybox:3", "127.0.0.1:5000/tools:2"]);
-        assert_eq!(repository("127.0.0.1:5000/group/base:1").as_deref(), Some("group/base"));
+        assert_eq!(
+            repository("127.0.0.1:5000/group/base:1").as_deref(),
+            Some("group/base")
+        );
         assert_eq!("oci:out".parse::<Output>(), Ok(Output::Oci("out".into())));
         assert!("tar:x".parse::<Output>().is_err());
     }

@@ -238,4 +238,3 @@ fn walk(rootfs: &Path, path: &Path, tree: &mut BTreeMap<String, Entry>) {
         }
     }
 }
-

@@ -51,7 +51,8 @@ impl GzipState {
     /// rest as the final block); returns the deflate bytes.
     fn drain(&mut self, last: bool) -> wasmtime::Result<Vec<u8>> {
         let whole = self.pending.len() / BLOCK;
-        let mut cuts: Vec<(usize, usize)> = (0..whole).map(|i| (i * BLOCK, (i + 1) * BLOCK)).collect();
+        let mut cuts: Vec<(usize, usize)> =
+            (0..whole).map(|i| (i * BLOCK, (i + 1) * BLOCK)).collect();
         if last && (self.pending.len() > whole * BLOCK || cuts.is_empty()) {
             cuts.push((whole * BLOCK, self.pending.len()));
         }
@@ -66,7 +67,9 @@ impl GzipState {
                 input[start.saturating_sub(WINDOW)..start].to_vec()
             }
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(count.max(1));
         let mut parts: Vec<Vec<u8>> = vec![Vec::new(); count];
         let per_thread = count.div_ceil(threads.max(1)).max(1);
         std::thread::scope(|scope| {
@@ -79,14 +82,20 @@ impl GzipState {
                         let index = chunk_index * per_thread + offset;
                         let (start, end) = cuts[index];
                         let final_block = last && index + 1 == count;
-                        *slot = deflate_block(level, &dictionary(start), &input[start..end], final_block)?;
+                        *slot = deflate_block(
+                            level,
+                            &dictionary(start),
+                            &input[start..end],
+                            final_block,
+                        )?;
                     }
                     Ok(())
                 }));
             }
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().map_err(|_| "a compression thread panicked".to_owned())?)
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .map_err(|_| "a compression thread panicked".to_owned())?
+            })
         })
         .map_err(|e| wasmtime::format_err!("gzip: {e}"))?;
         let consumed = cuts.last().map_or(0, |(_, end)| *end);
@@ -120,14 +129,23 @@ impl GzipState {
 
 /// Deflate one block with `dictionary` preset; a sync flush ends it, or the
 /// final block when `last`.
-fn deflate_block(level: u32, dictionary: &[u8], data: &[u8], last: bool) -> Result<Vec<u8>, String> {
+fn deflate_block(
+    level: u32,
+    dictionary: &[u8],
+    data: &[u8],
+    last: bool,
+) -> Result<Vec<u8>, String> {
     let mut compress = Compress::new(Compression::new(level), false);
     if !dictionary.is_empty() {
         compress
             .set_dictionary(dictionary)
             .map_err(|e| e.to_string())?;
     }
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     let mut out = Vec::with_capacity(data.len() / 2 + 1024);
     let mut consumed = 0;
     loop {
@@ -143,7 +161,9 @@ fn deflate_block(level: u32, dictionary: &[u8], data: &[u8], last: bool) -> Resu
             Status::StreamEnd => true,
             // A sync flush is complete once all input is in and the
             // output buffer was not filled up.
-            Status::Ok | Status::BufError => !last && consumed == data.len() && out.len() < out.capacity(),
+            Status::Ok | Status::BufError => {
+                !last && consumed == data.len() && out.len() < out.capacity()
+            }
         };
         if done {
             return Ok(out);

@@ -108,7 +108,8 @@ pub struct MountTable {
 impl MountTable {
     fn add(&mut self, host: &Path, guest: &str) -> std::io::Result<()> {
         let dir = cap_std::fs::Dir::open_ambient_dir(host, cap_std::ambient_authority())?;
-        self.dirs.push((guest.trim_end_matches('/').to_owned(), dir));
+        self.dirs
+            .push((guest.trim_end_matches('/').to_owned(), dir));
         Ok(())
     }
 
@@ -137,8 +138,8 @@ impl MountTable {
         // from its directory, opened beneath the mount.
         let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
         let parent = dir.open_dir(parent).map_err(failed)?;
-        let target = rustix::fs::readlinkat(&parent, name, Vec::new())
-            .map_err(|e| failed(e.into()))?;
+        let target =
+            rustix::fs::readlinkat(&parent, name, Vec::new()).map_err(|e| failed(e.into()))?;
         Ok((mode, Some(target.to_string_lossy().into_owned())))
     }
 }
@@ -189,10 +190,22 @@ impl Sandbox {
 
         let (mut wasi, stdio) = confined(&log);
         let mut mounts = MountTable::default();
-        mount(&mut wasi, &mut mounts, &dirs.workspace, GUEST_WORKSPACE, false)?;
+        mount(
+            &mut wasi,
+            &mut mounts,
+            &dirs.workspace,
+            GUEST_WORKSPACE,
+            false,
+        )?;
         mount(&mut wasi, &mut mounts, &dirs.output, GUEST_OUTPUT, true)?;
         for extra in &dirs.mounts {
-            mount(&mut wasi, &mut mounts, &extra.host, &extra.guest, extra.writable)?;
+            mount(
+                &mut wasi,
+                &mut mounts,
+                &extra.host,
+                &extra.guest,
+                extra.writable,
+            )?;
         }
         for (dirs, writable) in [(&grant.read, false), (&grant.write, true)] {
             for dir in dirs {

@@ -68,9 +68,12 @@ impl Scratch {
         self.next.set(n + 1);
         let path = self.dir.join(n.to_string());
         let mut file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
-        let written = copy(&mut reader.take(size), &mut file).map_err(|e| BuildError::io(&path, e))?;
+        let written =
+            copy(&mut reader.take(size), &mut file).map_err(|e| BuildError::io(&path, e))?;
         if written != size {
-            return Err(BuildError::input(format!("{what}: the archive is truncated")));
+            return Err(BuildError::input(format!(
+                "{what}: the archive is truncated"
+            )));
         }
         Ok(path.to_string_lossy().into_owned())
     }
@@ -115,9 +118,8 @@ pub fn decompressed<'a>(
         ),
         Codec::Xz => {
             // lzma-rs decodes xz only into a writer: spill to scratch.
-            let scratch = scratch.ok_or_else(|| {
-                BuildError::input(format!("{what}: xz is not supported here"))
-            })?;
+            let scratch = scratch
+                .ok_or_else(|| BuildError::input(format!("{what}: xz is not supported here")))?;
             Box::new(scratch.spill_xz(reader, what)?)
         }
         Codec::Bzip2 => {
@@ -195,7 +197,9 @@ pub fn extract(
         }
         let path = join(landing.dest, &relative);
         let name = path.rsplit('/').next().unwrap_or_default();
-        if landing.whiteouts && let Some(hidden) = name.strip_prefix(".wh.") {
+        if landing.whiteouts
+            && let Some(hidden) = name.strip_prefix(".wh.")
+        {
             let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
             if hidden == ".wh..opq" {
                 tree.remove_below(parent);
@@ -224,7 +228,10 @@ pub fn extract(
                     .and_then(|l| safe_relative(&l.to_string_lossy()))
                     .map(|l| join(landing.dest, &l));
                 match target.and_then(|t| tree.get(&t).cloned()) {
-                    Some(Entry { kind: kind @ Kind::File(_), .. }) => kind,
+                    Some(Entry {
+                        kind: kind @ Kind::File(_),
+                        ..
+                    }) => kind,
                     _ => continue,
                 }
             }
@@ -245,7 +252,16 @@ pub fn extract(
                 tree.insert(parent.to_owned(), Entry::dir(landing.epoch.min(mtime)));
             }
         }
-        tree.insert(path, Entry { kind, mode, uid, gid, mtime });
+        tree.insert(
+            path,
+            Entry {
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+            },
+        );
     }
     Ok(())
 }

@@ -135,7 +135,10 @@ impl<'a> Runner<'a> {
                     }
                 }
                 (_, None) => {
-                    return Err(self.error(node, "the first instruction must be FROM (or ARG before it)"));
+                    return Err(self.error(
+                        node,
+                        "the first instruction must be FROM (or ARG before it)",
+                    ));
                 }
                 (_, Some(stage)) => stage.body.push(node),
             }
@@ -143,7 +146,11 @@ impl<'a> Runner<'a> {
         let target = match self.build.target {
             Some(target) => texts
                 .iter()
-                .position(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(target)))
+                .position(|s| {
+                    s.name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(target))
+                })
                 .ok_or_else(|| {
                     BuildError::input(format!(
                         "{}: there is no stage named `{target}` (stages: {})",
@@ -156,7 +163,10 @@ impl<'a> Runner<'a> {
                     ))
                 })?,
             None => texts.len().checked_sub(1).ok_or_else(|| {
-                BuildError::input(format!("{}: no FROM instruction", self.build.dockerfile_name))
+                BuildError::input(format!(
+                    "{}: no FROM instruction",
+                    self.build.dockerfile_name
+                ))
             })?,
         };
         let needed = needed_stages(&texts, target);
@@ -200,21 +210,29 @@ impl<'a> Runner<'a> {
 
     /// The instruction as written, on one line (for history and ONBUILD).
     fn text_of(&self, node: &Node) -> String {
-        let lines = &self.lines[node.start_line.saturating_sub(1)..node.end_line.min(self.lines.len())];
+        let lines =
+            &self.lines[node.start_line.saturating_sub(1)..node.end_line.min(self.lines.len())];
         let mut text = String::new();
         for line in lines {
             let trimmed = line.trim();
             if trimmed.starts_with('#') {
                 continue;
             }
-            let piece = trimmed.strip_suffix(self.escape).unwrap_or(trimmed).trim_end();
+            let piece = trimmed
+                .strip_suffix(self.escape)
+                .unwrap_or(trimmed)
+                .trim_end();
             if !text.is_empty() {
                 text.push(' ');
             }
             text.push_str(piece);
         }
         let keyword_end = text.find(char::is_whitespace).unwrap_or(text.len());
-        format!("{}{}", text[..keyword_end].to_uppercase(), &text[keyword_end..])
+        format!(
+            "{}{}",
+            text[..keyword_end].to_uppercase(),
+            &text[keyword_end..]
+        )
     }
 
     /// Values of an ARG instruction's declarations, defaults expanded.
@@ -236,13 +254,22 @@ impl<'a> Runner<'a> {
                 .rev()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.clone());
-            let inherited = scope.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+            let inherited = scope
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone());
             out.push((name, given.or(default).or(inherited)));
         }
         Ok(out)
     }
 
-    fn expand(&self, node: &Node, word: &str, scope: &[(String, String)]) -> Result<String, BuildError> {
+    fn expand(
+        &self,
+        node: &Node,
+        word: &str,
+        scope: &[(String, String)],
+    ) -> Result<String, BuildError> {
         shell::process_word(word, &scope.to_vec(), self.escape).map_err(|e| self.error(node, e))
     }
 
@@ -281,7 +308,9 @@ impl<'a> Runner<'a> {
 
     fn stage_by_name(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().rev().find(|s| {
-            s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
         })
     }
 
@@ -293,7 +322,10 @@ impl<'a> Runner<'a> {
         let mut stage = Stage::new(image);
         stage.base_layers = stage.image.layers.len();
         if let Some(shell) = stage.image.field("Shell").and_then(Value::as_array) {
-            stage.shell = shell.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            stage.shell = shell
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
         }
         Ok(stage)
     }
@@ -303,9 +335,16 @@ impl<'a> Runner<'a> {
         let Some(triggers) = stage.image.config().remove("OnBuild") else {
             return Ok(());
         };
-        for trigger in triggers.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for trigger in triggers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             let parsed = parser::parse(trigger).map_err(|e| {
-                BuildError::input(format!("ONBUILD trigger `{trigger}` of the base image: {e}"))
+                BuildError::input(format!(
+                    "ONBUILD trigger `{trigger}` of the base image: {e}"
+                ))
             })?;
             for node in &parsed.instructions {
                 kiln_sdk::info!("ONBUILD {trigger}");
@@ -321,14 +360,25 @@ impl<'a> Runner<'a> {
         node: &Node,
         global: &[(String, String)],
     ) -> Result<(), BuildError> {
-        kiln_sdk::info!("{}:{}: {}", self.build.dockerfile_name, node.start_line, self.text_of(node));
+        kiln_sdk::info!(
+            "{}:{}: {}",
+            self.build.dockerfile_name,
+            node.start_line,
+            self.text_of(node)
+        );
         let vars = stage.vars();
         let history = self.text_of(node);
         let instruction = node.instruction.as_str();
         let flags_allowed: &[&str] = match instruction {
             "copy" => &["from", "chown", "chmod", "link"],
             "add" => &["chown", "chmod", "link", "checksum"],
-            "healthcheck" => &["interval", "timeout", "start-period", "start-interval", "retries"],
+            "healthcheck" => &[
+                "interval",
+                "timeout",
+                "start-period",
+                "start-interval",
+                "retries",
+            ],
             _ => &[],
         };
         for flag in &node.flags {
@@ -341,7 +391,10 @@ impl<'a> Runner<'a> {
             "arg" => {
                 for (name, value) in self.arg_values(node, global)? {
                     let value = value.or_else(|| {
-                        self.platform_args().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+                        self.platform_args()
+                            .into_iter()
+                            .find(|(k, _)| *k == name)
+                            .map(|(_, v)| v)
                     });
                     if let Some(value) = value {
                         stage.args.retain(|(k, _)| *k != name);
@@ -358,7 +411,10 @@ impl<'a> Runner<'a> {
             "label" => {
                 let mut labels = Vec::new();
                 for (key, value) in pairs(node) {
-                    labels.push((self.expand(node, &key, &vars)?, self.expand(node, &value, &vars)?));
+                    labels.push((
+                        self.expand(node, &key, &vars)?,
+                        self.expand(node, &value, &vars)?,
+                    ));
                 }
                 let map = object_field(&mut stage.image, "Labels");
                 for (key, value) in labels {
@@ -400,7 +456,10 @@ impl<'a> Runner<'a> {
             }
             "stopsignal" => {
                 let signal = self.expand(node, &first(node), &vars)?;
-                stage.image.config().insert("StopSignal".into(), json!(signal));
+                stage
+                    .image
+                    .config()
+                    .insert("StopSignal".into(), json!(signal));
             }
             "workdir" => {
                 let dir = self.expand(node, &first(node), &vars)?;
@@ -411,11 +470,20 @@ impl<'a> Runner<'a> {
                     .insert("WorkingDir".into(), json!(format!("/{path}")));
                 if !path.is_empty() && stage.lookup(&path, self.build)?.is_none() {
                     // BuildKit creates the directory as the current USER.
-                    let user = stage.image.field("User").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let user = stage
+                        .image
+                        .field("User")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
                     let owner = if user.is_empty() {
                         None
                     } else {
-                        Some(stage.owner(&user, self.build).map_err(|e| self.error(node, e))?)
+                        Some(
+                            stage
+                                .owner(&user, self.build)
+                                .map_err(|e| self.error(node, e))?,
+                        )
                     };
                     let mut tree = Tree::default();
                     stage.add_parents(&mut tree, &format!("{path}/x"), self.build, owner)?;
@@ -424,7 +492,11 @@ impl<'a> Runner<'a> {
             }
             "entrypoint" | "cmd" => {
                 let command = self.command(node, stage);
-                let field = if instruction == "cmd" { "Cmd" } else { "Entrypoint" };
+                let field = if instruction == "cmd" {
+                    "Cmd"
+                } else {
+                    "Entrypoint"
+                };
                 if instruction == "entrypoint" && !stage.cmd_set {
                     stage.image.config().remove("Cmd");
                 }
@@ -433,10 +505,15 @@ impl<'a> Runner<'a> {
             }
             "shell" => {
                 if !node.json {
-                    return Err(self.error(node, "takes a JSON array, e.g. SHELL [\"/bin/sh\", \"-c\"]"));
+                    return Err(
+                        self.error(node, "takes a JSON array, e.g. SHELL [\"/bin/sh\", \"-c\"]")
+                    );
                 }
                 stage.shell = texts(node);
-                stage.image.config().insert("Shell".into(), json!(stage.shell));
+                stage
+                    .image
+                    .config()
+                    .insert("Shell".into(), json!(stage.shell));
             }
             "healthcheck" => {
                 let check = self.healthcheck(node)?;
@@ -447,7 +524,11 @@ impl<'a> Runner<'a> {
                     .split_once(char::is_whitespace)
                     .map(|(_, rest)| rest.trim().to_owned())
                     .unwrap_or_default();
-                let list = stage.image.config().entry("OnBuild").or_insert_with(|| json!([]));
+                let list = stage
+                    .image
+                    .config()
+                    .entry("OnBuild")
+                    .or_insert_with(|| json!([]));
                 if let Some(list) = list.as_array_mut() {
                     list.push(json!(trigger));
                 }
@@ -463,13 +544,20 @@ impl<'a> Runner<'a> {
                      build the files outside (a `run:` step) and COPY them in",
                 ));
             }
-            other => return Err(self.error(node, format!("`{other}` is not a Dockerfile instruction"))),
+            other => {
+                return Err(self.error(node, format!("`{other}` is not a Dockerfile instruction")));
+            }
         }
         stage.image.history(&self.created, &history, true);
         Ok(())
     }
 
-    fn expand_words(&self, node: &Node, word: &str, vars: &[(String, String)]) -> Result<Vec<String>, BuildError> {
+    fn expand_words(
+        &self,
+        node: &Node,
+        word: &str,
+        vars: &[(String, String)],
+    ) -> Result<Vec<String>, BuildError> {
         shell::process_words(word, &vars.to_vec(), self.escape).map_err(|e| self.error(node, e))
     }
 
@@ -513,14 +601,15 @@ impl<'a> Runner<'a> {
                 "start-period" => "StartPeriod",
                 "start-interval" => "StartInterval",
                 _ => {
-                    let retries: i64 = value
-                        .parse()
-                        .map_err(|_| self.error(node, format!("--retries `{value}` is not a number")))?;
+                    let retries: i64 = value.parse().map_err(|_| {
+                        self.error(node, format!("--retries `{value}` is not a number"))
+                    })?;
                     check["Retries"] = json!(retries);
                     continue;
                 }
             };
-            let nanos = parse_duration(value).map_err(|e| self.error(node, format!("--{name}: {e}")))?;
+            let nanos =
+                parse_duration(value).map_err(|e| self.error(node, format!("--{name}: {e}")))?;
             if nanos != 0 {
                 check[field] = json!(nanos);
             }
@@ -529,7 +618,12 @@ impl<'a> Runner<'a> {
     }
 
     /// COPY and ADD: the tree of one layer.
-    fn copy(&mut self, stage: &mut Stage, node: &Node, vars: &[(String, String)]) -> Result<Tree, BuildError> {
+    fn copy(
+        &mut self,
+        stage: &mut Stage,
+        node: &Node,
+        vars: &[(String, String)],
+    ) -> Result<Tree, BuildError> {
         let mut from = None;
         let mut chown = None;
         let mut chmod = None;
@@ -540,9 +634,14 @@ impl<'a> Runner<'a> {
                 ("from", Some(v)) => from = Some(v),
                 ("chown", Some(v)) => chown = Some(v),
                 ("chmod", Some(v)) => {
-                    chmod = Some(u32::from_str_radix(&v, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(
-                        || self.error(node, format!("--chmod={v} is not an octal mode")),
-                    )?)
+                    chmod = Some(
+                        u32::from_str_radix(&v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| {
+                                self.error(node, format!("--chmod={v} is not an octal mode"))
+                            })?,
+                    )
                 }
                 ("link", _) | ("checksum", _) => {}
                 (name, None) => return Err(self.error(node, format!("--{name} needs a value"))),
@@ -560,7 +659,11 @@ impl<'a> Runner<'a> {
             return Err(self.error(node, "needs at least one source and a destination"));
         }
         let owner = match &chown {
-            Some(spec) => Some(stage.owner(spec, self.build).map_err(|e| self.error(node, e))?),
+            Some(spec) => Some(
+                stage
+                    .owner(spec, self.build)
+                    .map_err(|e| self.error(node, e))?,
+            ),
             None => None,
         };
         let is_add = node.instruction == "add";
@@ -573,7 +676,11 @@ impl<'a> Runner<'a> {
         // followed, entry) before deciding what the destination is.
         let mut found: Vec<(String, String, Entry)> = Vec::new();
         for source in sources {
-            if is_add && ["http://", "https://", "git@"].iter().any(|p| source.starts_with(p)) {
+            if is_add
+                && ["http://", "https://", "git@"]
+                    .iter()
+                    .any(|p| source.starts_with(p))
+            {
                 return Err(self.error(node, format!(
                     "ADD from a URL ({source}) is not supported; download it in an earlier step and COPY it"
                 )));
@@ -581,7 +688,11 @@ impl<'a> Runner<'a> {
             match &view {
                 Some(view) => {
                     let lookup = |p: &str| -> Result<Option<Entry>, BuildError> {
-                        Ok(if p.is_empty() { Some(Entry::dir(0)) } else { view.get(p).cloned() })
+                        Ok(if p.is_empty() {
+                            Some(Entry::dir(0))
+                        } else {
+                            view.get(p).cloned()
+                        })
                     };
                     let wanted = tree::clean(source);
                     let names: Vec<String> = if pattern::has_wildcards(&wanted) {
@@ -598,14 +709,22 @@ impl<'a> Runner<'a> {
                         }
                     }
                     if found.is_empty() {
-                        return Err(self.error(node, format!(
-                            "`{source}` does not exist in {}",
-                            from.as_deref().unwrap_or_default()
-                        )));
+                        return Err(self.error(
+                            node,
+                            format!(
+                                "`{source}` does not exist in {}",
+                                from.as_deref().unwrap_or_default()
+                            ),
+                        ));
                     }
                 }
                 None => {
-                    for item in self.build.context.sources(source).map_err(|e| self.error(node, e))? {
+                    for item in self
+                        .build
+                        .context
+                        .sources(source)
+                        .map_err(|e| self.error(node, e))?
+                    {
                         found.push((item.path, item.target, item.entry));
                     }
                 }
@@ -619,7 +738,10 @@ impl<'a> Runner<'a> {
             if entry.is_dir() {
                 // A directory's contents are copied, not the directory.
                 let below: Vec<(String, Entry)> = match &view {
-                    Some(view) => view.below(&source).map(|(p, e)| (p.clone(), e.clone())).collect(),
+                    Some(view) => view
+                        .below(&source)
+                        .map(|(p, e)| (p.clone(), e.clone()))
+                        .collect(),
                     None => self
                         .build
                         .context
@@ -632,35 +754,60 @@ impl<'a> Runner<'a> {
                 if !dest_path.is_empty() {
                     stage.add_parents(&mut layer, &format!("{dest_path}/x"), self.build, owner)?;
                 }
-                let prefix_len = if source.is_empty() { 0 } else { source.len() + 1 };
+                let prefix_len = if source.is_empty() {
+                    0
+                } else {
+                    source.len() + 1
+                };
                 for (inner, entry) in below {
                     let target = join(&dest_path, &inner[prefix_len..]);
                     layer.insert(target, adjust(entry, owner, chmod));
                 }
                 continue;
             }
-            let target = if dest_is_dir || dest_path.is_empty() || stage.lookup(&dest_path, self.build)?.is_some_and(|e| e.is_dir()) {
+            let target = if dest_is_dir
+                || dest_path.is_empty()
+                || stage
+                    .lookup(&dest_path, self.build)?
+                    .is_some_and(|e| e.is_dir())
+            {
                 join(&dest_path, &name)
             } else {
                 dest_path.clone()
             };
-            if is_add && view.is_none() && let Kind::File(data) = &entry.kind
+            if is_add
+                && view.is_none()
+                && let Kind::File(data) = &entry.kind
                 && archive::is_archive(Path::new(&data.source))?
             {
-                let file = std::fs::File::open(&data.source).map_err(|e| BuildError::io(Path::new(&data.source), e))?;
-                let dir = if dest_is_dir || dest.ends_with('/') { dest_path.clone() } else { target.clone() };
+                let file = std::fs::File::open(&data.source)
+                    .map_err(|e| BuildError::io(Path::new(&data.source), e))?;
+                let dir = if dest_is_dir || dest.ends_with('/') {
+                    dest_path.clone()
+                } else {
+                    target.clone()
+                };
                 let mut extracted = Tree::default();
                 archive::extract(
                     file,
                     &path,
-                    &Landing { dest: &dir, whiteouts: false, strict: true, epoch: self.build.epoch, identity: &data.identity },
+                    &Landing {
+                        dest: &dir,
+                        whiteouts: false,
+                        strict: true,
+                        epoch: self.build.epoch,
+                        identity: &data.identity,
+                    },
                     &mut extracted,
                     self.build.scratch,
                 )
                 .map_err(|e| self.error(node, e))?;
                 stage.add_parents(&mut layer, &format!("{dir}/x"), self.build, owner)?;
                 for (p, e) in extracted.iter() {
-                    if layer.get(p).is_none_or(|existing| !existing.is_dir() || !e.is_dir()) {
+                    if layer
+                        .get(p)
+                        .is_none_or(|existing| !existing.is_dir() || !e.is_dir())
+                    {
                         layer.insert(p.clone(), adjust(e.clone(), owner, None));
                     }
                 }
@@ -678,11 +825,12 @@ impl<'a> Runner<'a> {
             return Ok(stage.clone());
         }
         if let Ok(index) = name.parse::<usize>() {
-            return self
-                .stages
-                .get(index)
-                .cloned()
-                .ok_or_else(|| self.error(node, format!("--from={index}: there is no earlier stage {index}")));
+            return self.stages.get(index).cloned().ok_or_else(|| {
+                self.error(
+                    node,
+                    format!("--from={index}: there is no earlier stage {index}"),
+                )
+            });
         }
         if let Some(stage) = self.images.get(name) {
             return Ok(stage.clone());
@@ -693,7 +841,12 @@ impl<'a> Runner<'a> {
     }
 
     /// Turn `tree` into a layer (or reuse the cached one) and add it.
-    fn commit_layer(&mut self, stage: &mut Stage, tree: Tree, history: &str) -> Result<(), BuildError> {
+    fn commit_layer(
+        &mut self,
+        stage: &mut Stage,
+        tree: Tree,
+        history: &str,
+    ) -> Result<(), BuildError> {
         let key = LayerCache::key(&tree, self.build.compression);
         let layer = match self.cache.get(&key, self.build.layout) {
             Some(layer) => {
@@ -704,7 +857,11 @@ impl<'a> Runner<'a> {
             None => {
                 let layer = layer::write(&tree, self.build.layout, self.build.compression)?;
                 self.written += 1;
-                kiln_sdk::info!("  wrote layer {} ({} bytes)", layer.descriptor.digest(), layer.descriptor.size());
+                kiln_sdk::info!(
+                    "  wrote layer {} ({} bytes)",
+                    layer.descriptor.digest(),
+                    layer.descriptor.size()
+                );
                 self.cache.put(key, layer.clone());
                 layer
             }
@@ -751,7 +908,12 @@ impl Stage {
 
     /// The working directory, relative to the root.
     fn workdir(&self) -> String {
-        tree::clean(self.image.field("WorkingDir").and_then(Value::as_str).unwrap_or("/"))
+        tree::clean(
+            self.image
+                .field("WorkingDir")
+                .and_then(Value::as_str)
+                .unwrap_or("/"),
+        )
     }
 
     /// The whole file system: base layers read (once) and own files on top.
@@ -765,7 +927,13 @@ impl Stage {
                 archive::extract(
                     blob,
                     &what,
-                    &Landing { dest: "", whiteouts: true, strict: false, epoch: u64::MAX, identity: &layer.diff_id },
+                    &Landing {
+                        dest: "",
+                        whiteouts: true,
+                        strict: false,
+                        epoch: u64::MAX,
+                        identity: &layer.diff_id,
+                    },
                     &mut view,
                     build.scratch,
                 )?;
@@ -820,13 +988,15 @@ impl Stage {
         let (uid, primary) = match user.parse::<u64>() {
             Ok(uid) => (uid, uid),
             Err(_) => {
-                let line = self
-                    .database("etc/passwd", user, build)?
-                    .ok_or_else(|| format!("--chown: no user `{user}` in the image's /etc/passwd"))?;
+                let line = self.database("etc/passwd", user, build)?.ok_or_else(|| {
+                    format!("--chown: no user `{user}` in the image's /etc/passwd")
+                })?;
                 let field = |i: usize| line.get(i).and_then(|v| v.parse::<u64>().ok());
                 (
-                    field(2).ok_or_else(|| format!("--chown: bad /etc/passwd line for `{user}`"))?,
-                    field(3).ok_or_else(|| format!("--chown: bad /etc/passwd line for `{user}`"))?,
+                    field(2)
+                        .ok_or_else(|| format!("--chown: bad /etc/passwd line for `{user}`"))?,
+                    field(3)
+                        .ok_or_else(|| format!("--chown: bad /etc/passwd line for `{user}`"))?,
                 )
             }
         };
@@ -837,14 +1007,21 @@ impl Stage {
                 Err(_) => self
                     .database("etc/group", group, build)?
                     .and_then(|line| line.get(2).and_then(|v| v.parse().ok()))
-                    .ok_or_else(|| format!("--chown: no group `{group}` in the image's /etc/group"))?,
+                    .ok_or_else(|| {
+                        format!("--chown: no group `{group}` in the image's /etc/group")
+                    })?,
             },
         };
         Ok((uid, gid))
     }
 
     /// The `:`-separated fields of `name`'s line in a passwd-style file.
-    fn database(&mut self, file: &str, name: &str, build: &Build<'_>) -> Result<Option<Vec<String>>, String> {
+    fn database(
+        &mut self,
+        file: &str,
+        name: &str,
+        build: &Build<'_>,
+    ) -> Result<Option<Vec<String>>, String> {
         let Some(entry) = self.lookup(file, build).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
@@ -881,9 +1058,11 @@ fn needed_stages(stages: &[StageText<'_>], target: usize) -> Vec<bool> {
         if let Ok(i) = name.parse::<usize>() {
             return (i < before).then_some(i);
         }
-        stages[..before]
-            .iter()
-            .rposition(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        stages[..before].iter().rposition(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
     };
     while let Some(index) = todo.pop() {
         if needed[index] {
@@ -981,7 +1160,10 @@ fn expose(spec: &str) -> Result<Vec<String>, String> {
     }
     let bad = || format!("`{spec}` is not a port or port range");
     let (low, high) = match ports.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let p = ports.parse::<u16>().map_err(|_| bad())?;
             (p, p)
@@ -1002,10 +1184,14 @@ fn parse_duration(text: &str) -> Result<i64, String> {
     let mut total: f64 = 0.0;
     let mut rest = text;
     while !rest.is_empty() {
-        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         let number: f64 = rest[..number_end].parse().map_err(|_| bad())?;
         rest = &rest[number_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,

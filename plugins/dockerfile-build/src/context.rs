@@ -59,11 +59,12 @@ impl Context {
     /// of a glob. `..` that climbs out of the context is refused; a leading
     /// `/` means the context root, as in Docker.
     pub fn sources(&self, source: &str) -> Result<Vec<Found>, BuildError> {
-        let relative = lexical_inside(source)
-            .ok_or_else(|| BuildError::input(format!(
+        let relative = lexical_inside(source).ok_or_else(|| {
+            BuildError::input(format!(
                 "`{source}` is outside the build context; only files inside {} can be copied",
                 self.root.display()
-            )))?;
+            ))
+        })?;
         let paths = if pattern::has_wildcards(&relative) {
             self.glob(&relative)?
         } else {
@@ -76,7 +77,11 @@ impl Context {
             }
             let resolved = crate::tree::resolve(&path, |p| self.entry(p))?;
             if let Some((target, entry)) = resolved {
-                found.push(Found { path, target, entry });
+                found.push(Found {
+                    path,
+                    target,
+                    entry,
+                });
             }
         }
         if found.is_empty() {

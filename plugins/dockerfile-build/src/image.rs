@@ -32,7 +32,9 @@ impl Platform {
     pub fn parse(text: &str) -> Result<Platform, BuildError> {
         let parts: Vec<&str> = text.split('/').collect();
         match parts[..] {
-            [os, architecture] | [os, architecture, _] if !os.is_empty() && !architecture.is_empty() => {
+            [os, architecture] | [os, architecture, _]
+                if !os.is_empty() && !architecture.is_empty() =>
+            {
                 Ok(Platform {
                     os: os.to_owned(),
                     architecture: architecture.to_owned(),
@@ -110,13 +112,19 @@ impl Image {
         let origin = format!("{}/{}", reference.registry, reference.repository);
         let config = layout.read_blob(manifest.config())?;
         let document: Map<String, Value> = serde_json::from_slice(&config).map_err(|e| {
-            BuildError::failed(format!("the config of {reference} is not an image config: {e}"))
+            BuildError::failed(format!(
+                "the config of {reference} is not an image config: {e}"
+            ))
         })?;
         let diff_ids: Vec<String> = document
             .get("rootfs")
             .and_then(|r| r.get("diff_ids"))
             .and_then(Value::as_array)
-            .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if diff_ids.len() != manifest.layers().len() {
             return Err(BuildError::failed(format!(
@@ -142,10 +150,7 @@ impl Image {
 
     /// The `config` object (Env, Cmd, ...), created when missing.
     pub fn config(&mut self) -> &mut Map<String, Value> {
-        let value = self
-            .document
-            .entry("config")
-            .or_insert_with(|| json!({}));
+        let value = self.document.entry("config").or_insert_with(|| json!({}));
         if !value.is_object() {
             *value = json!({});
         }
@@ -192,10 +197,7 @@ impl Image {
         if empty_layer {
             entry["empty_layer"] = json!(true);
         }
-        let history = self
-            .document
-            .entry("history")
-            .or_insert_with(|| json!([]));
+        let history = self.document.entry("history").or_insert_with(|| json!([]));
         if let Some(list) = history.as_array_mut() {
             list.push(entry);
         }
@@ -207,7 +209,10 @@ impl Image {
         let mut document = self.document.clone();
         document.insert("created".into(), json!(created));
         let diff_ids: Vec<Value> = self.layers.iter().map(|l| json!(l.diff_id)).collect();
-        document.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
+        document.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": diff_ids}),
+        );
         let config_bytes = serde_json::to_vec(&document)
             .map_err(|e| BuildError::failed(format!("image config: {e}")))?;
         let config_digest = layout.write_blob(&config_bytes)?;
@@ -220,7 +225,12 @@ impl Image {
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
             .config(config)
-            .layers(self.layers.iter().map(|l| l.descriptor.clone()).collect::<Vec<_>>())
+            .layers(
+                self.layers
+                    .iter()
+                    .map(|l| l.descriptor.clone())
+                    .collect::<Vec<_>>(),
+            )
             .build()
             .map_err(|e| BuildError::failed(format!("image manifest: {e}")))?;
         let manifest_bytes = serde_json::to_vec(&manifest)
@@ -246,7 +256,10 @@ pub fn fetch_layers(layers: &[Layer], layout: &ImageLayout) -> Result<(), BuildE
         })?;
         let reference = Reference::parse(origin).map_err(|e| BuildError::failed(e.to_string()))?;
         let mut client = registry::Registry::connect(reference.api_host(), false)?;
-        kiln_sdk::info!("fetching base layer {} from {origin}", layer.descriptor.digest());
+        kiln_sdk::info!(
+            "fetching base layer {} from {origin}",
+            layer.descriptor.digest()
+        );
         registry::download(
             &mut client,
             &reference.repository,
@@ -272,13 +285,20 @@ fn oci_layer(descriptor: &Descriptor) -> Descriptor {
 
 /// Name `manifest` in the layout's index once per name in `names`
 /// (replacing entries of the same name), then commit the layout.
-pub fn tag(layout: &ImageLayout, manifest: &Descriptor, names: &[String]) -> Result<(), BuildError> {
+pub fn tag(
+    layout: &ImageLayout,
+    manifest: &Descriptor,
+    names: &[String],
+) -> Result<(), BuildError> {
     let mut index = layout.index()?;
     let mut manifests: Vec<Descriptor> = index
         .manifests()
         .iter()
         .filter(|d| {
-            let name = d.annotations().as_ref().and_then(|a| a.get(registry::REF_NAME));
+            let name = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(registry::REF_NAME));
             !name.is_some_and(|n| names.contains(n))
         })
         .cloned()
@@ -317,7 +337,13 @@ pub fn write_docker_archive(
             .map_err(|e| BuildError::failed(format!("re-reading the manifest: {e}")))?;
         let config = layout.read_blob(manifest_doc.config())?;
         let config_name = format!("{}.json", manifest_doc.config().digest().digest());
-        append(&mut out, &config_name, config.len() as u64, &mut &config[..]).map_err(failed)?;
+        append(
+            &mut out,
+            &config_name,
+            config.len() as u64,
+            &mut &config[..],
+        )
+        .map_err(failed)?;
         let mut layer_names = Vec::new();
         for layer in &image.layers {
             let name = format!("{}/layer.tar", layer.diff_id.trim_start_matches("sha256:"));
@@ -340,7 +366,13 @@ pub fn write_docker_archive(
             "Layers": layer_names,
         }]);
         let index = serde_json::to_vec(&index).expect("JSON values serialize");
-        append(&mut out, "manifest.json", index.len() as u64, &mut &index[..]).map_err(failed)?;
+        append(
+            &mut out,
+            "manifest.json",
+            index.len() as u64,
+            &mut &index[..],
+        )
+        .map_err(failed)?;
         let mut writer = out.into_inner().map_err(failed)?;
         writer.flush().map_err(failed)?;
         writer.get_ref().sync_all().map_err(failed)?;

@@ -68,7 +68,11 @@ pub struct Layer {
 const GZIP_LEVEL: u8 = 1;
 
 /// Write `tree` as a layer blob into `layout`.
-pub fn write(tree: &Tree, layout: &ImageLayout, compression: Compression) -> Result<Layer, BuildError> {
+pub fn write(
+    tree: &Tree,
+    layout: &ImageLayout,
+    compression: Compression,
+) -> Result<Layer, BuildError> {
     let mut tar = HashingReader::new(TarStream::new(tree));
     let mut blob = layout.blob_writer()?;
     let written = match compression {
@@ -224,7 +228,8 @@ impl Read for TarStream<'_> {
                     let want = buf.len().min(*left as usize);
                     let n = file.read(&mut buf[..want])?;
                     if n == 0 {
-                        let error = BuildError::failed(format!("{source} shrank while it was copied"));
+                        let error =
+                            BuildError::failed(format!("{source} shrank while it was copied"));
                         self.error = Some(error);
                         return Err(io::Error::other("source file shrank"));
                     }
@@ -260,7 +265,8 @@ fn header(path: &str, entry: &Entry) -> Result<(Vec<u8>, u64), BuildError> {
         Kind::File(data) => {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(data.size);
-            out.append_data(&mut header, path, io::empty()).map_err(failed)?;
+            out.append_data(&mut header, path, io::empty())
+                .map_err(failed)?;
             data.size
         }
         Kind::Dir => {

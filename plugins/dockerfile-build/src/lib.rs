@@ -163,10 +163,18 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         .unwrap_or_else(|| "Dockerfile".into());
     let dockerfile = context_dir.join(&name);
     let source = std::fs::read_to_string(&dockerfile).map_err(|e| {
-        BuildError::input(format!("cannot read the Dockerfile {}: {e}", dockerfile.display()))
+        BuildError::input(format!(
+            "cannot read the Dockerfile {}: {e}",
+            dockerfile.display()
+        ))
     })?;
     let context = Context::open(&context_dir, epoch)?;
-    let build_args = parse_build_args(&inputs.optional_text("build-args").map_err(input)?.unwrap_or_default())?;
+    let build_args = parse_build_args(
+        &inputs
+            .optional_text("build-args")
+            .map_err(input)?
+            .unwrap_or_default(),
+    )?;
     let tags: Vec<Reference> = inputs
         .optional_text("tags")
         .map_err(input)?
@@ -174,7 +182,10 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         .split_whitespace()
         .map(|t| Reference::parse(t).map_err(|e| BuildError::input(format!("tag `{t}`: {e}"))))
         .collect::<Result<_, _>>()?;
-    let target = inputs.optional_text("target").map_err(input)?.filter(|t| !t.is_empty());
+    let target = inputs
+        .optional_text("target")
+        .map_err(input)?
+        .filter(|t| !t.is_empty());
     let output = PathBuf::from(inputs.path("output").map_err(input)?);
     let layout = ImageLayout::open_or_create(&output)?;
     let limit = inputs.integer("extract-limit-mb").map_err(input)?.max(0) as u64;
@@ -221,7 +232,13 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     image::tag(&layout, &manifest, &names)?;
     if let Some(archive) = archive {
         let repo_tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
-        image::write_docker_archive(&built.image, &manifest, &layout, &repo_tags, Path::new(&archive))?;
+        image::write_docker_archive(
+            &built.image,
+            &manifest,
+            &layout,
+            &repo_tags,
+            Path::new(&archive),
+        )?;
     }
     kiln_sdk::info!(
         "built {} ({} layers written, {} reused) into {}",

@@ -149,7 +149,9 @@ impl ImageLayout {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io(&writer.staging)(e)),
             };
-            writer.write_all(&buffer[..n]).map_err(io(&writer.staging))?;
+            writer
+                .write_all(&buffer[..n])
+                .map_err(io(&writer.staging))?;
         }
         writer.commit(expected)
     }
@@ -208,9 +210,10 @@ impl BlobWriter {
                 expected: expected.to_owned(),
                 actual: digest.clone(),
             }),
-            _ => self.layout.blob_path(&digest).and_then(|target| {
-                std::fs::rename(&self.staging, &target).map_err(io(&target))
-            }),
+            _ => self
+                .layout
+                .blob_path(&digest)
+                .and_then(|target| std::fs::rename(&self.staging, &target).map_err(io(&target))),
         };
         if placed.is_err() {
             let _ = std::fs::remove_file(&self.staging);

@@ -198,9 +198,14 @@ impl Pusher<'_> {
                 self.report.skipped_blobs += 1;
                 continue;
             }
-            // Checks the size before anything is sent.
-            self.layout.open_blob(descriptor)?;
-            match self.mount(&digest)? {
+            // A layout may lack a base image's blobs that the registry
+            // mounts; any other blob must be there, with its size, before
+            // an upload starts.
+            let mounted = self.mount(&digest)?;
+            if !matches!(mounted, Mounted::Yes) {
+                self.layout.open_blob(descriptor)?;
+            }
+            match mounted {
                 Mounted::Yes => self.report.mounted_blobs += 1,
                 Mounted::SessionOpened(location) => {
                     to_upload.push((descriptor.clone(), Some(location)))
