@@ -14,6 +14,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("hello", "kiln-plugin-hello"),
     ("registry", "kiln-plugin-registry"),
     ("dockerfile-build", "kiln-plugin-dockerfile-build"),
+    ("maven-artifact", "kiln-plugin-maven-artifact"),
 ];
 
 /// Guest crates the tests need but that are not shipped in the binary.

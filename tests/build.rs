@@ -619,3 +619,100 @@ fn image_config_named(layout: &Path, name: &str) -> Value {
     let manifest = blob(layout, entry["digest"].as_str().unwrap());
     blob(layout, manifest["config"]["digest"].as_str().unwrap())
 }
+
+/// Write `value` as a blob of `layout`; returns its descriptor fields.
+fn put_blob(layout: &Path, value: &Value) -> (String, usize) {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(value).unwrap();
+    let hex = hex::encode(sha2::Sha256::digest(&bytes));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+#[test]
+fn bases_by_digest_by_platform_and_with_onbuild_triggers() {
+    let project = Project::new(&[("ctx/hello.txt", "hello\n")]);
+    let registry = busybox_registry(project.path());
+    let host = registry.host();
+
+    // A two-platform index of busybox: the arm64 entry is the same image
+    // with its config saying arm64.
+    let layout = project.path().join("busybox-layout");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let amd64 = index["manifests"][0].clone();
+    let mut manifest = blob(&layout, amd64["digest"].as_str().unwrap());
+    let mut config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
+    config["architecture"] = "arm64".into();
+    let (config_digest, config_size) = put_blob(&layout, &config);
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config_size.into();
+    let (arm_digest, arm_size) = put_blob(&layout, &manifest);
+    let platforms = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": amd64["mediaType"], "digest": amd64["digest"], "size": amd64["size"],
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm_digest, "size": arm_size,
+             "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    });
+    let (index_digest, index_size) = put_blob(&layout, &platforms);
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": index_digest, "size": index_size,
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:multi", layout.display()))
+            .arg(format!("docker://{host}/multi:latest")),
+    );
+
+    project.write(
+        "ctx/Dockerfile",
+        &format!("FROM {host}/multi:latest\nCOPY hello.txt /\n"),
+    );
+    for (platform, architecture) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64")] {
+        let out = format!("oci:{architecture}");
+        let run = project.build(&["--platform", platform, "--output", &out]);
+        let built = project.path().join(architecture);
+        let manifest = blob(&built, &output_value(&run, "digest"));
+        let config = blob(&built, manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], architecture);
+    }
+    let run = project.build(&["--platform", "linux/s390x", "--output", "oci:none"]);
+    assert!(
+        run.stderr()
+            .contains("has no linux/s390x variant (it has: linux/amd64, linux/arm64)"),
+        "{}",
+        run.stderr()
+    );
+
+    // By digest, and with ONBUILD triggers that run in the child build.
+    project.write(
+        "ctx/Dockerfile",
+        &format!("FROM {host}/multi@{}\nONBUILD COPY hello.txt /from-trigger.txt\nONBUILD ENV TRIGGERED=yes\n", amd64["digest"].as_str().unwrap()),
+    );
+    let parent = format!("{host}/parent:1");
+    project.build(&["-t", &parent, "--push"]).ok();
+    project.write("ctx/Dockerfile", &format!("FROM {parent}\nLABEL child=1\n"));
+    let run = project.build(&["-t", "child:latest", "--output", "oci:child"]);
+    let child = project.path().join("child");
+    let manifest = blob(&child, &output_value(&run, "digest"));
+    let config = blob(&child, manifest["config"]["digest"].as_str().unwrap());
+    assert!(
+        config["config"]["Env"]
+            .to_string()
+            .contains("TRIGGERED=yes"),
+        "{config}"
+    );
+    assert!(
+        config["config"].get("OnBuild").is_none(),
+        "triggers run once: {config}"
+    );
+    let tree = unpack(&child, &project.path().join("child-bundle")).unwrap();
+    assert_eq!(tree["/from-trigger.txt"].content, b"hello\n");
+    assert!(tree.contains_key("/bin/busybox"));
+}

@@ -363,19 +363,19 @@ steps:
     assert!(out.contains("sha=01234567 ref=feature/x"), "{out}");
 }
 
-#[test]
-fn the_gitlab_export_validates_against_gitlabs_schema() {
-    let Some(conformance) = common::conformance::dir() else {
-        return;
-    };
+/// GitLab's CI schema, or `None` (skip) without the conformance data.
+fn gitlab_schema() -> Option<jsonschema::Validator> {
+    let conformance = common::conformance::dir()?;
     let schema: serde_json::Value =
         serde_json::from_slice(&std::fs::read(conformance.join("gitlab-ci/ci.json")).unwrap())
             .unwrap();
-    let validator = jsonschema::draft7::new(&schema).unwrap();
+    Some(jsonschema::draft7::new(&schema).unwrap())
+}
 
-    let mut pipeline = mixed_pipeline();
-    pipeline.push_str("    cache:\n      key: maven-${hash:kiln.yml}\n      paths: [.m2/repository]\n    artifacts:\n      name: greeting\n      paths: [greeting.txt]\n");
-    let project = Project::new(&pipeline);
+/// `kiln export gitlab` of `pipeline`, checked against the schema and
+/// kiln's own checks.
+fn export_valid(validator: &jsonschema::Validator, pipeline: &str) -> serde_json::Value {
+    let project = Project::new(pipeline);
     let yaml = project.run(&["export", "gitlab"]).ok();
     let document: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
     let errors: Vec<String> = validator
@@ -384,6 +384,17 @@ fn the_gitlab_export_validates_against_gitlabs_schema() {
         .collect();
     assert!(errors.is_empty(), "schema errors: {errors:#?}\n{yaml}");
     kiln::export::check(&document).unwrap();
+    document
+}
+
+#[test]
+fn the_gitlab_export_validates_against_gitlabs_schema() {
+    let Some(validator) = gitlab_schema() else {
+        return;
+    };
+    let mut pipeline = mixed_pipeline();
+    pipeline.push_str("    cache:\n      key: maven-${hash:kiln.yml}\n      paths: [.m2/repository]\n    artifacts:\n      name: greeting\n      paths: [greeting.txt]\n    rules:\n      - if: $CI_COMMIT_REF_NAME == \"main\" && ($DRY_RUN || $TARGET != null)\n        when: never\n      - when: on_success\n");
+    let document = export_valid(&validator, &pipeline);
 
     let jobs = document.as_object().unwrap();
     assert_eq!(jobs["read-jar"]["needs"], serde_json::json!(["package"]));
@@ -397,6 +408,14 @@ fn the_gitlab_export_validates_against_gitlabs_schema() {
         ".kiln/artifacts/show/"
     );
     assert_eq!(jobs["show"]["cache"]["key"]["files"][0], "kiln.yml");
+    assert_eq!(
+        jobs["show"]["rules"],
+        serde_json::json!([
+            {"if": "$CI_COMMIT_REF_NAME == \"main\" && ($DRY_RUN || $TARGET != null)", "when": "never"},
+            {"when": "on_success"}
+        ])
+    );
+    assert!(jobs["greet"].get("rules").is_none());
 
     // The schema does not see a broken `needs`; kiln's own check does.
     let mut broken = document.clone();
@@ -465,27 +484,33 @@ fn the_readme_example_is_the_shipped_example_and_runs() {
     assert!(out.contains("[report] hello, kiln!"), "{out}");
 }
 
-#[test]
-fn grants_may_name_variables() {
-    let server = Server::start();
-    let project = Project::new(&format!(
+/// A step fetching from `server`, granted `net: [$LOCAL_REGISTRY]`, with
+/// `LOCAL_REGISTRY` declared as `registry`.
+fn fetch_project(server: &Server, registry: &str) -> Project {
+    Project::new(&format!(
         r#"
 stages: [fetch]
 variables:
-  LOCAL_REGISTRY: 127.0.0.1:{port}
+  LOCAL_REGISTRY: "{registry}"
 steps:
   fetch:
     stage: fetch
     uses: {hostile}
     with:
       attack: http
-      target: http://${{LOCAL_REGISTRY}}/v2/
+      target: http://127.0.0.1:{port}/v2/
     allow:
       net: [$LOCAL_REGISTRY]
 "#,
         port = server.port,
         hostile = hostile_path()
-    ));
+    ))
+}
+
+#[test]
+fn grants_may_name_variables() {
+    let server = Server::start();
+    let project = fetch_project(&server, &format!("127.0.0.1:{}", server.port));
     let out = project.run(&["run"]).ok();
     assert!(out.contains("output loot=200 hello from loopback"), "{out}");
     let mut unset = project.kiln(&["run"]);
@@ -497,5 +522,176 @@ steps:
             .contains("kiln.yml:13:13: step `fetch`: allow: invalid host `not a host`"),
         "{}",
         ran.all()
+    );
+}
+
+/// The `status` (and `excluded` reason, if any) of every `step_end` event
+/// in `--json` output, by step.
+fn statuses(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "step_end")
+        .map(|event| {
+            let mut status = event["status"].as_str().unwrap().to_owned();
+            if let Some(why) = event["excluded"].as_str() {
+                status = format!("{status}: {why}");
+            }
+            (event["step"].as_str().unwrap().to_owned(), status)
+        })
+        .collect()
+}
+
+const RULES_PIPELINE: &str = r#"
+stages: [a, b]
+variables:
+  DEPLOY: ""
+  TARGET: staging
+  EXPECTED: staging
+steps:
+  always:
+    stage: a
+    run: true
+  if-set:
+    stage: a
+    run: true
+    rules:
+      - if: $DEPLOY
+  if-empty:
+    stage: a
+    run: true
+    rules:
+      - if: $DEPLOY == "" && ${TARGET} != 'production'
+  if-null:
+    stage: a
+    run: true
+    rules:
+      - if: $UNDECLARED == null && $TARGET == $EXPECTED
+  never-first:
+    stage: a
+    run: true
+    rules:
+      - if: $TARGET == "production" || $DEPLOY && ($TARGET == "staging")
+        when: never
+      - when: on_success
+  after:
+    stage: b
+    run: true
+"#;
+
+#[test]
+fn rules_include_or_exclude_steps_by_the_runs_variables() {
+    let project = Project::new(RULES_PIPELINE);
+    // DEPLOY is declared empty in the file.
+    let ran = project.run(&["run", "--json"]);
+    let out = ran.ok();
+    let expected = [
+        ("after", "ok"),
+        ("always", "ok"),
+        ("if-empty", "ok"),
+        ("if-null", "ok"),
+        ("if-set", "skipped: none of its rules matches"),
+        ("never-first", "ok"),
+    ];
+    let expected: std::collections::BTreeMap<String, String> = expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(statuses(&out), expected, "{out}");
+    assert!(out.contains(r#""event":"summary","ok":true"#), "{out}");
+
+    // The environment overrides the file, as for every variable.
+    let mut deploying = project.kiln(&["run"]);
+    deploying.env("DEPLOY", "yes");
+    let out = Run::of(deploying).ok();
+    assert!(
+        out.contains("── if-empty skipped: excluded by its rules (none of its rules matches) ──"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"── never-first skipped: excluded by its rules (its rule `if: $TARGET == "production" || $DEPLOY && ($TARGET == "staging")` says `when: never`) ──"#),
+        "{out}"
+    );
+    assert!(out.contains("── if-set ok in"), "{out}");
+    let row = out.lines().find(|l| l.starts_with("never-first ")).unwrap();
+    assert!(row.contains(" skipped ") && row.contains(" - "), "{row}");
+}
+
+#[test]
+fn a_malformed_rule_is_located() {
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    run: true\n    rules:\n      - if: $A == \"x\" &&\n",
+        "kiln.yml:7:13: step `x`: rules: if: `$A == \"x\" &&` is not a rule expression: expected `$VAR`, a quoted string, `null` or `(` at the end",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    run: true\n    rules:\n      - if: $A =~ /x/\n",
+        "kiln.yml:7:13: step `x`: rules: if: `$A =~ /x/` is not a rule expression: expected `==` or `!=` (kiln does not match regular expressions)",
+    );
+    invalid(
+        "stages: [a]\nsteps:\n  x:\n    stage: a\n    run: true\n    rules:\n      - when: manual\n",
+        "kiln.yml:7:15: unknown variant `manual`",
+    );
+}
+
+#[test]
+fn needing_a_step_that_rules_exclude_is_an_error() {
+    let project = Project::new(
+        "stages: [a, b]\nsteps:\n  build:\n    stage: a\n    run: true\n    rules:\n      - if: $RELEASE\n  deploy:\n    stage: b\n    needs: [build]\n    run: true\n",
+    );
+    let ran = project.run(&["run"]);
+    assert_eq!(ran.code(), Some(2), "{}", ran.all());
+    assert!(
+        ran.all().starts_with("kiln: kiln.yml:7:9: step `deploy` needs `build`, but `build` is excluded from this run: none of its rules matches; give `deploy` rules that exclude it too, or drop `build` from its `needs:`"),
+        "{}",
+        ran.all()
+    );
+    let ran = project.run(&["run", "--step", "build"]);
+    assert_eq!(ran.code(), Some(2), "{}", ran.all());
+    assert!(
+        ran.all().contains("step `build` is excluded from this run by its rules: none of its rules matches; --step runs a step only where its rules include it"),
+        "{}",
+        ran.all()
+    );
+    let mut release = project.kiln(&["run"]);
+    release.env("RELEASE", "1");
+    Run::of(release).ok();
+}
+
+#[test]
+fn exported_needs_on_steps_with_rules_are_optional_unless_written() {
+    let Some(validator) = gitlab_schema() else {
+        return;
+    };
+    let document = export_valid(
+        &validator,
+        "stages: [a, b]\nsteps:\n  docs:\n    stage: a\n    run: true\n    rules:\n      - if: $CI_COMMIT_REF_NAME == 'main'\n  build:\n    stage: a\n    run: true\n  test:\n    stage: b\n    run: true\n  publish:\n    stage: b\n    needs: [docs]\n    run: true\n    rules:\n      - if: $CI_COMMIT_REF_NAME == 'main'\n",
+    );
+    assert_eq!(
+        document["test"]["needs"],
+        serde_json::json!([{"job": "docs", "optional": true}, "build"])
+    );
+    assert_eq!(document["publish"]["needs"], serde_json::json!(["docs"]));
+    assert_eq!(
+        document["docs"]["rules"],
+        serde_json::json!([{"if": "$CI_COMMIT_REF_NAME == 'main'"}])
+    );
+}
+
+#[test]
+fn grant_entries_that_expand_to_nothing_grant_nothing() {
+    let server = Server::start();
+    let ran = fetch_project(&server, "").run(&["run"]);
+    // The step started (exit 1, not 2) and was granted no host.
+    assert_eq!(ran.code(), Some(1), "{}", ran.all());
+    assert!(
+        ran.all().contains(&format!(
+            "denied: 127.0.0.1:{} not in this step's grant",
+            server.port
+        )),
+        "{}",
+        ran.all()
+    );
+    assert_eq!(
+        server.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
     );
 }

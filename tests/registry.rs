@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::images::umoci_new;
 use common::registry::{Auth, PASSWORD, Registry, USER};
 use common::{Run, kiln, run_ok};
 
@@ -17,13 +18,7 @@ use common::{Run, kiln, run_ok};
 fn umoci_layout(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
     let layout = dir.join("umoci-layout");
     let bundle = dir.join("bundle");
-    let image = format!("{}:v1", layout.display());
-    run_ok(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-    );
-    run_ok(Command::new("umoci").args(["new", "--image", &image]));
+    let image = umoci_new(&layout, "v1");
     run_ok(
         Command::new("umoci")
             .args(["unpack", "--rootless", "--image", &image])

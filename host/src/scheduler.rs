@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use crate::inputs::display;
-use crate::pipeline::{Action, Pipeline, PipelineError, Step, Variables};
+use crate::pipeline::{Action, Exclusion, Pipeline, PipelineError, Step, Variables, rules};
 use crate::policy::{Mount, StepDirs, StepGrant, ValueSource, guest_artifact_path};
 use crate::runtime::Runtime;
 use crate::shell;
@@ -64,7 +64,9 @@ struct Shared {
 }
 
 /// Run `pipeline`. Returns every selected step's summary (the run failed
-/// if any is not ok), or why the pipeline could not start.
+/// if any is not ok), or why the pipeline could not start. Steps that
+/// their `rules:` exclude are not selected: the reporter shows them as
+/// skipped, and they do not fail the run.
 pub async fn run(
     pipeline: Arc<Pipeline>,
     options: RunOptions,
@@ -77,7 +79,16 @@ pub async fn run(
         .artifacts_dir
         .clone()
         .unwrap_or_else(|| pipeline.project_dir.join(".kiln"));
-    let selected = select(&pipeline, &options)?;
+    // Rules see the run's variables, then the rest of the environment, as
+    // GitLab's rules see every CI/CD variable of the job.
+    let value = |name: &str| {
+        variables
+            .get(name)
+            .map(str::to_owned)
+            .or_else(|| env.get(name))
+    };
+    let excluded = rules::excluded_steps(&pipeline, &value);
+    let selected = select(&pipeline, &options, &excluded)?;
     let prepared = prepare(&pipeline, &variables, &selected)?;
     let artifacts = ArtifactStore::new(&root);
     let chosen: HashSet<&str> = selected.iter().map(|s| s.name.as_str()).collect();
@@ -101,12 +112,35 @@ pub async fn run(
         reporter: reporter.clone(),
         root,
     });
+    // `--step` never names an excluded step (`select` refused it), so
+    // excluded steps are shown only when the whole pipeline runs.
+    let left_out: Vec<StepSummary> = pipeline
+        .steps
+        .iter()
+        .filter(|_| options.only.is_empty())
+        .filter_map(|s| {
+            excluded
+                .get(&s.name)
+                .map(|why| skipped(s, Some(&why.reason)))
+        })
+        .collect();
+    for summary in &left_out {
+        reporter.step_finished(summary);
+    }
     let summaries = schedule(shared, prepared, &chosen, options.jobs.max(1)).await;
-    reporter.pipeline_finished(&summaries);
+    let mut all: Vec<StepSummary> = summaries.iter().cloned().chain(left_out).collect();
+    all.sort_by_key(|s| pipeline.steps.iter().position(|p| p.name == s.step));
+    reporter.pipeline_finished(&all);
     Ok(summaries)
 }
 
-fn select(pipeline: &Pipeline, options: &RunOptions) -> Result<Vec<Step>, RunError> {
+/// The steps to run: those `--step` names (all by default) that their
+/// rules include, without needs on excluded steps.
+fn select(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    excluded: &HashMap<String, Exclusion>,
+) -> Result<Vec<Step>, RunError> {
     for name in &options.only {
         if pipeline.step(name).is_none() {
             let known: Vec<&str> = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
@@ -117,11 +151,34 @@ fn select(pipeline: &Pipeline, options: &RunOptions) -> Result<Vec<Step>, RunErr
             )));
         }
     }
-    let selected: Vec<Step> = pipeline
+    if let Some((name, why)) = options
+        .only
+        .iter()
+        .find_map(|n| excluded.get(n).map(|e| (n, e)))
+    {
+        return Err(RunError::Pipeline(pipeline.error(
+            why.position,
+            format!(
+                "step `{name}` is excluded from this run by its rules: {}; --step runs a step only where its rules include it",
+                why.reason
+            ),
+        )));
+    }
+    let selected: Vec<&Step> = pipeline
         .steps
         .iter()
         .filter(|s| options.only.is_empty() || options.only.contains(&s.name))
-        .cloned()
+        .filter(|s| !excluded.contains_key(&s.name))
+        .collect();
+    rules::check_needs(pipeline, selected.iter().copied(), excluded)?;
+    let selected: Vec<Step> = selected
+        .into_iter()
+        .map(|s| {
+            let mut step = s.clone();
+            // Only needs from stage order are left to drop.
+            step.needs.retain(|n| !excluded.contains_key(n));
+            step
+        })
         .collect();
     if options.sandboxed_only
         && let Some(step) = selected.iter().find(|s| !s.is_sandboxed())
@@ -269,6 +326,7 @@ async fn schedule(
             status: status_now,
             duration_ms: started.elapsed().as_millis(),
             error,
+            excluded: None,
         };
         shared.reporter.step_finished(&summary);
         if status_now == StepStatus::Failed && !failed {
@@ -278,14 +336,7 @@ async fn schedule(
         status.insert(name, summary);
     }
     for prepared in pending {
-        let summary = StepSummary {
-            step: prepared.step.name.clone(),
-            stage: prepared.step.stage.clone(),
-            sandboxed: prepared.step.is_sandboxed(),
-            status: StepStatus::Skipped,
-            duration_ms: 0,
-            error: None,
-        };
+        let summary = skipped(&prepared.step, None);
         shared.reporter.step_finished(&summary);
         status.insert(prepared.step.name.clone(), summary);
     }
@@ -293,6 +344,20 @@ async fn schedule(
         .into_iter()
         .filter_map(|name| status.remove(&name))
         .collect()
+}
+
+/// The summary of a step that did not start: a step it needs failed, or
+/// its rules `excluded` it.
+fn skipped(step: &Step, excluded: Option<&str>) -> StepSummary {
+    StepSummary {
+        step: step.name.clone(),
+        stage: step.stage.clone(),
+        sandboxed: step.is_sandboxed(),
+        status: StepStatus::Skipped,
+        duration_ms: 0,
+        error: None,
+        excluded: excluded.map(str::to_owned),
+    }
 }
 
 /// Run one step and store what it hands on. Returns a masked one-line

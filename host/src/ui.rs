@@ -53,7 +53,8 @@ pub enum StepStatus {
     Failed,
     /// It was stopped because another step failed.
     Cancelled,
-    /// It never started because a step it needs did not succeed.
+    /// It never started: a step it needs did not succeed, or its `rules:`
+    /// left it out (then [`StepSummary::excluded`] says why).
     Skipped,
 }
 
@@ -84,6 +85,18 @@ pub struct StepSummary {
     /// Why it failed, masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why its `rules:` left it out of the run. Such a step is skipped
+    /// without failing the pipeline, as GitLab does not create the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
+}
+
+impl StepSummary {
+    /// Whether the step leaves the pipeline successful: it succeeded, or
+    /// its rules excluded it.
+    pub fn passed(&self) -> bool {
+        self.status == StepStatus::Ok || self.excluded.is_some()
+    }
 }
 
 /// Where step events go. Implementations receive text that is already
@@ -213,7 +226,14 @@ impl Reporter for HumanReporter {
 
     fn step_finished(&self, summary: &StepSummary) {
         let seconds = summary.duration_ms as f64 / 1000.0;
-        match (&summary.status, &summary.error) {
+        let excluded = summary
+            .excluded
+            .as_ref()
+            .map(|why| format!("excluded by its rules ({why})"));
+        match (
+            &summary.status,
+            summary.error.as_ref().or(excluded.as_ref()),
+        ) {
             (StepStatus::Ok, _) => {
                 self.line(&format!("── {} ok in {seconds:.1}s ──", summary.step))
             }
@@ -329,7 +349,7 @@ impl Reporter for JsonReporter {
 
     fn pipeline_finished(&self, steps: &[StepSummary]) {
         Self::emit(&JsonEvent::Summary {
-            ok: steps.iter().all(|s| s.status == StepStatus::Ok),
+            ok: steps.iter().all(StepSummary::passed),
             steps,
         });
     }

@@ -13,6 +13,15 @@ use serde_json::Value;
 
 use super::run_ok;
 
+/// A new layout at `layout` with an empty image tagged `tag`, made by
+/// umoci; returns the image's `LAYOUT:TAG` name.
+pub fn umoci_new(layout: &Path, tag: &str) -> String {
+    let image = format!("{}:{tag}", layout.display());
+    run_ok(Command::new("umoci").args(["init", "--layout"]).arg(layout));
+    run_ok(Command::new("umoci").args(["new", "--image", &image]));
+    image
+}
+
 /// Where Debian's `busybox-static` installs its binary.
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -87,13 +96,7 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
             .arg("."),
     );
     let layout = dir.join("busybox-layout");
-    let image = format!("{}:latest", layout.display());
-    run_ok(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-    );
-    run_ok(Command::new("umoci").args(["new", "--image", &image]));
+    let image = umoci_new(&layout, "latest");
     run_ok(
         Command::new("umoci")
             .args(["raw", "add-layer", "--image", &image])

@@ -9,6 +9,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use super::rules::When;
 use crate::policy::StepGrant;
 
 /// The whole file.
@@ -64,6 +65,21 @@ pub struct StepDecl {
     /// Host shell commands, for work that cannot be sandboxed.
     #[serde(default)]
     pub run: Option<Spanned<Commands>>,
+    /// GitLab's `rules:`: whether the step takes part in a run.
+    #[serde(default)]
+    pub rules: Option<Spanned<Vec<Spanned<RuleDecl>>>>,
+}
+
+/// One entry of `rules:`, in GitLab's syntax.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDecl {
+    /// The condition; without it the rule always matches.
+    #[serde(rename = "if", default)]
+    pub condition: Option<Spanned<String>>,
+    /// What a match decides; default `on_success`.
+    #[serde(default)]
+    pub when: Option<When>,
 }
 
 /// `allow:` of a step: the foundation's [`StepGrant`], with directories

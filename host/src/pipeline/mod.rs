@@ -3,6 +3,7 @@
 //! and what is expected.
 
 pub mod file;
+pub mod rules;
 pub mod variables;
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 
 pub use file::{ArtifactsDecl, VariableDecl};
 use file::{PipelineFile, StepDecl};
+pub use rules::{Exclusion, Rule};
 pub use variables::Variables;
 
 use crate::plugins::PluginRef;
@@ -108,31 +110,39 @@ pub struct GrantTemplate {
 }
 
 impl GrantTemplate {
-    /// The grant with variables expanded; an error names where.
+    /// The grant with variables expanded; an error names where. An entry
+    /// that expands to nothing is dropped, so a grant may name an optional
+    /// variable (`net: [$CI_REGISTRY]` outside GitLab grants no host).
     pub fn expand(
         &self,
         variables: &Variables,
         project_dir: &Path,
     ) -> Result<StepGrant, (Position, String)> {
         let mut grant = self.fixed.clone();
-        let expand = |value: &Located| {
-            variables
-                .expand(&value.text)
-                .map_err(|m| (value.position, m))
+        let expand = |values: &[Located]| -> Result<Vec<(String, Position)>, (Position, String)> {
+            let mut expanded = Vec::new();
+            for value in values {
+                let text = variables
+                    .expand(&value.text)
+                    .map_err(|m| (value.position, m))?;
+                if !text.is_empty() {
+                    expanded.push((text, value.position));
+                }
+            }
+            Ok(expanded)
         };
         for (dirs, into) in [
             (&self.read, &mut grant.read),
             (&self.write, &mut grant.write),
         ] {
-            for dir in dirs {
-                into.push(project_dir.join(expand(dir)?));
+            for (dir, _) in expand(dirs)? {
+                into.push(project_dir.join(dir));
             }
         }
-        for host in &self.net {
-            let expanded = expand(host)?;
-            let pattern = expanded
+        for (host, position) in expand(&self.net)? {
+            let pattern = host
                 .parse()
-                .map_err(|e: crate::policy::GrantError| (host.position, e.to_string()))?;
+                .map_err(|e: crate::policy::GrantError| (position, e.to_string()))?;
             grant.net.push(pattern);
         }
         Ok(grant)
@@ -159,6 +169,11 @@ pub struct Step {
     pub action: Action,
     /// The steps it needs, resolved (explicit or by stage).
     pub needs: Vec<String>,
+    /// Whether `needs:` is written: GitLab refuses a written need of a job
+    /// that rules exclude, but stage order just goes without it.
+    pub needs_declared: bool,
+    /// `rules:` in order; empty when the step always runs.
+    pub rules: Vec<Rule>,
     /// What it hands on.
     pub artifacts: Option<ArtifactsDecl>,
     /// What it keeps between runs.
@@ -433,10 +448,43 @@ impl Validator<'_> {
             stage: stage.value.clone(),
             action,
             needs,
+            needs_declared: decl_value.needs.is_some(),
+            rules: self.rules(name, decl_value)?,
             artifacts: decl_value.artifacts.clone(),
             cache,
             position,
         })
+    }
+
+    /// Parse every `if:` now, so a typo stops `kiln run` before anything
+    /// runs, whichever way the rules would decide.
+    fn rules(&self, name: &str, decl: &StepDecl) -> Result<Vec<Rule>, PipelineError> {
+        let Some(rules) = &decl.rules else {
+            return Ok(Vec::new());
+        };
+        if rules.value.is_empty() {
+            return Err(self.error(
+                at(rules),
+                format!("step `{name}`: `rules:` is empty; add a rule, or remove `rules:` to always run the step"),
+            ));
+        }
+        rules
+            .value
+            .iter()
+            .map(|rule| {
+                let condition = match &rule.value.condition {
+                    Some(text) => Some(rules::Condition::parse(&text.value).map_err(|m| {
+                        self.error(at(text), format!("step `{name}`: rules: if: {m}"))
+                    })?),
+                    None => None,
+                };
+                Ok(Rule {
+                    condition,
+                    when: rule.value.when,
+                    position: at(rule),
+                })
+            })
+            .collect()
     }
 
     fn plugin_action(

@@ -22,6 +22,9 @@ pub struct Manifest {
     pub name: Option<String>,
     /// The files, sorted by path.
     pub files: Vec<FileEntry>,
+    /// Empty directories, which restoring recreates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<String>,
 }
 
 /// One file of an artifact.
@@ -82,8 +85,9 @@ impl ArtifactStore {
         self.root.join("artifacts").join(step)
     }
 
-    /// Store `files` (relative to `base`) as the artifact of `step`,
-    /// replacing any earlier one only once the new one is complete.
+    /// Store `files` (relative to `base`; directories among them are kept
+    /// as empty directories) as the artifact of `step`, replacing any
+    /// earlier one only once the new one is complete.
     pub fn save(
         &self,
         step: &str,
@@ -101,8 +105,13 @@ impl ArtifactStore {
         std::fs::create_dir_all(&blobs).map_err(io_error(&blobs))?;
 
         let mut entries = Vec::new();
+        let mut directories = Vec::new();
         for relative in files {
             let source = base.join(relative);
+            if source.is_dir() {
+                directories.push(slash_path(relative));
+                continue;
+            }
             let mut input = File::open(&source).map_err(io_error(&source))?;
             let mode = input
                 .metadata()
@@ -129,6 +138,7 @@ impl ArtifactStore {
             step: step.to_owned(),
             name,
             files: entries,
+            directories,
         };
         let manifest_path = staging.path().join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
@@ -179,6 +189,12 @@ impl ArtifactStore {
             detail,
         };
         let blobs = self.step_dir(&manifest.step).join("blobs").join("sha256");
+        for directory in &manifest.directories {
+            let relative = safe_relative(directory)
+                .ok_or_else(|| corrupt(format!("path `{directory}` leaves the artifact")))?;
+            let target = dest.join(relative);
+            std::fs::create_dir_all(&target).map_err(io_error(&target))?;
+        }
         for entry in &manifest.files {
             let relative = safe_relative(&entry.path)
                 .ok_or_else(|| corrupt(format!("path `{}` leaves the artifact", entry.path)))?;
@@ -234,7 +250,7 @@ mod tests {
 
     fn project() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("target")).unwrap();
+        std::fs::create_dir_all(dir.path().join("target/empty")).unwrap();
         std::fs::write(dir.path().join("target/app.jar"), b"PK jar bytes").unwrap();
         std::fs::write(dir.path().join("run.sh"), b"#!/bin/sh\n").unwrap();
         std::fs::set_permissions(
@@ -250,7 +266,11 @@ mod tests {
         let project = project();
         let store_dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::new(store_dir.path());
-        let files = vec![PathBuf::from("run.sh"), PathBuf::from("target/app.jar")];
+        let files = vec![
+            PathBuf::from("run.sh"),
+            PathBuf::from("target/app.jar"),
+            PathBuf::from("target/empty"),
+        ];
         let saved = store
             .save("build", Some("app".into()), project.path(), &files)
             .unwrap();
@@ -263,6 +283,7 @@ mod tests {
             std::fs::read(dest.path().join("target/app.jar")).unwrap(),
             b"PK jar bytes"
         );
+        assert!(dest.path().join("target/empty").is_dir());
         let mode = std::fs::metadata(dest.path().join("run.sh"))
             .unwrap()
             .permissions()

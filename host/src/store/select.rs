@@ -27,8 +27,10 @@ fn compile(patterns: &[String]) -> Result<GlobSet, StoreError> {
     set.build().map_err(|e| StoreError::Pattern(e.to_string()))
 }
 
-/// Regular files under `base` matched by `paths` and not by `exclude`, as
-/// sorted relative paths. Symbolic links are never followed.
+/// Regular files under `base` matched by `paths` and not by `exclude`, and
+/// matched directories that are empty (an empty directory can matter to
+/// the next step, as a Dockerfile's `COPY dir/`), as sorted relative
+/// paths. Symbolic links are never followed.
 pub fn select_files(
     base: &Path,
     paths: &[String],
@@ -65,7 +67,15 @@ fn walk(
         let kind = entry.file_type().map_err(io_error(entry.path()))?;
         let matched = inside_match || include.is_match(&path);
         if kind.is_dir() {
+            let before = found.len();
             walk(base, &path, matched, include, exclude, found)?;
+            let empty = std::fs::read_dir(entry.path())
+                .map_err(io_error(entry.path()))?
+                .next()
+                .is_none();
+            if matched && empty && found.len() == before {
+                found.push(path);
+            }
         } else if kind.is_file() && matched {
             found.push(path);
         }

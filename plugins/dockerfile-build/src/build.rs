@@ -169,7 +169,7 @@ impl<'a> Runner<'a> {
                 ))
             })?,
         };
-        let needed = needed_stages(&texts, target);
+        let needed = needed_stages(&texts, target, &global, self.escape);
         for (index, text) in texts.iter().enumerate().take(target + 1) {
             if !needed[index] {
                 self.stages.push(Stage::placeholder());
@@ -1050,8 +1050,15 @@ fn adjust(mut entry: Entry, owner: Option<(u64, u64)>, chmod: Option<u32>) -> En
     entry
 }
 
-/// Which stages the target needs: itself, its FROM chain and `--from`s.
-fn needed_stages(stages: &[StageText<'_>], target: usize) -> Vec<bool> {
+/// Which stages the target needs: itself, its FROM chain and `--from`s,
+/// names expanded with the global ARGs (`FROM app-${VARIANT}`), as
+/// BuildKit does; a stage nothing needs is never built.
+fn needed_stages(
+    stages: &[StageText<'_>],
+    target: usize,
+    global: &[(String, String)],
+    escape: char,
+) -> Vec<bool> {
     let mut needed = vec![false; stages.len()];
     let mut todo = vec![target];
     let find = |name: &str, before: usize| -> Option<usize> {
@@ -1079,11 +1086,10 @@ fn needed_stages(stages: &[StageText<'_>], target: usize) -> Vec<bool> {
             }
         }
         for name in names {
-            if name.contains('$') {
-                // An expanded name could be any earlier stage.
-                todo.extend(0..index);
-            } else if let Some(i) = find(&name, index) {
-                todo.push(i);
+            match shell::process_word(&name, &global.to_vec(), escape) {
+                Ok(name) => todo.extend(find(&name, index)),
+                // An unexpandable name could be any earlier stage.
+                Err(_) => todo.extend(0..index),
             }
         }
     }

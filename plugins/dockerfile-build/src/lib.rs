@@ -135,7 +135,6 @@ impl Step for DockerfileBuild {
             .default_int(DEFAULT_EXTRACT_LIMIT_MB),
         )
         .output("digest", ValueKind::Text, "The image manifest digest")
-        .output("layout", ValueKind::Path, "The OCI image layout written")
         .needs(CapabilityKind::Read, "context", "reads the build context")
         .needs(CapabilityKind::Write, "output", "writes the image layout")
         .needs(
@@ -247,9 +246,7 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         built.reused,
         output.display()
     );
-    Ok(Outputs::new()
-        .text("digest", manifest.digest().to_string())
-        .path("layout", output.display().to_string()))
+    Ok(Outputs::new().text("digest", manifest.digest().to_string()))
 }
 
 /// `NAME=VALUE` lines (blank lines ignored); a line without `=` is an
