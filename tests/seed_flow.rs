@@ -217,3 +217,42 @@ fn without_a_registry_the_image_stays_a_layout_and_the_run_says_how_to_push() {
         "{umoci}"
     );
 }
+
+#[test]
+fn maven_artifact_names_the_pom_and_the_fix() {
+    let work = tempfile::tempdir().unwrap();
+    let project = example_copy(work.path());
+    let collect = || Run::of(kiln(&project, &["step", "maven-artifact"]));
+
+    let run = collect();
+    assert_eq!(run.code(), Some(2), "{}", run.all());
+    assert!(
+        run.stderr().contains("pom.xml says the artifact is target/sample.jar, but there is no such file; run `mvn package` first"),
+        "{}",
+        run.stderr()
+    );
+
+    // Not a JAR: a file with the right name but no zip inside.
+    std::fs::create_dir_all(project.join("target")).unwrap();
+    std::fs::write(project.join("target/sample.jar"), "not a zip").unwrap();
+    let run = collect();
+    assert!(
+        run.stderr()
+            .contains("target/sample.jar is not a valid JAR/WAR (zip)"),
+        "{}",
+        run.stderr()
+    );
+
+    // An undefined property names the file, line and element.
+    std::fs::write(
+        project.join("pom.xml"),
+        "<project>\n  <groupId>g</groupId><artifactId>a</artifactId>\n  <version>${release}</version>\n</project>\n",
+    )
+    .unwrap();
+    let run = collect();
+    assert!(
+        run.stderr().contains("pom.xml:3: <version>${release}</version>: the property ${release} is not defined; define it in <properties>"),
+        "{}",
+        run.stderr()
+    );
+}

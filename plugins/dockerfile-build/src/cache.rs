@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_oci::ImageLayout;
+use kiln_oci::layer::{Compression, Layer};
+use kiln_oci::tree::{Kind, Tree};
 use kiln_sdk::digest::Sha256;
 
 use crate::BuildError;
-use crate::layer::{Compression, Layer};
-use crate::tree::{Kind, Tree};
 
 /// Keys kept; older ones are dropped so the file stays small.
 const MAX_KEYS: usize = 512;

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use kiln_dockerfile::ignore::{self, IgnoreRules};
 use kiln_dockerfile::pattern;
+use kiln_oci::tree::{Entry, FileData, Kind, join};
 
 use crate::BuildError;
-use crate::tree::{Entry, FileData, Kind};
 
 /// A build context directory and its `.dockerignore`.
 pub struct Context {
@@ -75,7 +75,7 @@ impl Context {
             if !path.is_empty() && self.ignore.is_excluded(&path) {
                 continue;
             }
-            let resolved = crate::tree::resolve(&path, |p| self.entry(p))?;
+            let resolved = kiln_oci::tree::resolve(&path, |p| self.entry(p))?;
             if let Some((target, entry)) = resolved {
                 found.push(Found {
                     path,
@@ -208,15 +208,6 @@ impl Context {
         } else {
             self.root.join(path)
         }
-    }
-}
-
-/// `base/name`, or `name` at the root.
-pub fn join(base: &str, name: &str) -> String {
-    if base.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{base}/{name}")
     }
 }
 

@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use kiln_oci::archive;
+use kiln_oci::layer::{Layer, parse_digest};
 use kiln_oci::spec::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType};
 use kiln_oci::{ImageLayout, Reference, registry};
 use serde_json::{Map, Value, json};
 
 use crate::BuildError;
-use crate::archive;
-use crate::layer::{Layer, parse_digest};
 
 /// The platform images are built for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,13 +8,10 @@
 //! metadata instructions edit the image config, COPY/ADD/WORKDIR produce
 //! one reproducible layer each (see [`layer`]).
 
-mod archive;
 mod build;
 mod cache;
 mod context;
 mod image;
-mod layer;
-mod tree;
 
 use std::path::{Path, PathBuf};
 
@@ -24,10 +21,10 @@ use kiln_sdk::{
     ValueKind, export_step,
 };
 
-use crate::archive::Scratch;
 use crate::context::Context;
 use crate::image::Platform;
-use crate::layer::Compression;
+use kiln_oci::archive::Scratch;
+use kiln_oci::layer::Compression;
 
 /// Why a build failed; the message names the file, line or input.
 #[derive(Debug)]
@@ -64,7 +61,11 @@ impl std::fmt::Display for BuildError {
 
 impl From<OciError> for BuildError {
     fn from(error: OciError) -> Self {
-        BuildError::Failed(error.to_string())
+        match error {
+            // Bad archives, layouts or references: the user's input.
+            OciError::Invalid(message) => BuildError::Input(message),
+            other => BuildError::Failed(other.to_string()),
+        }
     }
 }
 

@@ -127,6 +127,15 @@ impl Tree {
     }
 }
 
+/// `base/name`, or `name` at the root (`""`).
+pub fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
 /// Parent directories of `path`, outermost first (`a/b/c` → `a`, `a/b`).
 pub fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])

@@ -9,10 +9,10 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::BuildError;
-use crate::context::join;
+use crate::OciError;
+use crate::error::io;
 use crate::layer::copy;
-use crate::tree::{self, Entry, FileData, Kind, Tree};
+use crate::tree::{self, Entry, FileData, Kind, Tree, join};
 
 /// Where extracted file bytes are kept for the duration of the build.
 pub struct Scratch {
@@ -24,9 +24,9 @@ pub struct Scratch {
 
 impl Scratch {
     /// A fresh scratch directory at `dir`, allowing `limit` bytes in all.
-    pub fn create(dir: PathBuf, limit: u64) -> Result<Scratch, BuildError> {
+    pub fn create(dir: PathBuf, limit: u64) -> Result<Scratch, OciError> {
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir)(e))?;
         Ok(Scratch {
             dir,
             next: std::cell::Cell::new(0),
@@ -41,25 +41,25 @@ impl Scratch {
 
     /// Decode the xz stream `reader` into a scratch file, within the
     /// extraction budget, and open it for reading.
-    fn spill_xz(&self, mut reader: impl BufRead, what: &str) -> Result<File, BuildError> {
+    fn spill_xz(&self, mut reader: impl BufRead, what: &str) -> Result<File, OciError> {
         let path = self.dir.join(format!("xz-{}", self.next.get()));
         self.next.set(self.next.get() + 1);
-        let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
+        let file = File::create(&path).map_err(|e| io(&path)(e))?;
         let mut bounded = Bounded {
             inner: io::BufWriter::with_capacity(1 << 20, file),
             left: self.budget.get(),
         };
         lzma_rs::xz_decompress(&mut reader, &mut bounded)
-            .map_err(|e| BuildError::input(format!("{what}: xz: {e:?}")))?;
-        io::Write::flush(&mut bounded).map_err(|e| BuildError::io(&path, e))?;
-        File::open(&path).map_err(|e| BuildError::io(&path, e))
+            .map_err(|e| OciError::Invalid(format!("{what}: xz: {e:?}")))?;
+        io::Write::flush(&mut bounded).map_err(|e| io(&path)(e))?;
+        File::open(&path).map_err(|e| io(&path)(e))
     }
 
     /// Store `size` bytes from `reader`; returns the scratch path.
-    fn store(&self, reader: &mut impl Read, size: u64, what: &str) -> Result<String, BuildError> {
+    fn store(&self, reader: &mut impl Read, size: u64, what: &str) -> Result<String, OciError> {
         let left = self.budget.get();
         if size > left {
-            return Err(BuildError::input(format!(
+            return Err(OciError::Invalid(format!(
                 "{what}: extracting it would exceed the extraction limit (raise the `extract-limit-mb` input if the archive is trusted)"
             )));
         }
@@ -67,11 +67,10 @@ impl Scratch {
         let n = self.next.get();
         self.next.set(n + 1);
         let path = self.dir.join(n.to_string());
-        let mut file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
-        let written =
-            copy(&mut reader.take(size), &mut file).map_err(|e| BuildError::io(&path, e))?;
+        let mut file = File::create(&path).map_err(|e| io(&path)(e))?;
+        let written = copy(&mut reader.take(size), &mut file).map_err(|e| io(&path)(e))?;
         if written != size {
-            return Err(BuildError::input(format!(
+            return Err(OciError::Invalid(format!(
                 "{what}: the archive is truncated"
             )));
         }
@@ -104,26 +103,26 @@ pub fn decompressed<'a>(
     reader: impl Read + 'a,
     what: &str,
     scratch: Option<&Scratch>,
-) -> Result<Box<dyn Read + 'a>, BuildError> {
+) -> Result<Box<dyn Read + 'a>, OciError> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let head = reader
         .fill_buf()
-        .map_err(|e| BuildError::failed(format!("{what}: {e}")))?;
+        .map_err(|e| OciError::Invalid(format!("{what}: {e}")))?;
     Ok(match sniff(head) {
         Codec::Plain => Box::new(reader),
         Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Codec::Zstd => Box::new(
             ruzstd::decoding::StreamingDecoder::new(reader)
-                .map_err(|e| BuildError::input(format!("{what}: {e}")))?,
+                .map_err(|e| OciError::Invalid(format!("{what}: {e}")))?,
         ),
         Codec::Xz => {
             // lzma-rs decodes xz only into a writer: spill to scratch.
             let scratch = scratch
-                .ok_or_else(|| BuildError::input(format!("{what}: xz is not supported here")))?;
+                .ok_or_else(|| OciError::Invalid(format!("{what}: xz is not supported here")))?;
             Box::new(scratch.spill_xz(reader, what)?)
         }
         Codec::Bzip2 => {
-            return Err(BuildError::input(format!(
+            return Err(OciError::Invalid(format!(
                 "{what}: bzip2 archives are not supported; use gzip, xz or zstd"
             )));
         }
@@ -132,16 +131,16 @@ pub fn decompressed<'a>(
 
 /// Whether the file at `path` is a tar archive, possibly compressed (what
 /// `ADD` extracts); anything else is copied as a file.
-pub fn is_archive(path: &Path) -> Result<bool, BuildError> {
-    let mut file = File::open(path).map_err(|e| BuildError::io(path, e))?;
+pub fn is_archive(path: &Path) -> Result<bool, OciError> {
+    let mut file = File::open(path).map_err(|e| io(path)(e))?;
     let what = path.display().to_string();
     let mut head = [0u8; 512];
-    let magic = file.read(&mut head).map_err(|e| BuildError::io(path, e))?;
+    let magic = file.read(&mut head).map_err(|e| io(path)(e))?;
     if sniff(&head[..magic]) == Codec::Xz {
         // Decoding xz needs scratch space; extraction checks it is a tar.
         return Ok(true);
     }
-    let file = File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let file = File::open(path).map_err(|e| io(path)(e))?;
     let mut reader = match decompressed(file, &what, None) {
         Ok(reader) => reader,
         Err(_) => return Ok(false),
@@ -178,15 +177,15 @@ pub fn extract(
     landing: &Landing<'_>,
     tree: &mut Tree,
     scratch: &Scratch,
-) -> Result<(), BuildError> {
+) -> Result<(), OciError> {
     let mut archive = tar::Archive::new(decompressed(reader, what, Some(scratch))?);
-    let bad = |e: io::Error| BuildError::input(format!("{what}: not a readable tar archive: {e}"));
+    let bad = |e: io::Error| OciError::Invalid(format!("{what}: not a readable tar archive: {e}"));
     for item in archive.entries().map_err(bad)? {
         let mut item = item.map_err(bad)?;
         let raw = item.path().map_err(bad)?.to_string_lossy().into_owned();
         let Some(relative) = safe_relative(&raw) else {
             if landing.strict {
-                return Err(BuildError::input(format!(
+                return Err(OciError::Invalid(format!(
                     "{what}: entry `{raw}` would be written outside its destination; the archive is refused"
                 )));
             }

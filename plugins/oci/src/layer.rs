@@ -11,11 +11,12 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 
-use kiln_oci::ImageLayout;
-use kiln_oci::spec::{Descriptor, MediaType};
+use crate::ImageLayout;
+use crate::spec::{Descriptor, MediaType};
 use kiln_sdk::digest::Sha256;
 
-use crate::BuildError;
+use crate::OciError;
+use crate::error::io;
 use crate::tree::{Entry, Kind, Tree};
 
 /// How layers are compressed.
@@ -29,11 +30,11 @@ pub enum Compression {
 
 impl Compression {
     /// Parse the `compression` input.
-    pub fn parse(text: &str) -> Result<Compression, BuildError> {
+    pub fn parse(text: &str) -> Result<Compression, OciError> {
         match text {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
-            other => Err(BuildError::input(format!(
+            other => Err(OciError::Invalid(format!(
                 "compression `{other}` is not supported; use gzip or zstd"
             ))),
         }
@@ -72,7 +73,7 @@ pub fn write(
     tree: &Tree,
     layout: &ImageLayout,
     compression: Compression,
-) -> Result<Layer, BuildError> {
+) -> Result<Layer, OciError> {
     let mut tar = HashingReader::new(TarStream::new(tree));
     let mut blob = layout.blob_writer()?;
     let written = match compression {
@@ -92,7 +93,7 @@ pub fn write(
     if let Some(error) = tar.inner.error.take() {
         return Err(error);
     }
-    written.map_err(|e| BuildError::failed(format!("writing a layer: {e}")))?;
+    written.map_err(|e| OciError::Invalid(format!("writing a layer: {e}")))?;
     let (digest, size) = blob.commit(None)?;
     let tar_size = tar.size;
     let diff_id = tar.finish();
@@ -105,10 +106,10 @@ pub fn write(
 }
 
 /// A digest string as an `oci-spec` digest.
-pub fn parse_digest(digest: &str) -> Result<kiln_oci::spec::Digest, BuildError> {
+pub fn parse_digest(digest: &str) -> Result<crate::spec::Digest, OciError> {
     digest
         .parse()
-        .map_err(|e| BuildError::failed(format!("digest {digest}: {e}")))
+        .map_err(|e| OciError::Invalid(format!("digest {digest}: {e}")))
 }
 
 /// Copy with a 1 MiB buffer: every write to the layout is a host call.
@@ -177,7 +178,7 @@ struct TarStream<'a> {
     done: bool,
     /// The first error, kept so the caller reports it with its path
     /// rather than as a compressor's I/O error.
-    error: Option<BuildError>,
+    error: Option<OciError>,
 }
 
 impl<'a> TarStream<'a> {
@@ -193,7 +194,7 @@ impl<'a> TarStream<'a> {
     }
 
     /// Queue the next entry's header; open its file.
-    fn advance(&mut self) -> Result<bool, BuildError> {
+    fn advance(&mut self) -> Result<bool, OciError> {
         let Some((path, entry)) = self.entries.next() else {
             if !self.done {
                 self.pending.extend([0u8; 1024]);
@@ -204,8 +205,8 @@ impl<'a> TarStream<'a> {
         let (header, body) = header(path, entry)?;
         self.pending.extend(header);
         if let Kind::File(data) = &entry.kind {
-            let file = File::open(&data.source)
-                .map_err(|e| BuildError::io(std::path::Path::new(&data.source), e))?;
+            let file =
+                File::open(&data.source).map_err(|e| io(std::path::Path::new(&data.source))(e))?;
             self.file = Some((file, data.size, data.source.clone()));
             self.padding = (512 - (body % 512) as usize) % 512;
         }
@@ -229,7 +230,7 @@ impl Read for TarStream<'_> {
                     let n = file.read(&mut buf[..want])?;
                     if n == 0 {
                         let error =
-                            BuildError::failed(format!("{source} shrank while it was copied"));
+                            OciError::Invalid(format!("{source} shrank while it was copied"));
                         self.error = Some(error);
                         return Err(io::Error::other("source file shrank"));
                     }
@@ -253,14 +254,14 @@ impl Read for TarStream<'_> {
 
 /// The header blocks of one entry (long names get GNU extension blocks)
 /// and the body size that follows.
-fn header(path: &str, entry: &Entry) -> Result<(Vec<u8>, u64), BuildError> {
+fn header(path: &str, entry: &Entry) -> Result<(Vec<u8>, u64), OciError> {
     let mut header = tar::Header::new_gnu();
     header.set_mode(entry.mode);
     header.set_uid(entry.uid);
     header.set_gid(entry.gid);
     header.set_mtime(entry.mtime);
     let mut out = tar::Builder::new(Vec::new());
-    let failed = |e: io::Error| BuildError::failed(format!("tar header for {path}: {e}"));
+    let failed = |e: io::Error| OciError::Invalid(format!("tar header for {path}: {e}"));
     let size = match &entry.kind {
         Kind::File(data) => {
             header.set_entry_type(tar::EntryType::Regular);

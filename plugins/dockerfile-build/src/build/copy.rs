@@ -1,0 +1,217 @@
+//! COPY and ADD: sources from the build context, another stage or an
+//! image, Docker's destination rules, archives extracted by ADD.
+
+use std::path::Path;
+
+use kiln_dockerfile::parser::Node;
+use kiln_dockerfile::pattern;
+use kiln_oci::archive::{self, Landing};
+use kiln_oci::tree::{self, Entry, Kind, Tree, join};
+
+use super::stage::{Stage, adjust};
+use super::{Runner, flag_value, texts, within};
+use crate::BuildError;
+
+impl Runner<'_> {
+    /// COPY and ADD: the tree of one layer.
+    pub(super) fn copy(
+        &mut self,
+        stage: &mut Stage,
+        node: &Node,
+        vars: &[(String, String)],
+    ) -> Result<Tree, BuildError> {
+        let mut from = None;
+        let mut chown = None;
+        let mut chmod = None;
+        for flag in &node.flags {
+            let (name, value) = flag_value(flag);
+            let value = value.map(|v| self.expand(node, v, vars)).transpose()?;
+            match (name, value) {
+                ("from", Some(v)) => from = Some(v),
+                ("chown", Some(v)) => chown = Some(v),
+                ("chmod", Some(v)) => {
+                    chmod = Some(
+                        u32::from_str_radix(&v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| {
+                                self.error(node, format!("--chmod={v} is not an octal mode"))
+                            })?,
+                    )
+                }
+                ("link", _) | ("checksum", _) => {}
+                (name, None) => return Err(self.error(node, format!("--{name} needs a value"))),
+                _ => {}
+            }
+        }
+        let mut words = Vec::new();
+        for word in texts(node) {
+            words.push(self.expand(node, &word, vars)?);
+        }
+        let Some((dest, sources)) = words.split_last() else {
+            return Err(self.error(node, "needs at least one source and a destination"));
+        };
+        if sources.is_empty() {
+            return Err(self.error(node, "needs at least one source and a destination"));
+        }
+        let owner = match &chown {
+            Some(spec) => Some(
+                stage
+                    .owner(spec, self.build)
+                    .map_err(|e| self.error(node, e))?,
+            ),
+            None => None,
+        };
+        let is_add = node.instruction == "add";
+        // The file system `--from` names, read once for all sources.
+        let view: Option<Tree> = match &from {
+            Some(name) => Some(self.source_stage(node, name)?.view(self.build)?.clone()),
+            None => None,
+        };
+        // Resolve every source (name as written, target once symlinks are
+        // followed, entry) before deciding what the destination is.
+        let mut found: Vec<(String, String, Entry)> = Vec::new();
+        for source in sources {
+            if is_add
+                && ["http://", "https://", "git@"]
+                    .iter()
+                    .any(|p| source.starts_with(p))
+            {
+                return Err(self.error(node, format!(
+                    "ADD from a URL ({source}) is not supported; download it in an earlier step and COPY it"
+                )));
+            }
+            match &view {
+                Some(view) => {
+                    let lookup = |p: &str| -> Result<Option<Entry>, BuildError> {
+                        Ok(if p.is_empty() {
+                            Some(Entry::dir(0))
+                        } else {
+                            view.get(p).cloned()
+                        })
+                    };
+                    let wanted = tree::clean(source);
+                    let names: Vec<String> = if pattern::has_wildcards(&wanted) {
+                        view.iter()
+                            .filter(|(p, _)| pattern::matches(&wanted, p).unwrap_or(false))
+                            .map(|(p, _)| p.clone())
+                            .collect()
+                    } else {
+                        vec![wanted]
+                    };
+                    for name in names {
+                        if let Some((target, entry)) = tree::resolve(&name, lookup)? {
+                            found.push((name, target, entry));
+                        }
+                    }
+                    if found.is_empty() {
+                        return Err(self.error(
+                            node,
+                            format!(
+                                "`{source}` does not exist in {}",
+                                from.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+                None => {
+                    for item in self
+                        .build
+                        .context
+                        .sources(source)
+                        .map_err(|e| self.error(node, e))?
+                    {
+                        found.push((item.path, item.target, item.entry));
+                    }
+                }
+            }
+        }
+        let dest_is_dir = dest.ends_with('/') || found.len() > 1;
+        let dest_path = within(&stage.workdir(), dest);
+        let mut layer = Tree::default();
+        for (path, source, entry) in found {
+            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+            if entry.is_dir() {
+                // A directory's contents are copied, not the directory.
+                let below: Vec<(String, Entry)> = match &view {
+                    Some(view) => view
+                        .below(&source)
+                        .map(|(p, e)| (p.clone(), e.clone()))
+                        .collect(),
+                    None => self
+                        .build
+                        .context
+                        .walk(&source)
+                        .map_err(|e| self.error(node, e))?
+                        .into_iter()
+                        .map(|f| (f.path, f.entry))
+                        .collect(),
+                };
+                if !dest_path.is_empty() {
+                    stage.add_parents(&mut layer, &format!("{dest_path}/x"), self.build, owner)?;
+                }
+                let prefix_len = if source.is_empty() {
+                    0
+                } else {
+                    source.len() + 1
+                };
+                for (inner, entry) in below {
+                    let target = join(&dest_path, &inner[prefix_len..]);
+                    layer.insert(target, adjust(entry, owner, chmod));
+                }
+                continue;
+            }
+            let target = if dest_is_dir
+                || dest_path.is_empty()
+                || stage
+                    .lookup(&dest_path, self.build)?
+                    .is_some_and(|e| e.is_dir())
+            {
+                join(&dest_path, &name)
+            } else {
+                dest_path.clone()
+            };
+            if is_add
+                && view.is_none()
+                && let Kind::File(data) = &entry.kind
+                && archive::is_archive(Path::new(&data.source))?
+            {
+                let file = std::fs::File::open(&data.source)
+                    .map_err(|e| BuildError::io(Path::new(&data.source), e))?;
+                let dir = if dest_is_dir || dest.ends_with('/') {
+                    dest_path.clone()
+                } else {
+                    target.clone()
+                };
+                let mut extracted = Tree::default();
+                archive::extract(
+                    file,
+                    &path,
+                    &Landing {
+                        dest: &dir,
+                        whiteouts: false,
+                        strict: true,
+                        epoch: self.build.epoch,
+                        identity: &data.identity,
+                    },
+                    &mut extracted,
+                    self.build.scratch,
+                )
+                .map_err(|e| self.error(node, e))?;
+                stage.add_parents(&mut layer, &format!("{dir}/x"), self.build, owner)?;
+                for (p, e) in extracted.iter() {
+                    if layer
+                        .get(p)
+                        .is_none_or(|existing| !existing.is_dir() || !e.is_dir())
+                    {
+                        layer.insert(p.clone(), adjust(e.clone(), owner, None));
+                    }
+                }
+                continue;
+            }
+            stage.add_parents(&mut layer, &target, self.build, owner)?;
+            layer.insert(target, adjust(entry, owner, chmod));
+        }
+        Ok(layer)
+    }
+}

@@ -1,0 +1,207 @@
+//! A stage being built: its image, the files it added, and — read only
+//! when an instruction needs them — its base image's files.
+
+use kiln_oci::archive::{self, Landing};
+use kiln_oci::tree::{self, Entry, Kind, Tree};
+use serde_json::Value;
+
+use super::Build;
+use crate::BuildError;
+use crate::image::{Image, Platform};
+
+/// A stage being built.
+#[derive(Clone)]
+pub(super) struct Stage {
+    pub(super) name: Option<String>,
+    pub(super) image: Image,
+    /// The files this stage (and stages it derives from) added.
+    pub(super) own: Tree,
+    /// Base layers whose content is read only when an instruction needs it.
+    pub(super) base_layers: usize,
+    /// The whole file system, once some instruction needed it.
+    pub(super) view: Option<Tree>,
+    /// ARG values in scope.
+    pub(super) args: Vec<(String, String)>,
+    pub(super) shell: Vec<String>,
+    /// Whether CMD was set in this Dockerfile (ENTRYPOINT resets an
+    /// inherited one, as Docker does).
+    pub(super) cmd_set: bool,
+}
+
+impl Stage {
+    pub(super) fn new(image: Image) -> Stage {
+        Stage {
+            name: None,
+            image,
+            own: Tree::default(),
+            base_layers: 0,
+            view: None,
+            args: Vec::new(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            cmd_set: false,
+        }
+    }
+
+    /// A stage the target does not depend on: never built.
+    pub(super) fn placeholder() -> Stage {
+        Stage::new(Image::scratch(&Platform {
+            os: String::new(),
+            architecture: String::new(),
+            variant: None,
+        }))
+    }
+
+    /// Variables for expansion: ARGs, then ENV (which wins).
+    pub(super) fn vars(&self) -> Vec<(String, String)> {
+        let mut vars = self.args.clone();
+        vars.extend(self.image.env());
+        vars
+    }
+
+    /// The working directory, relative to the root.
+    pub(super) fn workdir(&self) -> String {
+        tree::clean(
+            self.image
+                .field("WorkingDir")
+                .and_then(Value::as_str)
+                .unwrap_or("/"),
+        )
+    }
+
+    /// The whole file system: base layers read (once) and own files on top.
+    pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, BuildError> {
+        if self.view.is_none() {
+            crate::image::fetch_layers(&self.image.layers[..self.base_layers], build.layout)?;
+            let mut view = Tree::default();
+            for layer in &self.image.layers[..self.base_layers] {
+                let what = format!("base layer {}", layer.descriptor.digest());
+                let blob = build.layout.open_blob(&layer.descriptor)?;
+                archive::extract(
+                    blob,
+                    &what,
+                    &Landing {
+                        dest: "",
+                        whiteouts: true,
+                        strict: false,
+                        epoch: u64::MAX,
+                        identity: &layer.diff_id,
+                    },
+                    &mut view,
+                    build.scratch,
+                )?;
+            }
+            view.overlay(&self.own);
+            self.view = Some(view);
+        }
+        Ok(self.view.as_ref().expect("just set"))
+    }
+
+    /// The entry at `path`, reading base layers only when the stage's own
+    /// files do not answer.
+    pub(super) fn lookup(
+        &mut self,
+        path: &str,
+        build: &Build<'_>,
+    ) -> Result<Option<Entry>, BuildError> {
+        if let Some(entry) = self.own.get(path) {
+            return Ok(Some(entry.clone()));
+        }
+        if self.base_layers == 0 {
+            return Ok(None);
+        }
+        Ok(self.view(build)?.get(path).cloned())
+    }
+
+    /// Put the parent directories of `path` into `layer`: existing ones
+    /// with their metadata, missing ones root-owned 0755 (or `owner`'s).
+    pub(super) fn add_parents(
+        &mut self,
+        layer: &mut Tree,
+        path: &str,
+        build: &Build<'_>,
+        owner: Option<(u64, u64)>,
+    ) -> Result<(), BuildError> {
+        for parent in tree::parents(path) {
+            if layer.get(parent).is_some() {
+                continue;
+            }
+            let entry = match self.lookup(parent, build)? {
+                Some(existing) if existing.is_dir() => existing,
+                _ => adjust(Entry::dir(build.epoch), owner, None),
+            };
+            layer.insert(parent.to_owned(), entry);
+        }
+        Ok(())
+    }
+
+    /// `--chown=USER[:GROUP]` as numbers, names looked up in the stage's
+    /// `/etc/passwd` and `/etc/group`.
+    pub(super) fn owner(&mut self, spec: &str, build: &Build<'_>) -> Result<(u64, u64), String> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let (uid, primary) = match user.parse::<u64>() {
+            Ok(uid) => (uid, uid),
+            Err(_) => {
+                let line = self.database("etc/passwd", user, build)?.ok_or_else(|| {
+                    format!("--chown: no user `{user}` in the image's /etc/passwd")
+                })?;
+                let field = |i: usize| line.get(i).and_then(|v| v.parse::<u64>().ok());
+                (
+                    field(2)
+                        .ok_or_else(|| format!("--chown: bad /etc/passwd line for `{user}`"))?,
+                    field(3)
+                        .ok_or_else(|| format!("--chown: bad /etc/passwd line for `{user}`"))?,
+                )
+            }
+        };
+        let gid = match group {
+            None => primary,
+            Some(group) => match group.parse::<u64>() {
+                Ok(gid) => gid,
+                Err(_) => self
+                    .database("etc/group", group, build)?
+                    .and_then(|line| line.get(2).and_then(|v| v.parse().ok()))
+                    .ok_or_else(|| {
+                        format!("--chown: no group `{group}` in the image's /etc/group")
+                    })?,
+            },
+        };
+        Ok((uid, gid))
+    }
+
+    /// The `:`-separated fields of `name`'s line in a passwd-style file.
+    pub(super) fn database(
+        &mut self,
+        file: &str,
+        name: &str,
+        build: &Build<'_>,
+    ) -> Result<Option<Vec<String>>, String> {
+        let Some(entry) = self.lookup(file, build).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let Kind::File(data) = entry.kind else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&data.source).map_err(|e| format!("/{file}: {e}"))?;
+        Ok(text
+            .lines()
+            .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+            .find(|fields| fields.first().is_some_and(|f| f == name)))
+    }
+}
+
+/// An entry with `--chown` and `--chmod` applied.
+pub(super) fn adjust(mut entry: Entry, owner: Option<(u64, u64)>, chmod: Option<u32>) -> Entry {
+    if let Some((uid, gid)) = owner {
+        entry.uid = uid;
+        entry.gid = gid;
+    }
+    if let Some(mode) = chmod
+        && !matches!(entry.kind, Kind::Symlink(_))
+    {
+        entry.mode = mode;
+    }
+    entry
+}
