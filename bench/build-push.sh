@@ -34,22 +34,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_STORED) as jar:
 PY
 printf 'FROM scratch\nCOPY app.jar /app.jar\nENTRYPOINT ["java","-jar","/app.jar"]\n' > "$work/ctx/Dockerfile"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
-registry_pid=""
-fresh_registry() {
-    [ -n "$registry_pid" ] && { kill "$registry_pid"; wait "$registry_pid" 2>/dev/null || true; }
-    rm -rf "$work/data"
-    cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $work/data } }
-http: { addr: $host }
-YAML
-    docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
-    registry_pid=$!
-    until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done
-}
+source bench/common.sh
 
 # Milliseconds a command line takes (run by bash, output discarded).
 millis() { local start end; start=$(date +%s%N); bash -c "$1" >/dev/null 2>&1 || { echo "failed: $1" >&2; exit 1; }; end=$(date +%s%N); echo $(((end - start) / 1000000)); }
@@ -72,7 +57,6 @@ for run in $(seq "$runs"); do
     echo "run $run: kiln cold $cold ms, kiln rebuild $warm ms, buildah $b ms, umoci+skopeo $u ms"
     sum_cold=$((sum_cold + cold)); sum_warm=$((sum_warm + warm)); sum_buildah=$((sum_buildah + b)); sum_umoci=$((sum_umoci + u))
 done
-ratio() { echo "$(($1 * 100 / $2 / 100)).$(printf '%02d' $(($1 * 100 / $2 % 100)))"; }
 echo "mean: kiln cold $((sum_cold / runs)) ms, kiln rebuild $((sum_warm / runs)) ms, buildah $((sum_buildah / runs)) ms, umoci+skopeo $((sum_umoci / runs)) ms"
 echo "kiln cold / buildah: $(ratio $sum_cold $sum_buildah) (target <= 0.50)"
 echo "kiln cold / umoci+skopeo: $(ratio $sum_cold $sum_umoci) (target <= 0.80)"

@@ -42,16 +42,8 @@ open(f"{ctx}/layers/resources/greeting.txt", "w").write("hello\n")
 open(f"{ctx}/layers/classes/com/example/App.class", "wb").write(os.urandom(2048))
 PY
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $work/data } }
-http: { addr: $host }
-YAML
-docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
-until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done
+source bench/common.sh
+fresh_registry
 
 # "MS KB BYTES": wall time, peak RSS of the command's processes, and the
 # bytes the registry's storage grew by (what was uploaded).
@@ -95,7 +87,6 @@ for tool in kiln buildah umoci; do
     head -c 2048 /dev/urandom > "$ctx/layers/classes/com/example/App.class"
 done
 
-ratio() { echo "$(($1 * 100 / $2 / 100)).$(printf '%02d' $(($1 * 100 / $2 % 100)))"; }
 field() { echo "${result[$1]}" | cut -d' ' -f"$2"; }
 printf '%-28s %10s %10s %10s\n' "" kiln buildah umoci+skopeo
 for case in cold same layered class; do

@@ -29,21 +29,7 @@ echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
 printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}' \
     "$manifest" "$manifest_size" > "$layout/index.json"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-registry_pid=""
-fresh_registry() {
-    [ -n "$registry_pid" ] && { kill "$registry_pid"; wait "$registry_pid" 2>/dev/null || true; }
-    rm -rf "$work/data"
-    cat > "$work/config.yml" <<YAML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $work/data } }
-http: { addr: 127.0.0.1:$port }
-YAML
-    docker-registry serve "$work/config.yml" >/dev/null 2>&1 &
-    registry_pid=$!
-    until (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.05; done
-}
+source bench/common.sh
 
 # Milliseconds a command takes.
 millis() { local start end; start=$(date +%s%N); "$@" >/dev/null 2>&1; end=$(date +%s%N); echo $(((end - start) / 1000000)); }
@@ -57,4 +43,4 @@ for run in $(seq "$runs"); do
     echo "run $run: kiln $k ms, skopeo $s ms"
     kiln_total=$((kiln_total + k)); skopeo_total=$((skopeo_total + s))
 done
-echo "mean: kiln $((kiln_total / runs)) ms, skopeo $((skopeo_total / runs)) ms, ratio kiln/skopeo $((kiln_total * 100 / skopeo_total / 100)).$(printf '%02d' $((kiln_total * 100 / skopeo_total % 100)))"
+echo "mean: kiln $((kiln_total / runs)) ms, skopeo $((skopeo_total / runs)) ms, ratio kiln/skopeo $(ratio $kiln_total $skopeo_total)"
