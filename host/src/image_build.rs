@@ -147,6 +147,7 @@ pub async fn build(args: BuildArgs) -> ExitCode {
         ("build-args".to_owned(), args.build_args.join("\n")),
         ("platform".to_owned(), args.platform.clone()),
         ("compression".to_owned(), args.compression.clone()),
+        ("insecure".to_owned(), args.registry.insecure.to_string()),
     ];
     if let Some(target) = &args.target {
         inputs.push(("target".into(), target.clone()));
@@ -229,7 +230,13 @@ pub async fn build(args: BuildArgs) -> ExitCode {
         masked: Default::default(),
     };
     let code = commands::run_one(request, &ProcessEnv, args.registry.json).await;
-    if code != ExitCode::SUCCESS || !args.push {
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    if !args.registry.json && args.outputs.iter().any(|o| matches!(o, Output::Oci(_))) {
+        println!("layout={}", layout.display());
+    }
+    if !args.push {
         return code;
     }
     for tag in &args.tags {

@@ -99,8 +99,9 @@ impl Image {
         reference: &Reference,
         platform: &Platform,
         layout: &ImageLayout,
+        insecure: bool,
     ) -> Result<Image, BuildError> {
-        let mut client = registry::Registry::connect(reference.api_host(), false)?;
+        let mut client = registry::Registry::connect(reference.api_host(), insecure)?;
         let resolved = registry::resolve(&mut client, reference, &platform.to_string())?;
         let manifest = resolved.manifest;
         registry::download(
@@ -246,7 +247,11 @@ impl Image {
 
 /// Download the layers of `layers` that `layout` lacks from the
 /// registries they came from.
-pub fn fetch_layers(layers: &[Layer], layout: &ImageLayout) -> Result<(), BuildError> {
+pub fn fetch_layers(
+    layers: &[Layer],
+    layout: &ImageLayout,
+    insecure: bool,
+) -> Result<(), BuildError> {
     for layer in layers.iter().filter(|l| !layout.has_blob(&l.descriptor)) {
         let origin = layer.origin.as_deref().ok_or_else(|| {
             BuildError::failed(format!(

@@ -123,6 +123,13 @@ impl Step for DockerfileBuild {
         ))
         .input(
             InputSpec::boolean(
+                "insecure",
+                "Pull base images over plain HTTP (loopback registries always may)",
+            )
+            .default_bool(false),
+        )
+        .input(
+            InputSpec::boolean(
                 "complete-layout",
                 "Download base image layers into the layout; false when the layout is only pushed to the base's registry, which mounts them",
             )
@@ -188,6 +195,7 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         .filter(|t| !t.is_empty());
     let output = PathBuf::from(inputs.path("output").map_err(input)?);
     let layout = ImageLayout::open_or_create(&output)?;
+    let insecure = inputs.boolean("insecure").map_err(input)?;
     let limit = inputs.integer("extract-limit-mb").map_err(input)?.max(0) as u64;
     // Inside the layout: the step may write nowhere else.
     let scratch_dir = output.join(".kiln-scratch");
@@ -203,6 +211,7 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         epoch,
         layout: &layout,
         scratch: &scratch,
+        insecure,
     };
     let result = build::run(&request);
     let built = match result {
@@ -217,7 +226,7 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     // the base images come from, which mounts their layers.
     let archive = inputs.optional_path("docker-archive").map_err(input)?;
     if inputs.boolean("complete-layout").map_err(input)? || archive.is_some() {
-        image::fetch_layers(&built.image.layers, &layout)?;
+        image::fetch_layers(&built.image.layers, &layout, insecure)?;
     }
     let created = build::rfc3339(epoch);
     let manifest = built.image.write(&layout, &created)?;

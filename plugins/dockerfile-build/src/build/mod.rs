@@ -47,6 +47,8 @@ pub struct Build<'a> {
     pub layout: &'a ImageLayout,
     /// Extracted archive and base-layer files.
     pub scratch: &'a Scratch,
+    /// Plain HTTP to base images' registries.
+    pub insecure: bool,
 }
 
 /// The result: the final stage's image.
@@ -305,7 +307,7 @@ impl<'a> Runner<'a> {
     fn pull(&self, node: &Node, image: &str, platform: &Platform) -> Result<Stage, BuildError> {
         let reference = Reference::parse(image).map_err(|e| self.error(node, e))?;
         kiln_sdk::info!("resolving {reference} for {platform}");
-        let image = Image::pull(&reference, platform, self.build.layout)
+        let image = Image::pull(&reference, platform, self.build.layout, self.build.insecure)
             .map_err(|e| self.error(node, e))?;
         let mut stage = Stage::new(image);
         stage.base_layers = stage.image.layers.len();

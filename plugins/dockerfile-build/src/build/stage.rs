@@ -71,7 +71,11 @@ impl Stage {
     /// The whole file system: base layers read (once) and own files on top.
     pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, BuildError> {
         if self.view.is_none() {
-            crate::image::fetch_layers(&self.image.layers[..self.base_layers], build.layout)?;
+            crate::image::fetch_layers(
+                &self.image.layers[..self.base_layers],
+                build.layout,
+                build.insecure,
+            )?;
             let mut view = Tree::default();
             for layer in &self.image.layers[..self.base_layers] {
                 let what = format!("base layer {}", layer.descriptor.digest());
