@@ -716,3 +716,50 @@ fn bases_by_digest_by_platform_and_with_onbuild_triggers() {
     assert_eq!(tree["/from-trigger.txt"].content, b"hello\n");
     assert!(tree.contains_key("/bin/busybox"));
 }
+
+#[test]
+fn symlinks_lead_inside_the_context_and_the_image_only() {
+    // A context below the step's workspace (as in a pipeline): a symlinked
+    // directory pointing up must not reach the workspace's other files,
+    // and .dockerignore applies to where a symlink leads.
+    let project = Project::new(&[
+        ("secret.txt", "top secret\n"),
+        ("ctx/secret.env", "TOKEN=1\n"),
+        ("ctx/.dockerignore", "secret.env\n"),
+        ("ctx/rootfs/usr/bin/tool", "tool\n"),
+        ("ctx/extra.sh", "extra\n"),
+    ]);
+    let ctx = project.path().join("ctx");
+    std::os::unix::fs::symlink("..", ctx.join("up")).unwrap();
+    std::os::unix::fs::symlink("secret.env", ctx.join("k")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", ctx.join("rootfs/bin")).unwrap();
+    let step = |dockerfile: &str| {
+        project.write("ctx/Dockerfile", dockerfile);
+        Run::of(kiln(
+            project.path(),
+            &["step", "dockerfile-build", "--input", "context=/workspace/ctx", "--input", "output=/output/image"],
+        ))
+    };
+    for escape in ["COPY up/secret.txt /x", "COPY up/*.txt /x/", "COPY k /k"] {
+        let run = step(&format!("FROM scratch\n{escape}\n"));
+        assert_ne!(run.code(), Some(0), "{escape}: {}", run.all());
+        assert!(run.all().contains("matches nothing"), "{escape}: {}", run.all());
+    }
+
+    // In the image, `/bin` → `usr/bin` leads a COPY destination, as the
+    // kernel would; ADD extracts into an existing directory; ARG defaults
+    // see earlier ARGs.
+    run_ok(Command::new("tar").current_dir(&ctx).args(["-czf", "app.tar.gz", "extra.sh"]));
+    let run = project.build(&["--output", "oci:out"]);
+    assert_ne!(run.code(), Some(0), "the previous Dockerfile still escapes: {}", run.all());
+    project.write(
+        "ctx/Dockerfile",
+        "FROM scratch\nARG DIR=opt\nARG FULL=/${DIR}/app\nCOPY rootfs/ /\nCOPY extra.sh /bin/\nWORKDIR $FULL\nADD app.tar.gz .\n",
+    );
+    project.build(&["-t", "x:latest", "--output", "oci:out"]).ok();
+    let tree = unpack(&project.path().join("out"), &project.path().join("bundle")).unwrap();
+    assert_eq!(tree["/bin"].content, b"usr/bin", "still a symlink");
+    assert_eq!(tree["/usr/bin/extra.sh"].content, b"extra\n");
+    assert_eq!(tree["/opt/app/extra.sh"].content, b"extra\n");
+    assert!(!tree.contains_key("/opt/app/app.tar.gz"));
+}

@@ -20,6 +20,11 @@ const BLOCK: usize = 1 << 20;
 const WINDOW: usize = 32 << 10;
 /// Blocks compressed together (and held back until there are this many).
 const BATCH: usize = 8;
+/// The largest write a guest may send at once: host memory a stream holds
+/// stays under `BATCH` blocks plus this.
+const MAX_WRITE: usize = 4 << 20;
+/// Streams one step may have open at once (a layer needs one).
+const MAX_STREAMS: usize = 4;
 
 /// The host state behind a guest's `gzip` resource.
 pub struct GzipState {
@@ -177,10 +182,22 @@ fn used_after_finish() -> wasmtime::Error {
 
 impl HostGzip for StepState {
     fn new(&mut self, level: u8) -> wasmtime::Result<Resource<GzipState>> {
+        if self.gzip_streams >= MAX_STREAMS {
+            return Err(wasmtime::format_err!(
+                "a step may have at most {MAX_STREAMS} gzip streams open at once"
+            ));
+        }
+        self.gzip_streams += 1;
         Ok(self.table.push(GzipState::new(level))?)
     }
 
     fn write(&mut self, this: Resource<GzipState>, data: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        if data.len() > MAX_WRITE {
+            return Err(wasmtime::format_err!(
+                "gzip write of {} bytes; at most {MAX_WRITE} per call",
+                data.len()
+            ));
+        }
         let state = self.table.get_mut(&this)?;
         if state.finished {
             return Err(used_after_finish());
@@ -206,6 +223,7 @@ impl HostGzip for StepState {
 
     fn drop(&mut self, this: Resource<GzipState>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        self.gzip_streams -= 1;
         Ok(())
     }
 }

@@ -117,6 +117,14 @@ impl MountTable {
     /// its target; a final symlink is not followed.
     pub fn metadata(&self, path: &str) -> Result<(u32, Option<String>), String> {
         use cap_std::fs::PermissionsExt;
+        // Relative paths start where the guest does: the workspace.
+        let absolute;
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            absolute = format!("{GUEST_WORKSPACE}/{path}");
+            &absolute
+        };
         let (dir, rest) = self
             .dirs
             .iter()

@@ -67,6 +67,8 @@ pub struct StepState {
     pub(crate) memory: MemoryCap,
     pub(crate) secrets: std::collections::BTreeMap<String, String>,
     pub(crate) mounts: crate::policy::MountTable,
+    /// Open `compress.gzip` streams (bounded: each holds host memory).
+    pub(crate) gzip_streams: usize,
     pub(crate) log: Arc<StepLog>,
 }
 
@@ -300,6 +302,7 @@ impl Runtime {
                 memory: sandbox.memory,
                 secrets: sandbox.secrets,
                 mounts: sandbox.mounts,
+                gzip_streams: 0,
                 log: sandbox.log,
             },
         );

@@ -75,14 +75,20 @@ impl Context {
             if !path.is_empty() && self.ignore.is_excluded(&path) {
                 continue;
             }
-            let resolved = kiln_oci::tree::resolve(&path, |p| self.entry(p))?;
-            if let Some((target, entry)) = resolved {
-                found.push(Found {
-                    path,
-                    target,
-                    entry,
-                });
+            // Symlinks are followed inside the context only, and
+            // .dockerignore applies to where a path leads as well.
+            let (target, entry) = kiln_oci::tree::resolve(&path, true, |p| self.entry(p))?;
+            let Some(entry) = entry else {
+                continue;
+            };
+            if !target.is_empty() && self.ignore.is_excluded(&target) {
+                continue;
             }
+            found.push(Found {
+                path,
+                target,
+                entry,
+            });
         }
         if found.is_empty() {
             return Err(BuildError::input(format!(
@@ -142,7 +148,10 @@ impl Context {
                     next.push(join(base, component));
                     continue;
                 }
-                let host = self.host_path(base);
+                // List the directory `base` leads to inside the context,
+                // never one a symlink points at outside it.
+                let (resolved, _) = kiln_oci::tree::resolve(base, true, |p| self.entry(p))?;
+                let host = self.host_path(&resolved);
                 let Ok(listing) = std::fs::read_dir(&host) else {
                     continue;
                 };

@@ -260,7 +260,7 @@ pub fn fetch_layers(
             ))
         })?;
         let reference = Reference::parse(origin).map_err(|e| BuildError::failed(e.to_string()))?;
-        let mut client = registry::Registry::connect(reference.api_host(), false)?;
+        let mut client = registry::Registry::connect(reference.api_host(), insecure)?;
         kiln_sdk::info!(
             "fetching base layer {} from {origin}",
             layer.descriptor.digest()

@@ -198,7 +198,12 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     let insecure = inputs.boolean("insecure").map_err(input)?;
     let limit = inputs.integer("extract-limit-mb").map_err(input)?.max(0) as u64;
     // Inside the layout: the step may write nowhere else.
-    let scratch_dir = output.join(".kiln-scratch");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    // One per build, so builds sharing a layout never share extracted files.
+    let scratch_dir = output.join(format!(".kiln-scratch-{started}"));
     let scratch = Scratch::create(scratch_dir, limit << 20)?;
     let request = build::Build {
         dockerfile_name: &name,

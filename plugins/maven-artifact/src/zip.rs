@@ -8,6 +8,9 @@ use std::path::Path;
 
 use crate::MavenError;
 
+/// The most read from an entry held in memory (manifests are small).
+const MAX_SMALL_ENTRY: u64 = 1 << 20;
+
 /// One entry of the central directory.
 #[derive(Debug, Clone)]
 pub struct ZipEntry {
@@ -64,9 +67,13 @@ impl Zip {
         if count == 0xffff || dir_offset == 0xffff_ffff {
             return Err(bad("zip64 archives are not supported"));
         }
-        if dir_offset + dir_size > length {
-            return Err(bad("the central directory lies outside the file"));
-        }
+        // Offsets count from the zip's own start, which a launch script
+        // prepended to an executable JAR moves (as java.util.zip allows).
+        let end_at = length - tail_len + end as u64;
+        let prefix = end_at
+            .checked_sub(dir_size + dir_offset)
+            .ok_or_else(|| bad("the central directory lies outside the file"))?;
+        let dir_offset = dir_offset + prefix;
         let mut dir = vec![0u8; dir_size as usize];
         file.seek(SeekFrom::Start(dir_offset))
             .and_then(|_| file.read_exact(&mut dir))
@@ -88,7 +95,7 @@ impl Zip {
                 method: u16_at(&dir, at + 10),
                 compressed_size: u32_at(&dir, at + 20) as u64,
                 size: u32_at(&dir, at + 24) as u64,
-                offset: u32_at(&dir, at + 42) as u64,
+                offset: u32_at(&dir, at + 42) as u64 + prefix,
             };
             if entry.compressed_size == 0xffff_ffff
                 || entry.size == 0xffff_ffff
@@ -141,8 +148,10 @@ impl Zip {
     /// The whole inflated content of `entry` (for small entries).
     pub fn read_to_vec(&mut self, entry: &ZipEntry) -> Result<Vec<u8>, MavenError> {
         let what = format!("{}: entry {}", self.what, entry.name);
-        let mut bytes = Vec::with_capacity(entry.size as usize);
+        // Small entries only (a manifest): the declared size is not trusted.
+        let mut bytes = Vec::new();
         self.read(entry)?
+            .take(MAX_SMALL_ENTRY)
             .read_to_end(&mut bytes)
             .map_err(|e: io::Error| MavenError::input(format!("{what}: {e}")))?;
         Ok(bytes)

@@ -14,6 +14,9 @@ use crate::error::io;
 use crate::layer::copy;
 use crate::tree::{self, Entry, FileData, Kind, Tree, join};
 
+/// Entries one archive may hold: the tree of a build is kept in memory.
+const MAX_ENTRIES: usize = 1_000_000;
+
 /// Where extracted file bytes are kept for the duration of the build.
 pub struct Scratch {
     dir: PathBuf,
@@ -47,23 +50,32 @@ impl Scratch {
         let file = File::create(&path).map_err(|e| io(&path)(e))?;
         let mut bounded = Bounded {
             inner: io::BufWriter::with_capacity(1 << 20, file),
-            left: self.budget.get(),
+            scratch: self,
         };
-        lzma_rs::xz_decompress(&mut reader, &mut bounded)
-            .map_err(|e| OciError::Invalid(format!("{what}: xz: {e:?}")))?;
-        io::Write::flush(&mut bounded).map_err(|e| io(&path)(e))?;
-        File::open(&path).map_err(|e| io(&path)(e))
+        let decoded = lzma_rs::xz_decompress(&mut reader, &mut bounded)
+            .map_err(|e| OciError::Invalid(format!("{what}: xz: {e:?}")))
+            .and_then(|()| io::Write::flush(&mut bounded).map_err(|e| io(&path)(e)))
+            .and_then(|()| File::open(&path).map_err(|e| io(&path)(e)));
+        // The open file stays readable; the name is not needed any more.
+        let _ = std::fs::remove_file(&path);
+        decoded
     }
 
-    /// Store `size` bytes from `reader`; returns the scratch path.
-    fn store(&self, reader: &mut impl Read, size: u64, what: &str) -> Result<String, OciError> {
+    /// Take `n` decompressed bytes from the extraction budget.
+    fn charge(&self, n: u64) -> io::Result<()> {
         let left = self.budget.get();
-        if size > left {
-            return Err(OciError::Invalid(format!(
-                "{what}: extracting it would exceed the extraction limit (raise the `extract-limit-mb` input if the archive is trusted)"
-            )));
+        if n > left {
+            return Err(io::Error::other(
+                "extracting it would exceed the extraction limit (raise the `extract-limit-mb` input if the archive is trusted)",
+            ));
         }
-        self.budget.set(left - size);
+        self.budget.set(left - n);
+        Ok(())
+    }
+
+    /// Store `size` bytes from `reader` (already charged as they were
+    /// decompressed); returns the scratch path.
+    fn store(&self, reader: &mut impl Read, size: u64, what: &str) -> Result<String, OciError> {
         let n = self.next.get();
         self.next.set(n + 1);
         let path = self.dir.join(n.to_string());
@@ -102,19 +114,26 @@ fn sniff(head: &[u8]) -> Codec {
 pub fn decompressed<'a>(
     reader: impl Read + 'a,
     what: &str,
-    scratch: Option<&Scratch>,
+    scratch: Option<&'a Scratch>,
 ) -> Result<Box<dyn Read + 'a>, OciError> {
+    // Decompressed bytes count against the budget as they are produced.
+    let charged = |inner: Box<dyn Read + 'a>| -> Box<dyn Read + 'a> {
+        match scratch {
+            Some(scratch) => Box::new(Budgeted { inner, scratch }),
+            None => inner,
+        }
+    };
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let head = reader
         .fill_buf()
         .map_err(|e| OciError::Invalid(format!("{what}: {e}")))?;
     Ok(match sniff(head) {
         Codec::Plain => Box::new(reader),
-        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Codec::Zstd => Box::new(
+        Codec::Gzip => charged(Box::new(flate2::bufread::MultiGzDecoder::new(reader))),
+        Codec::Zstd => charged(Box::new(
             ruzstd::decoding::StreamingDecoder::new(reader)
                 .map_err(|e| OciError::Invalid(format!("{what}: {e}")))?,
-        ),
+        )),
         Codec::Xz => {
             // lzma-rs decodes xz only into a writer: spill to scratch.
             let scratch = scratch
@@ -136,8 +155,9 @@ pub fn is_archive(path: &Path) -> Result<bool, OciError> {
     let what = path.display().to_string();
     let mut head = [0u8; 512];
     let magic = file.read(&mut head).map_err(|e| io(path)(e))?;
-    if sniff(&head[..magic]) == Codec::Xz {
-        // Decoding xz needs scratch space; extraction checks it is a tar.
+    if matches!(sniff(&head[..magic]), Codec::Xz | Codec::Bzip2) {
+        // Decoding xz needs scratch space; extraction checks it is a tar
+        // (and says bzip2 is not supported rather than copying it).
         return Ok(true);
     }
     let file = File::open(path).map_err(|e| io(path)(e))?;
@@ -180,7 +200,12 @@ pub fn extract(
 ) -> Result<(), OciError> {
     let mut archive = tar::Archive::new(decompressed(reader, what, Some(scratch))?);
     let bad = |e: io::Error| OciError::Invalid(format!("{what}: not a readable tar archive: {e}"));
-    for item in archive.entries().map_err(bad)? {
+    for (count, item) in archive.entries().map_err(bad)?.enumerate() {
+        if count >= MAX_ENTRIES {
+            return Err(OciError::Invalid(format!(
+                "{what}: more than {MAX_ENTRIES} entries; the archive is refused"
+            )));
+        }
         let mut item = item.map_err(bad)?;
         let raw = item.path().map_err(bad)?.to_string_lossy().into_owned();
         let Some(relative) = safe_relative(&raw) else {
@@ -274,25 +299,36 @@ fn safe_relative(raw: &str) -> Option<String> {
     Some(tree::clean(raw))
 }
 
-/// A writer that fails once more than its budget has been written: xz
-/// is decoded to a scratch file through it, so a bomb stops at the limit.
-struct Bounded<W> {
+/// A writer that charges what it writes to the extraction budget: xz is
+/// decoded to a scratch file through it, so a bomb stops at the limit.
+struct Bounded<'s, W> {
     inner: W,
-    left: u64,
+    scratch: &'s Scratch,
 }
 
-impl<W: io::Write> io::Write for Bounded<W> {
+impl<W: io::Write> io::Write for Bounded<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() as u64 > self.left {
-            return Err(io::Error::other("the extraction limit was reached"));
-        }
-        let n = self.inner.write(buf)?;
-        self.left -= n as u64;
-        Ok(n)
+        self.scratch.charge(buf.len() as u64)?;
+        self.inner.write_all(buf)?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A reader that charges what it yields to the extraction budget.
+struct Budgeted<'s, R> {
+    inner: R,
+    scratch: &'s Scratch,
+}
+
+impl<R: Read> Read for Budgeted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scratch.charge(n as u64)?;
+        Ok(n)
     }
 }
 

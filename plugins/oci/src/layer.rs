@@ -82,12 +82,18 @@ pub fn write(
             copy(&mut tar, &mut encoder).and_then(|_| encoder.finish().map(|_| 0))
         }
         Compression::Zstd => {
+            // ruzstd panics on a write error: keep the first one and
+            // swallow the rest, then report it.
+            let mut sink = KeepError {
+                inner: &mut blob,
+                error: None,
+            };
             ruzstd::encoding::compress(
                 &mut tar,
-                &mut blob,
+                &mut sink,
                 ruzstd::encoding::CompressionLevel::Fastest,
             );
-            Ok(0)
+            sink.error.map_or(Ok(0), Err)
         }
     };
     if let Some(error) = tar.inner.error.take() {
@@ -103,6 +109,27 @@ pub fn write(
         tar_size: Some(tar_size),
         origin: None,
     })
+}
+
+/// A writer that never fails: the first error is kept for the caller.
+struct KeepError<W> {
+    inner: W,
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write> io::Write for KeepError<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.error.is_none()
+            && let Err(e) = self.inner.write_all(buf)
+        {
+            self.error = Some(e);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A digest string as an `oci-spec` digest.
@@ -214,6 +241,20 @@ impl<'a> TarStream<'a> {
     }
 }
 
+impl TarStream<'_> {
+    /// Record `error` and end the stream: compressors that cannot report
+    /// a read error (ruzstd panics on one) see an early end instead, and
+    /// the caller reports the error with its path.
+    fn fail(&mut self, error: OciError) -> usize {
+        self.error.get_or_insert(error);
+        self.entries = Default::default();
+        self.file = None;
+        self.pending.clear();
+        self.done = true;
+        0
+    }
+}
+
 impl Read for TarStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -226,14 +267,22 @@ impl Read for TarStream<'_> {
             }
             if let Some((file, left, source)) = self.file.as_mut() {
                 if *left > 0 {
-                    let want = buf.len().min(*left as usize);
-                    let n = file.read(&mut buf[..want])?;
-                    if n == 0 {
-                        let error =
-                            OciError::Invalid(format!("{source} shrank while it was copied"));
-                        self.error = Some(error);
-                        return Err(io::Error::other("source file shrank"));
-                    }
+                    let want = (*left).min(buf.len() as u64) as usize;
+                    let n = match file.read(&mut buf[..want]) {
+                        Ok(0) => {
+                            let error =
+                                OciError::Invalid(format!("{source} shrank while it was copied"));
+                            return Ok(self.fail(error));
+                        }
+                        Ok(n) => n,
+                        Err(e) => {
+                            let error = OciError::Io {
+                                path: source.clone(),
+                                source: e,
+                            };
+                            return Ok(self.fail(error));
+                        }
+                    };
                     *left -= n as u64;
                     return Ok(n);
                 }
@@ -245,8 +294,7 @@ impl Read for TarStream<'_> {
                 return Ok(0);
             }
             if let Err(error) = self.advance() {
-                self.error = Some(error);
-                return Err(io::Error::other("layer entry failed"));
+                return Ok(self.fail(error));
             }
         }
     }

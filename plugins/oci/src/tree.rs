@@ -141,31 +141,62 @@ pub fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-/// Follow `path` through symlinks as Docker follows a COPY source: targets
-/// resolve inside the tree (an absolute target from its root, `..` never
-/// above it). Returns the final path and its entry, or `None` when the
-/// path (or a link's target) does not exist. `entry` looks a path up.
+/// Where `path` leads inside a tree, following symlinks in every
+/// component as the kernel would but scoped to the tree's root (Docker's
+/// `FollowSymlinkInScope`): an absolute target starts again at the root and
+/// `..` never climbs above it, so no path resolves outside the tree.
+///
+/// The final component is followed only when `follow_last`. Components
+/// that do not exist are kept as written, so a destination that is still
+/// to be created resolves too; the entry is `None` then. `entry` looks up
+/// one already-resolved path (its parents are never symlinks).
 pub fn resolve<E>(
     path: &str,
+    follow_last: bool,
     mut entry: impl FnMut(&str) -> Result<Option<Entry>, E>,
-) -> Result<Option<(String, Entry)>, E> {
-    let mut current = path.to_owned();
-    // As Linux does, give up after 40 links (a loop).
-    for _ in 0..40 {
-        let Some(found) = entry(&current)? else {
-            return Ok(None);
-        };
-        let Kind::Symlink(target) = &found.kind else {
-            return Ok(Some((current, found)));
-        };
-        current = if target.starts_with('/') {
-            clean(target)
-        } else {
-            let dir = current.rsplit_once('/').map_or("", |(d, _)| d);
-            clean(&format!("{dir}/{target}"))
-        };
+) -> Result<(String, Option<Entry>), E> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_owned).collect();
+    let mut links = 0;
+    let mut last: Option<Entry> = None;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                last = None;
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = join(&done.join("/"), &part);
+        let found = entry(&candidate)?;
+        let is_last = todo.iter().all(|p| p.is_empty() || p == ".");
+        match found {
+            Some(Entry {
+                kind: Kind::Symlink(target),
+                ..
+            }) if (!is_last || follow_last) && links < 40 => {
+                // As Linux does, give up following after 40 links.
+                links += 1;
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for piece in target.split('/').rev() {
+                    todo.push_front(piece.to_owned());
+                }
+                last = None;
+            }
+            other => {
+                done.push(part);
+                last = other;
+            }
+        }
     }
-    Ok(None)
+    if done.is_empty() {
+        last = Some(Entry::dir(0));
+    }
+    Ok((done.join("/"), last))
 }
 
 /// `path` made absolute-and-clean like Go's `path.Clean("/" + path)`, then
@@ -188,6 +219,29 @@ pub fn clean(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlinks_resolve_inside_the_tree() {
+        let mut tree = Tree::default();
+        let link = |target: &str| Entry {
+            kind: Kind::Symlink(target.into()),
+            ..Entry::dir(0)
+        };
+        tree.insert("usr".into(), Entry::dir(0));
+        tree.insert("usr/bin".into(), Entry::dir(0));
+        tree.insert("bin".into(), link("usr/bin"));
+        tree.insert("up".into(), link("../../.."));
+        tree.insert("abs".into(), link("/etc/passwd"));
+        let resolve =
+            |p: &str, last: bool| resolve::<()>(p, last, |q| Ok(tree.get(q).cloned())).unwrap();
+        assert_eq!(resolve("bin/sh", true).0, "usr/bin/sh");
+        assert!(resolve("bin/sh", true).1.is_none());
+        assert_eq!(resolve("bin", true).0, "usr/bin");
+        assert_eq!(resolve("bin", false).0, "bin");
+        assert_eq!(resolve("up/usr", true).0, "usr");
+        assert_eq!(resolve("abs", true).0, "etc/passwd");
+        assert!(resolve("", true).1.is_some_and(|e| e.is_dir()));
+    }
 
     #[test]
     fn cleaning_and_parents() {

@@ -34,9 +34,11 @@ impl<W: Write> GzipWriter<W> {
 impl<W: Write> Write for GzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let stream = self.stream.as_ref().ok_or(io::ErrorKind::BrokenPipe)?;
-        let out = stream.write(buf);
+        // The host takes at most 4 MiB per call.
+        let taken = buf.len().min(1 << 20);
+        let out = stream.write(&buf[..taken]);
         self.inner.write_all(&out)?;
-        Ok(buf.len())
+        Ok(taken)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -100,7 +100,7 @@ impl Runner<'_> {
                         vec![wanted]
                     };
                     for name in names {
-                        if let Some((target, entry)) = tree::resolve(&name, lookup)? {
+                        if let (target, Some(entry)) = tree::resolve(&name, true, lookup)? {
                             found.push((name, target, entry));
                         }
                     }
@@ -126,8 +126,15 @@ impl Runner<'_> {
                 }
             }
         }
-        let dest_is_dir = dest.ends_with('/') || found.len() > 1;
-        let dest_path = within(&stage.workdir(), dest);
+        if found.len() > 1 && !dest.ends_with('/') {
+            return Err(self.error(
+                node,
+                format!("with more than one source file the destination must be a directory and end with a /: write `{dest}/`"),
+            ));
+        }
+        let dest_is_dir = dest.ends_with('/');
+        // Symlinks in the image lead the destination (`/bin` → `usr/bin`).
+        let (dest_path, dest_entry) = stage.resolve(&within(&stage.workdir(), dest), self.build)?;
         let mut layer = Tree::default();
         for (path, source, entry) in found {
             let name = path.rsplit('/').next().unwrap_or_default().to_owned();
@@ -163,9 +170,7 @@ impl Runner<'_> {
             }
             let target = if dest_is_dir
                 || dest_path.is_empty()
-                || stage
-                    .lookup(&dest_path, self.build)?
-                    .is_some_and(|e| e.is_dir())
+                || dest_entry.as_ref().is_some_and(Entry::is_dir)
             {
                 join(&dest_path, &name)
             } else {
@@ -178,11 +183,8 @@ impl Runner<'_> {
             {
                 let file = std::fs::File::open(&data.source)
                     .map_err(|e| BuildError::io(Path::new(&data.source), e))?;
-                let dir = if dest_is_dir || dest.ends_with('/') {
-                    dest_path.clone()
-                } else {
-                    target.clone()
-                };
+                // An archive's destination is always a directory.
+                let dir = dest_path.clone();
                 let mut extracted = Tree::default();
                 archive::extract(
                     file,

@@ -68,7 +68,7 @@ pub fn run(build: &Build<'_>) -> Result<Built, BuildError> {
     let mut runner = Runner {
         build,
         escape: dockerfile.escape,
-        lines: build.source.lines().collect(),
+        lines: build.source.lines().map(str::to_owned).collect(),
         stages: Vec::new(),
         images: HashMap::new(),
         cache: LayerCache::load(build.layout),
@@ -89,7 +89,9 @@ pub fn run(build: &Build<'_>) -> Result<Built, BuildError> {
 struct Runner<'a> {
     build: &'a Build<'a>,
     escape: char,
-    lines: Vec<&'a str>,
+    /// The source lines instructions are quoted from (a trigger's text
+    /// while ONBUILD triggers run).
+    lines: Vec<String>,
     stages: Vec<Stage>,
     /// Images named by `COPY --from=IMAGE`, pulled once.
     images: HashMap<String, Stage>,
@@ -200,8 +202,9 @@ impl<'a> Runner<'a> {
 
     /// The instruction as written, on one line (for history and ONBUILD).
     fn text_of(&self, node: &Node) -> String {
-        let lines =
-            &self.lines[node.start_line.saturating_sub(1)..node.end_line.min(self.lines.len())];
+        let end = node.end_line.min(self.lines.len());
+        let start = node.start_line.saturating_sub(1).min(end);
+        let lines = &self.lines[start..end];
         let mut text = String::new();
         for line in lines {
             let trimmed = line.trim();
@@ -336,10 +339,17 @@ impl<'a> Runner<'a> {
                     "ONBUILD trigger `{trigger}` of the base image: {e}"
                 ))
             })?;
-            for node in &parsed.instructions {
-                kiln_sdk::info!("ONBUILD {trigger}");
-                self.instruction(stage, node, &[])?;
-            }
+            let file = std::mem::replace(
+                &mut self.lines,
+                trigger.lines().map(str::to_owned).collect(),
+            );
+            kiln_sdk::info!("running the base image's trigger ONBUILD {trigger}");
+            let result = parsed
+                .instructions
+                .iter()
+                .try_for_each(|node| self.instruction(stage, node, &[]));
+            self.lines = file;
+            result?;
         }
         Ok(())
     }
@@ -379,7 +389,10 @@ impl<'a> Runner<'a> {
         }
         match instruction {
             "arg" => {
-                for (name, value) in self.arg_values(node, global)? {
+                // Defaults may use earlier ARGs and ENVs of the stage.
+                let mut scope = global.to_vec();
+                scope.extend(stage.vars());
+                for (name, value) in self.arg_values(node, &scope)? {
                     let value = value.or_else(|| {
                         self.platform_args()
                             .into_iter()
@@ -458,7 +471,8 @@ impl<'a> Runner<'a> {
                     .image
                     .config()
                     .insert("WorkingDir".into(), json!(format!("/{path}")));
-                if !path.is_empty() && stage.lookup(&path, self.build)?.is_none() {
+                let (real, existing) = stage.resolve(&path, self.build)?;
+                if !real.is_empty() && existing.is_none() {
                     // BuildKit creates the directory as the current USER.
                     let user = stage
                         .image
@@ -476,7 +490,7 @@ impl<'a> Runner<'a> {
                         )
                     };
                     let mut tree = Tree::default();
-                    stage.add_parents(&mut tree, &format!("{path}/x"), self.build, owner)?;
+                    stage.add_parents(&mut tree, &format!("{real}/x"), self.build, owner)?;
                     return self.commit_layer(stage, tree, &history);
                 }
             }
@@ -691,19 +705,22 @@ fn needed_stages(
         }
         needed[index] = true;
         let text = &stages[index];
-        let mut names: Vec<String> = texts(text.from).into_iter().take(1).collect();
-        for node in &text.body {
-            for flag in &node.flags {
-                if let ("from", Some(value)) = flag_value(flag) {
-                    names.push(value.to_owned());
-                }
+        // FROM sees only the global ARGs, so its name is known here.
+        if let Some(from) = texts(text.from).first() {
+            match shell::process_word(from, &global.to_vec(), escape) {
+                Ok(name) => todo.extend(find(&name, index)),
+                Err(_) => todo.extend(0..index),
             }
         }
-        for name in names {
-            match shell::process_word(&name, &global.to_vec(), escape) {
-                Ok(name) => todo.extend(find(&name, index)),
-                // An unexpandable name could be any earlier stage.
-                Err(_) => todo.extend(0..index),
+        // `--from` is expanded with the stage's own variables too: a name
+        // with a variable could be any earlier stage.
+        for node in &text.body {
+            for flag in &node.flags {
+                match flag_value(flag) {
+                    ("from", Some(value)) if value.contains('$') => todo.extend(0..index),
+                    ("from", Some(value)) => todo.extend(find(value, index)),
+                    _ => {}
+                }
             }
         }
     }

@@ -116,6 +116,16 @@ impl Stage {
         Ok(self.view(build)?.get(path).cloned())
     }
 
+    /// Where `path` leads in this stage's file system, symlinks followed
+    /// inside it, and what is there (`None` for a path still to create).
+    pub(super) fn resolve(
+        &mut self,
+        path: &str,
+        build: &Build<'_>,
+    ) -> Result<(String, Option<Entry>), BuildError> {
+        tree::resolve(path, true, |p| self.lookup(p, build))
+    }
+
     /// Put the parent directories of `path` into `layer`: existing ones
     /// with their metadata, missing ones root-owned 0755 (or `owner`'s).
     pub(super) fn add_parents(
