@@ -737,26 +737,48 @@ fn symlinks_lead_inside_the_context_and_the_image_only() {
         project.write("ctx/Dockerfile", dockerfile);
         Run::of(kiln(
             project.path(),
-            &["step", "dockerfile-build", "--input", "context=/workspace/ctx", "--input", "output=/output/image"],
+            &[
+                "step",
+                "dockerfile-build",
+                "--input",
+                "context=/workspace/ctx",
+                "--input",
+                "output=/output/image",
+            ],
         ))
     };
     for escape in ["COPY up/secret.txt /x", "COPY up/*.txt /x/", "COPY k /k"] {
         let run = step(&format!("FROM scratch\n{escape}\n"));
         assert_ne!(run.code(), Some(0), "{escape}: {}", run.all());
-        assert!(run.all().contains("matches nothing"), "{escape}: {}", run.all());
+        assert!(
+            run.all().contains("matches nothing"),
+            "{escape}: {}",
+            run.all()
+        );
     }
 
     // In the image, `/bin` → `usr/bin` leads a COPY destination, as the
     // kernel would; ADD extracts into an existing directory; ARG defaults
     // see earlier ARGs.
-    run_ok(Command::new("tar").current_dir(&ctx).args(["-czf", "app.tar.gz", "extra.sh"]));
+    run_ok(
+        Command::new("tar")
+            .current_dir(&ctx)
+            .args(["-czf", "app.tar.gz", "extra.sh"]),
+    );
     let run = project.build(&["--output", "oci:out"]);
-    assert_ne!(run.code(), Some(0), "the previous Dockerfile still escapes: {}", run.all());
+    assert_ne!(
+        run.code(),
+        Some(0),
+        "the previous Dockerfile still escapes: {}",
+        run.all()
+    );
     project.write(
         "ctx/Dockerfile",
         "FROM scratch\nARG DIR=opt\nARG FULL=/${DIR}/app\nCOPY rootfs/ /\nCOPY extra.sh /bin/\nWORKDIR $FULL\nADD app.tar.gz .\n",
     );
-    project.build(&["-t", "x:latest", "--output", "oci:out"]).ok();
+    project
+        .build(&["-t", "x:latest", "--output", "oci:out"])
+        .ok();
     let tree = unpack(&project.path().join("out"), &project.path().join("bundle")).unwrap();
     assert_eq!(tree["/bin"].content, b"usr/bin", "still a symlink");
     assert_eq!(tree["/usr/bin/extra.sh"].content, b"extra\n");
