@@ -329,6 +329,20 @@ fn a_rebuild_with_nothing_changed_writes_no_layer() {
         "{}",
         second.all()
     );
+    // A rewrite that keeps the size and the mtime (`cp -p`) is noticed:
+    // the change time is part of the key.
+    let conf = project.path().join("ctx/conf.txt");
+    let stamp = project.path().join("stamp");
+    std::fs::write(&stamp, "").unwrap();
+    run_ok(Command::new("touch").arg("-r").arg(&conf).arg(&stamp));
+    std::fs::write(&conf, "CONF\n").unwrap();
+    run_ok(Command::new("touch").arg("-r").arg(&stamp).arg(&conf));
+    let same_size = project.build(&["--output", "oci:out"]);
+    assert!(
+        same_size.all().contains("(1 layers written, 3 reused)"),
+        "{}",
+        same_size.all()
+    );
     // A changed file is noticed (size and time are part of the key).
     project.write("ctx/conf.txt", "changed\n");
     let third = project.build(&["--output", "oci:out"]);

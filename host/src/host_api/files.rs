@@ -7,12 +7,10 @@ use crate::runtime::bindings::kiln::plugin::files::{Host, Metadata};
 
 impl Host for StepState {
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<Metadata, String>> {
-        Ok(self
-            .mounts
-            .metadata(&path)
-            .map(|(mode, symlink_target)| Metadata {
-                mode,
-                symlink_target,
-            }))
+        Ok(self.mounts.metadata(&path).map(|facts| Metadata {
+            mode: facts.mode,
+            symlink_target: facts.symlink_target,
+            change_time: facts.change_time,
+        }))
     }
 }

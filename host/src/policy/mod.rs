@@ -113,10 +113,10 @@ impl MountTable {
         Ok(())
     }
 
-    /// The permission bits of the guest path `path` and, for a symlink,
-    /// its target; a final symlink is not followed.
-    pub fn metadata(&self, path: &str) -> Result<(u32, Option<String>), String> {
-        use cap_std::fs::PermissionsExt;
+    /// What WASI does not tell about the guest path `path`: permission
+    /// bits, a symlink's target, the change time; a final symlink is not
+    /// followed.
+    pub fn metadata(&self, path: &str) -> Result<PathFacts, String> {
         // Relative paths start where the guest does: the workspace.
         let absolute;
         let path = if path.starts_with('/') {
@@ -137,19 +137,41 @@ impl MountTable {
             .ok_or_else(|| format!("{path} is not inside a mounted directory"))?;
         let relative = if rest.is_empty() { "." } else { rest };
         let failed = |e: std::io::Error| format!("{path}: {e}");
-        let metadata = dir.symlink_metadata(relative).map_err(failed)?;
-        let mode = metadata.permissions().mode() & 0o7777;
-        if !metadata.file_type().is_symlink() {
-            return Ok((mode, None));
-        }
-        // cap-std refuses to read absolute targets; read the link itself
-        // from its directory, opened beneath the mount.
+        // The parent is opened beneath the mount by cap-std; the last
+        // component is examined there without following it (cap-std also
+        // refuses to read absolute link targets, which must be copied).
         let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
         let parent = dir.open_dir(parent).map_err(failed)?;
-        let target =
-            rustix::fs::readlinkat(&parent, name, Vec::new()).map_err(|e| failed(e.into()))?;
-        Ok((mode, Some(target.to_string_lossy().into_owned())))
+        let stat = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| failed(e.into()))?;
+        let is_symlink =
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink;
+        let symlink_target = if is_symlink {
+            let target =
+                rustix::fs::readlinkat(&parent, name, Vec::new()).map_err(|e| failed(e.into()))?;
+            Some(target.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        Ok(PathFacts {
+            mode: stat.st_mode & 0o7777,
+            symlink_target,
+            change_time: (stat.st_ctime as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(stat.st_ctime_nsec as u64),
+        })
     }
+}
+
+/// What [`MountTable::metadata`] tells about a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathFacts {
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// A symlink's target, as written.
+    pub symlink_target: Option<String>,
+    /// The inode change time, in nanoseconds since the epoch.
+    pub change_time: u64,
 }
 
 /// Where the values of granted environment variables and secrets come

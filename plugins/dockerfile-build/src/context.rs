@@ -196,7 +196,14 @@ impl Context {
             Kind::File(FileData {
                 source: host.to_string_lossy().into_owned(),
                 size: meta.len(),
-                identity: format!("context:{path}:{}:{}", meta.len(), modified.as_nanos()),
+                // Size, mtime and ctime: a rewrite that keeps size and
+                // mtime (`cp -p`, `rsync -t`) still changes the ctime.
+                identity: format!(
+                    "context:{path}:{}:{}:{}",
+                    meta.len(),
+                    modified.as_nanos(),
+                    extra.change_time
+                ),
             })
         } else {
             // Sockets, fifos and devices are not copied, as in Docker.
