@@ -141,18 +141,7 @@ impl ImageLayout {
         expected: Option<&str>,
     ) -> Result<(String, u64), OciError> {
         let mut writer = self.blob_writer()?;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io(&writer.staging)(e)),
-            };
-            writer
-                .write_all(&buffer[..n])
-                .map_err(io(&writer.staging))?;
-        }
+        crate::layer::copy(reader, &mut writer).map_err(io(&writer.staging))?;
         writer.commit(expected)
     }
 
