@@ -17,6 +17,7 @@ use crate::policy::{HostPattern, ProcessEnv, StepDirs, StepGrant, ValueSource};
 use crate::runtime::{CapabilityKind, PluginInfo, Runtime, RuntimeConfig, StepFailure, ValueKind};
 use crate::scheduler::{self, RunOptions};
 use crate::step::{self, StepRequest};
+use crate::store::StoreRoot;
 use crate::ui::{HumanReporter, JsonReporter, Reporter, StepStatus};
 
 /// Exit code when the step ran and failed.
@@ -301,20 +302,29 @@ fn step_dirs(args: &StepArgs, name: &str) -> Result<StepDirs, String> {
         None => std::env::current_dir()
             .map_err(|e| format!("cannot read the current directory: {e}"))?,
     };
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| workspace.join(".kiln").join("out").join(name));
-    std::fs::create_dir_all(&output).map_err(|e| {
-        format!(
-            "cannot create the output directory {}: {e}",
-            output.display()
-        )
-    })?;
+    // The default output lies in the workspace's store, which a checkout
+    // could have made a symlink: it is reached without following one, and
+    // the rest of the store stays hidden from the step.
+    let store = workspace.join(".kiln");
+    let output = match &args.output {
+        Some(output) => {
+            std::fs::create_dir_all(output).map_err(|e| {
+                format!(
+                    "cannot create the output directory {}: {e}",
+                    output.display()
+                )
+            })?;
+            output.clone()
+        }
+        None => StoreRoot::open(&store)
+            .and_then(|root| root.dir(Path::new("out").join(name)))
+            .map_err(|e| e.to_string())?,
+    };
     Ok(StepDirs {
         workspace,
         output,
         mounts: Vec::new(),
+        hidden: vec![store],
     })
 }
 
@@ -437,6 +447,7 @@ async fn run_registry(
             workspace: scratch.path().to_owned(),
             output: scratch.path().to_owned(),
             mounts: Vec::new(),
+            hidden: Vec::new(),
         },
         needs: Vec::new(),
         masked: Default::default(),

@@ -65,6 +65,9 @@ pub struct BuildArgs {
     pub push: bool,
     /// `--compression`.
     pub compression: String,
+    /// `--allow-net`: hosts the user trusts by name, even on loopback or
+    /// private addresses.
+    pub allow_net: Vec<HostPattern>,
     /// Registry options (plain HTTP, JSON events).
     pub registry: RegistryOptions,
 }
@@ -126,7 +129,8 @@ pub async fn build(args: BuildArgs) -> ExitCode {
     }) {
         Some(dir) => dir,
         None => match build_cache_layout(&context) {
-            Some(dir) => dir,
+            Some(Ok(dir)) => dir,
+            Some(Err(e)) => return usage(e),
             None => {
                 return usage("no cache directory for the intermediate layout; set KILN_CACHE_DIR");
             }
@@ -201,10 +205,24 @@ pub async fn build(args: BuildArgs) -> ExitCode {
                 .all(|b| commands::registry_host(b) == commands::registry_host(tag))
         });
     inputs.push(("complete-layout".into(), (!push_only).to_string()));
-    let mut net = Vec::new();
+    // The registries the Dockerfile names are untrusted input: reachable
+    // on public addresses only. Those the user named (`--allow-net`, or a
+    // `-t` reference, whose registry the build pushes to) are trusted by
+    // name, so a local registry works when the user points at it.
+    let mut untrusted_net = Vec::new();
     for host in bases.iter().map(|b| commands::registry_host(b)) {
         match host.parse::<HostPattern>() {
-            Ok(pattern) if !net.contains(&pattern) => net.push(pattern),
+            Ok(pattern) if !untrusted_net.contains(&pattern) => untrusted_net.push(pattern),
+            Ok(_) => {}
+            Err(e) => return usage(e),
+        }
+    }
+    let mut net = args.allow_net.clone();
+    for host in args.tags.iter().map(|t| commands::registry_host(t)) {
+        match host.parse::<HostPattern>() {
+            Ok(pattern) if untrusted_net.contains(&pattern) && !net.contains(&pattern) => {
+                net.push(pattern)
+            }
             Ok(_) => {}
             Err(e) => return usage(e),
         }
@@ -219,12 +237,14 @@ pub async fn build(args: BuildArgs) -> ExitCode {
         inputs,
         grant: StepGrant {
             net,
+            untrusted_net,
             ..StepGrant::default()
         },
         dirs: StepDirs {
             workspace: context,
             output: layout.clone(),
             mounts,
+            hidden: Vec::new(),
         },
         needs: Vec::new(),
         masked: Default::default(),
@@ -262,13 +282,20 @@ pub async fn build(args: BuildArgs) -> ExitCode {
 }
 
 /// A persistent layout for builds that only push or write an archive, so
-/// rebuilds reuse their layers: one per context directory.
-fn build_cache_layout(context: &Path) -> Option<PathBuf> {
+/// rebuilds reuse their layers: one per context directory, created below
+/// kiln's cache directory without following a symlink.
+fn build_cache_layout(context: &Path) -> Option<Result<PathBuf, crate::store::StoreError>> {
     use sha2::Digest;
     let key = hex::encode(sha2::Sha256::digest(context.as_os_str().as_encoded_bytes()));
-    RuntimeConfig::from_env()
-        .cache_dir
-        .map(|dir| dir.join("builds").join(&key[..16]))
+    let root = RuntimeConfig::from_env().cache_dir?;
+    Some(
+        std::fs::create_dir_all(&root)
+            .map_err(|source| crate::store::StoreError::Io {
+                path: root.clone(),
+                source,
+            })
+            .and_then(|()| crate::store::ensure_dir(&root, &Path::new("builds").join(&key[..16]))),
+    )
 }
 
 /// `registry/repo/path:tag` → `repo/path` (for cross-repository mounts).

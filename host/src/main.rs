@@ -120,6 +120,11 @@ struct BuildCli {
     /// Layer compression: gzip or zstd.
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// Let the build reach HOST[:PORT] even on a loopback or private
+    /// address (repeatable). Registries the Dockerfile names are otherwise
+    /// reached on public addresses only: the Dockerfile is untrusted input.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    allow_net: Vec<HostPattern>,
     #[command(flatten)]
     options: RegistryCli,
 }
@@ -302,6 +307,7 @@ async fn main() -> ExitCode {
                 outputs: cli.output,
                 push: cli.push,
                 compression: cli.compression,
+                allow_net: cli.allow_net,
                 registry: cli.options.options(),
             })
             .await
@@ -319,6 +325,7 @@ async fn main() -> ExitCode {
                 secrets: step.secret,
                 timeout: step.timeout,
                 memory: step.memory,
+                ..StepGrant::default()
             };
             commands::step(StepArgs {
                 plugin: step.plugin,

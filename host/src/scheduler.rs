@@ -15,7 +15,7 @@ use crate::policy::{Mount, StepDirs, StepGrant, ValueSource, guest_artifact_path
 use crate::runtime::Runtime;
 use crate::shell;
 use crate::step::{self, StepRequest};
-use crate::store::{ArtifactStore, CacheStore, select_files};
+use crate::store::{ArtifactStore, CacheStore, StoreRoot, select_files};
 use crate::ui::{Level, Reporter, StepLog, StepStatus, StepSummary};
 
 /// How to run a pipeline.
@@ -60,7 +60,7 @@ struct Shared {
     reporter: Arc<dyn Reporter>,
     artifacts: ArtifactStore,
     cache: CacheStore,
-    root: PathBuf,
+    store: StoreRoot,
 }
 
 /// Run `pipeline`. Returns every selected step's summary (the run failed
@@ -75,10 +75,16 @@ pub async fn run(
     env: &dyn ValueSource,
 ) -> Result<Vec<StepSummary>, RunError> {
     let variables = Arc::new(Variables::resolve(&pipeline, env));
-    let root = options
-        .artifacts_dir
-        .clone()
-        .unwrap_or_else(|| pipeline.project_dir.join(".kiln"));
+    // A checkout can hold a symlink where the store goes: the store is
+    // opened without following one, and refused if it is one.
+    let store = StoreRoot::open(
+        &options
+            .artifacts_dir
+            .clone()
+            .unwrap_or_else(|| pipeline.project_dir.join(".kiln")),
+    )
+    .map_err(|e| RunError::Usage(e.to_string()))?;
+    let root = store.path().to_owned();
     // Rules see the run's variables, then the rest of the environment, as
     // GitLab's rules see every CI/CD variable of the job.
     let value = |name: &str| {
@@ -110,7 +116,7 @@ pub async fn run(
         variables,
         runtime,
         reporter: reporter.clone(),
-        root,
+        store,
     });
     // `--step` never names an excluded step (`select` refused it), so
     // excluded steps are shown only when the whole pipeline runs.
@@ -393,8 +399,14 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
             Ok(())
         }
         Action::Plugin { plugin, .. } => {
-            let work = fresh_dir(&shared.root.join("work").join(&step.name))?;
-            let output = fresh_dir(&shared.root.join("out").join(&step.name))?;
+            let fresh = |area: &str| {
+                shared
+                    .store
+                    .fresh_dir(Path::new(area).join(&step.name))
+                    .map_err(|e| e.to_string())
+            };
+            let work = fresh("work")?;
+            let output = fresh("out")?;
             let mut mounts = Vec::new();
             for need in &step.needs {
                 let host = work.join("needs").join(need);
@@ -433,6 +445,9 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
                     workspace: project.clone(),
                     output: output.clone(),
                     mounts,
+                    // Other steps' artifacts, output and caches stay out of
+                    // sight: the step sees its needs at /artifacts only.
+                    hidden: vec![shared.store.path().to_owned()],
                 },
                 needs: step.needs.clone(),
                 masked: mask.clone(),
@@ -453,16 +468,6 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
         }
     };
     result.map_err(|message| mask.apply(&message))
-}
-
-/// An empty directory at `path`, removing what an earlier run left.
-fn fresh_dir(path: &Path) -> Result<PathBuf, String> {
-    if path.exists() {
-        std::fs::remove_dir_all(path)
-            .map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
-    }
-    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    Ok(path.to_owned())
 }
 
 /// Store the step's artifact: `artifacts.paths` under `base`, or, for a

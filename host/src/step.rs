@@ -77,7 +77,9 @@ pub async fn run(
     for value in &checked.secret_values {
         mask.add(value);
     }
-    let sandbox = Sandbox::new(&request.grant, &request.dirs, values, |secrets| {
+    let mut dirs = request.dirs.clone();
+    dirs.hidden.extend(runtime.cache_root().map(ToOwned::to_owned));
+    let sandbox = Sandbox::new(&request.grant, &dirs, values, |secrets| {
         for secret in secrets {
             mask.add(secret);
         }

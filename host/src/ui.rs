@@ -377,6 +377,36 @@ impl SecretMask {
         }
     }
 
+    /// The length in bytes of the longest secret (0 when there is none).
+    pub fn longest(&self) -> usize {
+        self.values.first().map_or(0, String::len)
+    }
+
+    /// A position at or before `cut` where `bytes` can be split without
+    /// splitting a secret, so that each part can be masked on its own.
+    /// `bytes` must hold at least [`SecretMask::longest`] bytes past `cut`
+    /// (or all there is) for a secret that starts before `cut` to be seen.
+    /// When a secret longer than `cut` starts at 0, the split falls after
+    /// it instead.
+    pub fn safe_cut(&self, bytes: &[u8], mut cut: usize) -> usize {
+        'search: loop {
+            for value in &self.values {
+                let value = value.as_bytes();
+                let from = cut.saturating_sub(value.len().saturating_sub(1));
+                for start in from..cut {
+                    if start + value.len() > cut && bytes[start..].starts_with(value) {
+                        if start == 0 {
+                            return value.len().min(bytes.len());
+                        }
+                        cut = start;
+                        continue 'search;
+                    }
+                }
+            }
+            return cut;
+        }
+    }
+
     /// `text` with every secret replaced.
     pub fn apply(&self, text: &str) -> String {
         let mut out = text.to_owned();
@@ -406,9 +436,24 @@ pub struct LogLimitExceeded {
 /// never expose part of a secret).
 const MAX_SHOWN_LINE: usize = 16 * 1024;
 
-fn shorten(mut line: String) -> String {
-    if line.len() > MAX_SHOWN_LINE {
-        let mut cut = MAX_SHOWN_LINE;
+/// Longest field key or value shown.
+const MAX_SHOWN_FIELD: usize = 1024;
+
+/// Most fields shown per log record.
+pub const MAX_FIELDS: usize = 32;
+
+/// What a record costs the budget beyond its text: the step name, level
+/// and separators every printed line carries.
+const RECORD_COST: usize = 16;
+
+/// What a field costs beyond its key and value (`key=value` and a space).
+const FIELD_COST: usize = 4;
+
+/// `line` cut to at most `max` bytes (on a character boundary), saying how
+/// much was dropped.
+fn shorten(mut line: String, max: usize) -> String {
+    if line.len() > max {
+        let mut cut = max;
         while !line.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -481,29 +526,69 @@ impl StepLog {
         Ok(())
     }
 
-    /// A line from the plugin: charged to the budget, masked, reported.
+    /// A line from the plugin: masked, cut to size, then charged to the
+    /// budget — the larger of what the plugin sent and what is printed,
+    /// plus a fixed cost per record and per field, so that neither empty
+    /// records nor masking that lengthens text print for free. At most
+    /// [`MAX_FIELDS`] fields are kept.
     pub fn plugin(
         &self,
         level: Level,
         message: &str,
         fields: &[(String, String)],
     ) -> Result<(), LogLimitExceeded> {
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        self.charge(size as u64)?;
-        let fields: Vec<(String, String)> = fields
+        let sent = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + FIELD_COST)
+                .sum::<usize>();
+        // Refuse a flood before spending time masking it.
+        if self.used.load(Ordering::Relaxed) + sent as u64 > self.limit {
+            return self.charge(sent as u64 + RECORD_COST as u64);
+        }
+        let mut shown: Vec<(String, String)> = fields
             .iter()
-            .map(|(k, v)| (self.mask.apply(k), self.mask.apply(v)))
+            .take(MAX_FIELDS)
+            .map(|(k, v)| {
+                (
+                    shorten(self.mask.apply(k), MAX_SHOWN_FIELD),
+                    shorten(self.mask.apply(v), MAX_SHOWN_FIELD),
+                )
+            })
             .collect();
-        let message = shorten(self.mask.apply(message));
-        self.reporter.log(&self.step, level, &message, &fields);
+        if fields.len() > MAX_FIELDS {
+            shown.push((
+                "kiln".to_owned(),
+                format!("{} more fields dropped", fields.len() - MAX_FIELDS),
+            ));
+        }
+        let message = shorten(self.mask.apply(message), MAX_SHOWN_LINE);
+        let printed = message.len()
+            + shown
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + FIELD_COST)
+                .sum::<usize>();
+        self.charge((sent.max(printed) + RECORD_COST) as u64)?;
+        self.reporter.log(&self.step, level, &message, &shown);
         Ok(())
     }
 
-    /// A line from the host about this step (denials, limits); masked, not
-    /// charged.
+    /// A line from the host about this step that the host chose to print
+    /// (limits, settings); masked, not charged.
     pub fn host(&self, level: Level, message: &str) {
         self.reporter
             .log(&self.step, level, &self.mask.apply(message), &[]);
+    }
+
+    /// A line the host prints because of something the plugin did (a
+    /// denied request, a delegation): masked, cut to size and charged like
+    /// the plugin's own lines, so a plugin cannot make the host print for
+    /// it without limit.
+    pub fn caused_by_plugin(&self, level: Level, message: &str) -> Result<(), LogLimitExceeded> {
+        let message = shorten(self.mask.apply(message), MAX_SHOWN_LINE);
+        self.charge((message.len() + RECORD_COST) as u64)?;
+        self.reporter.log(&self.step, level, &message, &[]);
+        Ok(())
     }
 
     /// Progress from the plugin.
@@ -513,9 +598,9 @@ impl StepLog {
         done: u64,
         total: Option<u64>,
     ) -> Result<(), LogLimitExceeded> {
-        self.charge(task.len() as u64 + 16)?;
-        self.reporter
-            .progress(&self.step, &self.mask.apply(task), done, total);
+        let task = shorten(self.mask.apply(task), MAX_SHOWN_FIELD);
+        self.charge((task.len() + RECORD_COST) as u64)?;
+        self.reporter.progress(&self.step, &task, done, total);
         Ok(())
     }
 }
@@ -543,9 +628,45 @@ mod tests {
     }
 
     #[test]
+    fn cuts_never_split_a_secret() {
+        let mut mask = SecretMask::default();
+        mask.add("s3cr3t-value");
+        let text = b"aaaaaaaas3cr3t-valuebbbb";
+        // A cut inside the secret moves to where it starts.
+        assert_eq!(mask.safe_cut(text, 12), 8);
+        assert_eq!(mask.safe_cut(text, 8), 8);
+        assert_eq!(mask.safe_cut(text, 20), 20);
+        // A secret at the start, longer than the cut, is kept whole.
+        assert_eq!(mask.safe_cut(b"s3cr3t-value...", 4), 12);
+        assert_eq!(mask.longest(), 12);
+    }
+
+    #[test]
+    fn empty_fields_and_host_lines_are_charged() {
+        let reporter = Arc::new(Count(AtomicU64::new(0)));
+        let log = StepLog::new("s", reporter.clone(), SecretMask::default(), 4096);
+        let empty: Vec<(String, String)> = vec![(String::new(), String::new()); 1000];
+        let mut printed = 0;
+        while log.plugin(Level::Info, "", &empty).is_ok() {
+            printed += 1;
+        }
+        // Each record costs at least its fixed part: a few records, not
+        // thousands.
+        assert!(printed < 40, "{printed} empty records printed");
+        let log = StepLog::new("s", reporter, SecretMask::default(), 4096);
+        let host = "h".repeat(60_000);
+        assert!(
+            log.caused_by_plugin(Level::Warn, &format!("denied {host}"))
+                .is_err()
+        );
+        assert!(log.limit_exceeded());
+    }
+
+    #[test]
     fn budget_stops_a_flood() {
         let reporter = Arc::new(Count(AtomicU64::new(0)));
-        let log = StepLog::new("s", reporter.clone(), SecretMask::default(), 10);
+        // Each record costs its text plus RECORD_COST (16).
+        let log = StepLog::new("s", reporter.clone(), SecretMask::default(), 40);
         assert!(log.plugin(Level::Info, "12345", &[]).is_ok());
         assert!(log.plugin(Level::Info, "123456", &[]).is_err());
         assert!(log.limit_exceeded());

@@ -44,15 +44,22 @@ impl GuestOutput {
             let line: Vec<u8> = pending.drain(..=end).collect();
             self.emit(&line[..line.len() - 1])?;
         }
-        while pending.len() > MAX_LINE {
+        // A line too long to hold is emitted in pieces, cut where no secret
+        // is split (each piece is masked on its own): a piece is cut only
+        // once the bytes after the cut can show a secret crossing it.
+        let mask = self.log.mask();
+        while pending.len() > MAX_LINE + mask.longest() {
+            let cut = mask.safe_cut(&pending, MAX_LINE);
             // Keep the tail so the line's own newline still ends it.
-            let line: Vec<u8> = pending.drain(..MAX_LINE).collect();
+            let line: Vec<u8> = pending.drain(..cut).collect();
             self.emit(&line)?;
         }
         Ok(())
     }
 
     fn emit(&self, line: &[u8]) -> Result<(), crate::ui::LogLimitExceeded> {
+        // A piece may end inside a UTF-8 sequence; it is shown with a
+        // replacement character, which cannot reveal a secret's bytes.
         let text = String::from_utf8_lossy(line);
         self.log
             .plugin(self.level, text.trim_end_matches('\r'), &[])

@@ -108,13 +108,18 @@ impl Variables {
 
     /// [`Variables::expand`], plus `${hash:FILE}`: the first 16 hex digits
     /// of the SHA-256 of a project file, for cache keys.
+    ///
+    /// `FILE` is untrusted (the pipeline file comes with the repository):
+    /// it must be a regular file inside the project, reached without
+    /// leaving it through `..` or a symlink, and at most
+    /// [`MAX_HASHED_FILE`] bytes.
     pub fn expand_cache_key(&self, text: &str, project_dir: &Path) -> Result<String, String> {
         self.expand_with(text, |name| {
             let file = name.strip_prefix("hash:")?;
-            Some(match std::fs::read(project_dir.join(file)) {
-                Ok(bytes) => Ok(hex::encode(&Sha256::digest(&bytes)[..8])),
-                Err(e) => Err(format!("`${{hash:{file}}}`: cannot read {file}: {e}")),
-            })
+            Some(
+                hash_project_file(project_dir, file)
+                    .map_err(|e| format!("`${{hash:{file}}}`: {e}")),
+            )
         })
     }
 
@@ -198,6 +203,42 @@ fn derive_from_git(dir: &Path) -> Vec<(String, String)> {
     derived
 }
 
+/// Largest file `${hash:FILE}` reads: lock files and build descriptors
+/// are far smaller.
+pub const MAX_HASHED_FILE: u64 = 64 << 20;
+
+/// The first 16 hex digits of the SHA-256 of `file`, a regular file inside
+/// `project_dir`, opened beneath it (cap-std refuses `..` and symlinks
+/// that leave it).
+fn hash_project_file(project_dir: &Path, file: &str) -> Result<String, String> {
+    use std::io::Read;
+    super::check_relative(file)?;
+    let project = cap_std::fs::Dir::open_ambient_dir(project_dir, cap_std::ambient_authority())
+        .map_err(|e| format!("cannot open the project directory: {e}"))?;
+    let opened = project
+        .open(file)
+        .map_err(|e| format!("cannot read {file} inside the project: {e}"))?;
+    let meta = opened
+        .metadata()
+        .map_err(|e| format!("cannot read {file}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{file} is not a regular file; name a file of the project"));
+    }
+    if meta.len() > MAX_HASHED_FILE {
+        return Err(format!(
+            "{file} has {} bytes, more than the {MAX_HASHED_FILE} a cache key may hash",
+            meta.len()
+        ));
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = opened.into_std().take(MAX_HASHED_FILE + 1);
+    std::io::copy(&mut reader, &mut hasher).map_err(|e| format!("cannot read {file}: {e}"))?;
+    if reader.limit() == 0 {
+        return Err(format!("{file} grew past {MAX_HASHED_FILE} bytes while it was read"));
+    }
+    Ok(hex::encode(&hasher.finalize()[..8]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +292,18 @@ mod tests {
             v.expand_cache_key("${hash:missing.xml}", dir.path())
                 .is_err()
         );
+        // Nothing outside the project, nothing but regular files.
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for outside in [
+            "${hash:/etc/passwd}",
+            "${hash:../x}",
+            "${hash:link}",
+            "${hash:sub}",
+            "${hash:/dev/zero}",
+        ] {
+            let err = v.expand_cache_key(outside, dir.path()).unwrap_err();
+            assert!(err.starts_with("`${hash:"), "{err}");
+        }
     }
 }

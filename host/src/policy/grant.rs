@@ -47,6 +47,12 @@ pub struct StepGrant<D = PathBuf, H = HostPattern> {
     /// Hosts the step may send HTTP requests to.
     #[serde(default = "Vec::new")]
     pub net: Vec<H>,
+    /// Hosts that untrusted input named for the step (the registries of a
+    /// Dockerfile's `FROM` lines): reachable on public addresses only,
+    /// unless `net` grants them too. Never read from a pipeline file: the
+    /// host computes them.
+    #[serde(skip)]
+    pub untrusted_net: Vec<H>,
     /// Environment variables passed through from the host.
     #[serde(default)]
     pub env: Vec<String>,
@@ -67,6 +73,7 @@ impl<D, H> Default for StepGrant<D, H> {
             read: Vec::new(),
             write: Vec::new(),
             net: Vec::new(),
+            untrusted_net: Vec::new(),
             env: Vec::new(),
             secrets: Vec::new(),
             timeout: None,

@@ -6,7 +6,9 @@
 //! secrets the step may ask for, and its memory and time limits. Nothing
 //! else in kiln creates a `WasiCtx`.
 
+mod connect;
 mod grant;
+mod hidden;
 mod memory;
 mod net;
 
@@ -21,6 +23,8 @@ pub use grant::{
     DEFAULT_MEMORY, DEFAULT_TIMEOUT, GrantError, HostMatch, HostPattern, MAX_MEMORY, MemorySize,
     StepGrant, Timeout,
 };
+pub use hidden::Hidden;
+pub(crate) use hidden::add_to_linker as add_hidden_check_to_linker;
 pub use memory::{MemoryCap, MemoryCapExceeded};
 pub use net::{OutboundHttp, Refusal, is_public};
 
@@ -43,6 +47,10 @@ pub struct StepDirs {
     /// Further directories the host mounts for the step's own plumbing:
     /// artifacts of needed steps (read-only) and cache directories.
     pub mounts: Vec<Mount>,
+    /// Directories the step may not open even where a mount covers them
+    /// (kiln's store inside the workspace, kiln's cache), except through
+    /// its own output and mounts that lie inside them. See [`Hidden`].
+    pub hidden: Vec<PathBuf>,
 }
 
 /// A host directory mounted at a fixed guest path.
@@ -75,6 +83,18 @@ pub enum PolicyError {
     /// A granted secret has no value in the environment.
     #[error("secret {0} is granted but not set; export {0} before running kiln")]
     SecretNotSet(String),
+    /// A granted directory overlaps kiln's own store or cache.
+    #[error(
+        "cannot grant {path}: it {relation} kiln's own directory {kiln}, which steps may not write; grant a directory beside it"
+    )]
+    KilnDirectory {
+        /// The granted directory.
+        path: PathBuf,
+        /// "contains" or "lies inside".
+        relation: &'static str,
+        /// kiln's directory.
+        kiln: PathBuf,
+    },
 }
 
 /// Everything a step may touch, ready to be moved into its `Store`.
@@ -103,28 +123,84 @@ pub struct Sandbox {
 #[derive(Default)]
 pub struct MountTable {
     dirs: Vec<(String, cap_std::fs::Dir)>,
+    /// What no mount may reveal.
+    hidden: Hidden,
+    /// The writable mounts, where unfinished files are swept.
+    writable: Vec<cap_std::fs::Dir>,
 }
 
+/// How deep below a writable mount unfinished files are looked for: an
+/// image layout's `blobs/sha256/` inside an output subdirectory is at
+/// depth 3.
+const PARTIAL_DEPTH: usize = 4;
+
+/// How unfinished files are named (the contract's `step-context`
+/// documents it; `kiln_sdk::files::PARTIAL_PREFIX` is the plugin side).
+const PARTIAL_PREFIX: &str = ".kiln-partial-";
+
 impl MountTable {
-    fn add(&mut self, host: &Path, guest: &str) -> std::io::Result<()> {
+    /// The directories the step may not open (checked on every open).
+    pub fn hidden(&self) -> &Hidden {
+        &self.hidden
+    }
+
+    fn add(&mut self, host: &Path, guest: &str, writable: bool) -> std::io::Result<()> {
         let dir = cap_std::fs::Dir::open_ambient_dir(host, cap_std::ambient_authority())?;
+        if writable {
+            self.writable.push(dir.try_clone()?);
+        }
         self.dirs
             .push((guest.trim_end_matches('/').to_owned(), dir));
         Ok(())
+    }
+
+    /// Remove the unfinished files (`.kiln-partial-*`) a step left in its
+    /// writable mounts, up to [`PARTIAL_DEPTH`] levels down, never
+    /// following a symlink. Called when a step ends, however it ended.
+    pub fn remove_partial_files(&self, log: &StepLog) {
+        fn sweep(dir: &cap_std::fs::Dir, depth: usize, removed: &mut usize) {
+            let Ok(entries) = dir.entries() else { return };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Ok(kind) = entry.file_type() else { continue };
+                if name.to_string_lossy().starts_with(PARTIAL_PREFIX) && !kind.is_dir() {
+                    if dir.remove_file(&name).is_ok() {
+                        *removed += 1;
+                    }
+                } else if kind.is_dir()
+                    && depth > 1
+                    && let Ok(child) = entry.open_dir()
+                {
+                    sweep(&child, depth - 1, removed);
+                }
+            }
+        }
+        let mut removed = 0;
+        for dir in &self.writable {
+            sweep(dir, PARTIAL_DEPTH, &mut removed);
+        }
+        if removed > 0 {
+            log.host(
+                Level::Debug,
+                &format!("removed {removed} unfinished files the step left"),
+            );
+        }
     }
 
     /// What WASI does not tell about the guest path `path`: permission
     /// bits, a symlink's target, the change time; a final symlink is not
     /// followed.
     pub fn metadata(&self, path: &str) -> Result<PathFacts, String> {
-        // Relative paths start where the guest does: the workspace.
-        let absolute;
-        let path = if path.starts_with('/') {
-            path
+        // Relative paths start where the guest does: the workspace. `.`
+        // and `..` are resolved on the guest path before a mount is chosen,
+        // so nothing above a mount can be named (`/workspace/..` is `/`,
+        // which no mount covers).
+        let absolute = if path.starts_with('/') {
+            normalize_guest_path(path)
         } else {
-            absolute = format!("{GUEST_WORKSPACE}/{path}");
-            &absolute
+            normalize_guest_path(&format!("{GUEST_WORKSPACE}/{path}"))
         };
+        let path = absolute.as_str();
         let (dir, rest) = self
             .dirs
             .iter()
@@ -142,6 +218,9 @@ impl MountTable {
         // refuses to read absolute link targets, which must be copied).
         let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
         let parent = dir.open_dir(parent).map_err(failed)?;
+        if self.hidden.covers_fd(std::os::fd::AsFd::as_fd(&parent)) {
+            return Err(failed(std::io::ErrorKind::PermissionDenied.into()));
+        }
         let stat = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| failed(e.into()))?;
         let is_symlink =
@@ -161,6 +240,22 @@ impl MountTable {
                 .saturating_add(stat.st_ctime_nsec as u64),
         })
     }
+}
+
+/// `path` (absolute) with `.` and `..` resolved lexically and repeated
+/// slashes folded; `..` at the root stays at the root.
+fn normalize_guest_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// What [`MountTable::metadata`] tells about a path.
@@ -209,7 +304,12 @@ impl Sandbox {
         let mut masked: Vec<String> = secrets.values().cloned().collect();
         // Registry credentials go to the hosts granted by name, and only
         // to them, as the secret `registry-auth:HOST`.
-        for host in grant.net.iter().filter_map(HostPattern::exact_authority) {
+        for host in grant
+            .net
+            .iter()
+            .chain(&grant.untrusted_net)
+            .filter_map(HostPattern::exact_authority)
+        {
             if let Some(credential) = credentials::resolve(&host, values) {
                 masked.extend(credential.sensitive());
                 secrets.insert(credentials::secret_name(&host), credential.to_secret());
@@ -219,7 +319,13 @@ impl Sandbox {
         let log = make_log(&masked);
 
         let (mut wasi, stdio) = confined(&log);
-        let mut mounts = MountTable::default();
+        let own: Vec<PathBuf> = std::iter::once(dirs.output.clone())
+            .chain(dirs.mounts.iter().map(|m| m.host.clone()))
+            .collect();
+        let mut mounts = MountTable {
+            hidden: Hidden::new(&dirs.hidden, &own),
+            ..MountTable::default()
+        };
         mount(
             &mut wasi,
             &mut mounts,
@@ -237,9 +343,15 @@ impl Sandbox {
                 extra.writable,
             )?;
         }
-        for (dirs, writable) in [(&grant.read, false), (&grant.write, true)] {
-            for dir in dirs {
+        for (granted, writable) in [(&grant.read, false), (&grant.write, true)] {
+            for dir in granted {
                 let canonical = canonical_dir(dir)?;
+                // Reads below a granted directory are checked on every open;
+                // writes (renames, deletes) are not, so a writable grant
+                // may not overlap kiln's own directories at all.
+                if writable {
+                    refuse_kiln_overlap(&canonical, &dirs.hidden)?;
+                }
                 let guest = canonical.to_str().ok_or_else(|| PolicyError::Mount {
                     path: dir.clone(),
                     reason: "the path is not UTF-8".into(),
@@ -262,7 +374,7 @@ impl Sandbox {
 
         Ok(Sandbox {
             wasi: wasi.build(),
-            http: OutboundHttp::new(grant.net.clone(), log.clone()),
+            http: OutboundHttp::new(grant.net.clone(), grant.untrusted_net.clone(), log.clone()),
             memory: MemoryCap::new(grant.memory()),
             timeout: grant.timeout(),
             secrets,
@@ -280,7 +392,7 @@ impl Sandbox {
         let (mut wasi, stdio) = confined(&log);
         Sandbox {
             wasi: wasi.build(),
-            http: OutboundHttp::new(Vec::new(), log.clone()),
+            http: OutboundHttp::new(Vec::new(), Vec::new(), log.clone()),
             memory: MemoryCap::new(memory),
             timeout,
             secrets: BTreeMap::new(),
@@ -309,6 +421,26 @@ fn confined(log: &Arc<StepLog>) -> (WasiCtxBuilder, [GuestOutput; 2]) {
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     (wasi, stdio)
+}
+
+/// Refuse a writable grant of `dir` that contains or lies inside one of
+/// kiln's directories `kiln`.
+fn refuse_kiln_overlap(dir: &Path, kiln: &[PathBuf]) -> Result<(), PolicyError> {
+    for own in kiln.iter().filter_map(|k| k.canonicalize().ok()) {
+        let relation = if own.starts_with(dir) {
+            "contains"
+        } else if dir.starts_with(&own) {
+            "lies inside"
+        } else {
+            continue;
+        };
+        return Err(PolicyError::KilnDirectory {
+            path: dir.to_owned(),
+            relation,
+            kiln: own,
+        });
+    }
+    Ok(())
 }
 
 fn canonical_dir(dir: &Path) -> Result<PathBuf, PolicyError> {
@@ -344,5 +476,5 @@ fn mount(
     };
     wasi.preopened_dir(&host, guest, perms)
         .map_err(|e| failed(&e))?;
-    table.add(&host, guest).map_err(|e| failed(&e))
+    table.add(&host, guest, writable).map_err(|e| failed(&e))
 }

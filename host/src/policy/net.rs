@@ -6,7 +6,7 @@
 //! request is answered with `HttpRequestDenied` before any connection is
 //! made.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use http::uri::Scheme;
@@ -28,11 +28,16 @@ type ResponseFuture = Box<
 
 /// The step's outbound HTTP policy.
 ///
-/// A granted host may delegate, as registries do: when it answers 401
-/// with a Bearer `realm`, the realm's host becomes reachable for the rest
-/// of the step; when it redirects a request (blobs served from object
-/// storage), the target becomes reachable if it is a public address.
-/// Nothing else widens the grant.
+/// Hosts have one of three standings. Hosts the user or operator granted
+/// by name are reached as named, even on loopback or private addresses.
+/// Hosts that untrusted input named (the registries a Dockerfile's `FROM`
+/// lines point at) and everything delegated to are reachable only on
+/// public addresses, and the connection goes to the address that was
+/// checked. A host with standing may delegate, as registries do: its
+/// Bearer token `realm` and its redirect targets become reachable for the
+/// rest of the step, a realm on the same host and port as a host granted
+/// by name with that standing, everything else on public addresses only.
+/// Wildcard grants never delegate. Nothing else widens the grant.
 pub struct OutboundHttp {
     grant: Arc<Mutex<Grant>>,
     log: Arc<StepLog>,
@@ -41,18 +46,36 @@ pub struct OutboundHttp {
 /// Hosts reachable now: the step's grant plus what granted hosts delegated.
 #[derive(Debug, Default, Clone)]
 struct Grant {
-    /// Granted hosts and token realms.
+    /// Granted by the user or operator (by name or wildcard), and token
+    /// realms on the same host as one granted by name.
     allowed: Vec<HostPattern>,
-    /// Redirect targets, reachable on public addresses only.
+    /// Named by untrusted input: public addresses only, may delegate.
+    named_public: Vec<HostPattern>,
+    /// Delegation targets: public addresses only, no further delegation.
     public_only: Vec<HostPattern>,
+}
+
+/// How a request's host stands in the grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Granted by name: connect by name, may delegate.
+    Named,
+    /// Checked to resolve only to public addresses: connect to these,
+    /// exactly; `delegates` says whether its answers may widen the grant.
+    Public {
+        /// The checked addresses.
+        addresses: Vec<SocketAddr>,
+        /// Whether its realm and redirects become reachable.
+        delegates: bool,
+    },
 }
 
 /// How a response widens what the step may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delegation {
-    /// A Bearer challenge's token realm.
+    /// A Bearer challenge's token realm (`host:port`).
     TokenRealm(String),
-    /// A redirect target.
+    /// A redirect target (`host:port`).
     Redirect(String),
 }
 
@@ -71,9 +94,7 @@ pub fn delegations(status: http::StatusCode, headers: &http::HeaderMap) -> Vec<D
         return headers
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|l| l.split_once("://"))
-            .map(|(_, rest)| rest[..rest.find(['/', '?']).unwrap_or(rest.len())].to_owned())
-            .filter(|a| !a.is_empty())
+            .and_then(url_authority_with_port)
             .map(Delegation::Redirect)
             .into_iter()
             .collect();
@@ -81,12 +102,25 @@ pub fn delegations(status: http::StatusCode, headers: &http::HeaderMap) -> Vec<D
     Vec::new()
 }
 
+/// Most hosts delegation may add to one step's grant: a registry needs a
+/// token service and a storage host or two, not thousands.
+const MAX_DELEGATED: usize = 64;
+
+/// Longest host shown in a denial; the rest is cut.
+const MAX_SHOWN_HOST: usize = 255;
+
 impl OutboundHttp {
-    /// A policy allowing exactly `allowed`; denials are reported on `log`.
-    pub fn new(allowed: Vec<HostPattern>, log: Arc<StepLog>) -> Self {
+    /// A policy allowing exactly `allowed`, and `named_public` on public
+    /// addresses only; denials are reported on `log`.
+    pub fn new(
+        allowed: Vec<HostPattern>,
+        named_public: Vec<HostPattern>,
+        log: Arc<StepLog>,
+    ) -> Self {
         OutboundHttp {
             grant: Arc::new(Mutex::new(Grant {
                 allowed,
+                named_public,
                 public_only: Vec::new(),
             })),
             log,
@@ -101,10 +135,29 @@ fn bearer_realm_authority(header: &str) -> Option<String> {
     let realm = lower[start..].find("realm=")? + start + "realm=".len();
     let value = header[realm..].trim_start_matches('"');
     let end = value.find(['"', ',']).unwrap_or(value.len());
-    let url = &value[..end];
-    let rest = url.split_once("://")?.1;
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    (!authority.is_empty()).then(|| authority.to_owned())
+    url_authority_with_port(&value[..end])
+}
+
+/// `host:port` of an absolute URL, the port made explicit from the scheme
+/// when the URL has none: a delegation names one service, never every
+/// port of its host.
+fn url_authority_with_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    // Userinfo is not part of the host.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = split_authority(authority)?;
+    let port = match port {
+        Some(port) => port,
+        None if scheme.eq_ignore_ascii_case("https") => 443,
+        None if scheme.eq_ignore_ascii_case("http") => 80,
+        None => return None,
+    };
+    Some(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 /// Why a request was refused, for the host's log line.
@@ -112,46 +165,45 @@ fn bearer_realm_authority(header: &str) -> Option<String> {
 pub enum Refusal {
     /// No pattern in the grant covers the host.
     NotGranted,
-    /// Only a wildcard covers the host and it resolves to a loopback,
-    /// private or link-local address.
+    /// The host may be reached on public addresses only, and it resolves
+    /// to a loopback, private or link-local address.
     PrivateAddress(IpAddr),
+    /// The host may be reached on public addresses only and does not
+    /// resolve.
+    Unresolved,
     /// The URL has no usable host.
     NoHost,
 }
 
-/// Decide whether `host:port` may be reached under `allowed` (or
-/// `public_only`, redirect targets), resolving wildcard and redirect
-/// matches to make sure they stay on public addresses.
-pub async fn check(
-    allowed: &[HostPattern],
-    public_only: &[HostPattern],
-    host: &str,
-    port: u16,
-) -> Result<HostMatch, Refusal> {
-    let redirected = public_only
-        .iter()
-        .any(|p| p.matches(host, port).is_some())
-        .then_some(HostMatch::ByWildcard);
-    let best = allowed
-        .iter()
-        .filter_map(|p| p.matches(host, port))
-        .chain(redirected)
-        .min_by_key(|m| *m != HostMatch::ByName);
-    match best {
-        None => Err(Refusal::NotGranted),
-        Some(HostMatch::ByName) => Ok(HostMatch::ByName),
-        Some(HostMatch::ByWildcard) => {
-            let addresses = tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|_| Refusal::NotGranted)?;
-            for address in addresses {
-                if !is_public(address.ip()) {
-                    return Err(Refusal::PrivateAddress(address.ip()));
-                }
-            }
-            Ok(HostMatch::ByWildcard)
-        }
+/// Decide whether `host:port` may be reached under `allowed`,
+/// `named_public` and `public_only` (see [`OutboundHttp`]). Hosts reachable
+/// on public addresses only are resolved here, and every address must be
+/// public; the caller connects to those addresses, never to the name.
+async fn check(grant: &Grant, host: &str, port: u16) -> Result<Standing, Refusal> {
+    let matched = |list: &[HostPattern]| list.iter().filter_map(|p| p.matches(host, port)).min_by_key(|m| *m != HostMatch::ByName);
+    let delegates = match matched(&grant.allowed) {
+        Some(HostMatch::ByName) => return Ok(Standing::Named),
+        Some(HostMatch::ByWildcard) => false,
+        None => match matched(&grant.named_public) {
+            Some(_) => true,
+            None if matched(&grant.public_only).is_some() => false,
+            None => return Err(Refusal::NotGranted),
+        },
+    };
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| Refusal::Unresolved)?
+        .collect();
+    if addresses.is_empty() {
+        return Err(Refusal::Unresolved);
     }
+    if let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
+        return Err(Refusal::PrivateAddress(private.ip()));
+    }
+    Ok(Standing::Public {
+        addresses,
+        delegates,
+    })
 }
 
 /// Whether `ip` is a public unicast address (not loopback, private,
@@ -237,66 +289,108 @@ impl WasiHttpHooks for OutboundHttp {
             let now = grant.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let (request_host, verdict) = match split_authority(&authority) {
                 Some((host, port)) => {
-                    let verdict = check(
-                        &now.allowed,
-                        &now.public_only,
-                        &host,
-                        port.unwrap_or(default_port),
-                    )
-                    .await;
+                    let verdict = check(&now, &host, port.unwrap_or(default_port)).await;
                     (host, verdict)
                 }
                 None => (String::new(), Err(Refusal::NoHost)),
             };
-            let matched = match verdict {
-                Ok(matched) => matched,
+            let standing = match verdict {
+                Ok(standing) => standing,
                 Err(refusal) => {
                     let why = match refusal {
                         Refusal::NotGranted => "not in this step's grant".to_owned(),
                         Refusal::PrivateAddress(ip) => format!(
                             "resolves to the non-public address {ip}; grant the host by name to allow it"
                         ),
+                        Refusal::Unresolved => "the host does not resolve".to_owned(),
                         Refusal::NoHost => "the URL has no host".to_owned(),
                     };
-                    log.host(
+                    // Charged to the step: a plugin must not make the host
+                    // print without limit.
+                    let _ = log.caused_by_plugin(
                         Level::Warn,
-                        &format!("denied HTTP request to {authority}: {why}"),
+                        &format!("denied HTTP request to {}: {why}", shown_host(&authority)),
                     );
                     return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                 }
             };
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            // Only a host the step was granted by name may delegate, and
-            // only a token realm on that same host gets its standing; every
-            // other delegated host is reachable on public addresses only.
-            if matched == HostMatch::ByName {
-                for delegation in delegations(response.status(), response.headers()) {
+            let (response, io) = match &standing {
+                Standing::Named => {
+                    let (response, io) =
+                        wasmtime_wasi_http::default_send_request(request, options).await?;
+                    (
+                        response.map(BodyExt::boxed_unsync),
+                        Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                    )
+                }
+                Standing::Public { addresses, .. } => {
+                    super::connect::send_to_checked(request, addresses, options).await?
+                }
+            };
+            let delegates = match standing {
+                Standing::Named => true,
+                Standing::Public { delegates, .. } => delegates,
+            };
+            if delegates {
+                let found = delegations(response.status(), response.headers());
+                let mut grant = grant.lock().unwrap_or_else(|e| e.into_inner());
+                for delegation in found {
                     let (Delegation::TokenRealm(target) | Delegation::Redirect(target)) =
                         &delegation;
                     let Ok(pattern) = target.parse::<HostPattern>() else {
                         continue;
                     };
-                    let same_host = split_authority(target).is_some_and(|(h, _)| h == request_host);
-                    let mut grant = grant.lock().unwrap_or_else(|e| e.into_inner());
+                    // Only a realm on the same host as one granted by name
+                    // keeps that standing (a local registry's local token
+                    // service), and only for the realm's own port.
+                    let same_service = matches!(standing, Standing::Named)
+                        && split_authority(target).is_some_and(|(h, _)| h == request_host);
+                    let grant = &mut *grant;
+                    let known = grant.allowed.len() + grant.named_public.len() + grant.public_only.len();
                     let list = match delegation {
-                        Delegation::TokenRealm(_) if same_host => &mut grant.allowed,
+                        Delegation::TokenRealm(_) if same_service => &mut grant.allowed,
                         _ => &mut grant.public_only,
                     };
-                    if !list.contains(&pattern) {
-                        log.host(
-                            Level::Debug,
-                            &format!("{authority} delegates to {target}; allowing it"),
-                        );
-                        list.push(pattern);
+                    if list.contains(&pattern) {
+                        continue;
                     }
+                    if known >= MAX_DELEGATED {
+                        let _ = log.caused_by_plugin(
+                            Level::Warn,
+                            &format!(
+                                "{} delegates to too many hosts; not allowing {}",
+                                shown_host(&authority),
+                                shown_host(target)
+                            ),
+                        );
+                        continue;
+                    }
+                    let _ = log.caused_by_plugin(
+                        Level::Debug,
+                        &format!(
+                            "{} delegates to {}; allowing it",
+                            shown_host(&authority),
+                            shown_host(target)
+                        ),
+                    );
+                    list.push(pattern);
                 }
             }
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            Ok((response, io))
         })
     }
+}
+
+/// `authority` cut to [`MAX_SHOWN_HOST`] bytes for a log line.
+fn shown_host(authority: &str) -> String {
+    if authority.len() <= MAX_SHOWN_HOST {
+        return authority.to_owned();
+    }
+    let mut cut = MAX_SHOWN_HOST;
+    while !authority.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &authority[..cut], authority.len())
 }
 
 #[cfg(test)]
@@ -307,36 +401,54 @@ mod tests {
         list.iter().map(|p| p.parse().unwrap()).collect()
     }
 
+    fn grant(allowed: &[&str], named_public: &[&str], public_only: &[&str]) -> Grant {
+        Grant {
+            allowed: patterns(allowed),
+            named_public: patterns(named_public),
+            public_only: patterns(public_only),
+        }
+    }
+
     #[tokio::test]
     async fn loopback_needs_a_grant_by_name() {
-        let by_name = patterns(&["127.0.0.1:5000", "localhost"]);
+        let by_name = grant(&["127.0.0.1:5000", "localhost"], &[], &[]);
+        assert_eq!(check(&by_name, "127.0.0.1", 5000).await, Ok(Standing::Named));
+        assert_eq!(check(&by_name, "localhost", 80).await, Ok(Standing::Named));
         assert_eq!(
-            check(&by_name, &[], "127.0.0.1", 5000).await,
-            Ok(HostMatch::ByName)
-        );
-        assert_eq!(
-            check(&by_name, &[], "localhost", 80).await,
-            Ok(HostMatch::ByName)
-        );
-        assert_eq!(
-            check(&by_name, &[], "127.0.0.1", 5001).await,
+            check(&by_name, "127.0.0.1", 5001).await,
             Err(Refusal::NotGranted)
         );
         // A redirect to a loopback address is not followed.
         assert!(matches!(
-            check(&[], &patterns(&["127.0.0.1:9000"]), "127.0.0.1", 9000).await,
+            check(&grant(&[], &[], &["127.0.0.1:9000"]), "127.0.0.1", 9000).await,
             Err(Refusal::PrivateAddress(_))
         ));
-        // `*.localhost` resolves to loopback: a wildcard may not reach it.
-        let wildcard = patterns(&["*.localhost"]);
+        // A registry an untrusted Dockerfile names on loopback is refused.
         assert!(matches!(
-            check(&wildcard, &[], "registry.localhost", 80).await,
-            Err(Refusal::PrivateAddress(_)) | Err(Refusal::NotGranted)
+            check(&grant(&[], &["127.0.0.1:8099"], &[]), "127.0.0.1", 8099).await,
+            Err(Refusal::PrivateAddress(_))
+        ));
+        // ... unless the user also granted it by name.
+        assert_eq!(
+            check(&grant(&["127.0.0.1:8099"], &["127.0.0.1:8099"], &[]), "127.0.0.1", 8099).await,
+            Ok(Standing::Named)
+        );
+        // `*.localhost` resolves to loopback: a wildcard may not reach it.
+        assert!(matches!(
+            check(&grant(&["*.localhost"], &[], &[]), "registry.localhost", 80).await,
+            Err(Refusal::PrivateAddress(_)) | Err(Refusal::Unresolved)
         ));
         assert_eq!(
-            check(&[], &[], "example.com", 443).await,
+            check(&grant(&[], &[], &[]), "example.com", 443).await,
             Err(Refusal::NotGranted)
         );
+    }
+
+    #[test]
+    fn long_hosts_are_cut_for_the_log() {
+        let long = "a".repeat(60_000);
+        assert!(shown_host(&long).len() < 300);
+        assert_eq!(shown_host("registry:5000"), "registry:5000");
     }
 
     #[test]
@@ -354,11 +466,11 @@ mod tests {
         );
         assert_eq!(
             delegations(http::StatusCode::UNAUTHORIZED, &headers),
-            [Delegation::TokenRealm("auth.example.com".into())]
+            [Delegation::TokenRealm("auth.example.com:443".into())]
         );
         assert_eq!(
             delegations(http::StatusCode::TEMPORARY_REDIRECT, &headers),
-            [Delegation::Redirect("blobs.example.net".into())]
+            [Delegation::Redirect("blobs.example.net:443".into())]
         );
         assert!(delegations(http::StatusCode::OK, &headers).is_empty());
     }
@@ -370,6 +482,16 @@ mod tests {
             Some("127.0.0.1:5001".to_owned())
         );
         assert_eq!(bearer_realm_authority(r#"Basic realm="x""#), None);
+        // A realm without a port names the scheme's port, not every port.
+        assert_eq!(
+            bearer_realm_authority(r#"Bearer realm="http://127.0.0.1/token""#),
+            Some("127.0.0.1:80".to_owned())
+        );
+        assert_eq!(
+            bearer_realm_authority(r#"Bearer realm="https://u:p@Auth.Example.com/t""#),
+            Some("auth.example.com:443".to_owned())
+        );
+        assert_eq!(bearer_realm_authority(r#"Bearer realm="ftp://x/""#), None);
     }
 
     #[test]

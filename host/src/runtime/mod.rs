@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
@@ -57,6 +57,12 @@ const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Memory `describe()` may use.
 const DESCRIBE_MEMORY: u64 = 256 << 20;
+
+/// Handles (open files and directories, streams, HTTP requests) one step
+/// may hold at once. Each open file is a host file descriptor; without a
+/// bound one step could take every descriptor kiln has and starve the
+/// steps beside it.
+pub const MAX_HANDLES: usize = 1024;
 
 /// The data of one step's `Store`: its sandbox and host-interface state.
 pub struct StepState {
@@ -135,6 +141,12 @@ pub enum StepFailure {
     /// The plugin printed more than its log budget.
     #[error("exceeded its output limit of {0} bytes of logs")]
     LogLimit(u64),
+    /// The plugin held more handles (files, streams, requests) at once
+    /// than a step may.
+    #[error(
+        "held more than {MAX_HANDLES} open files, streams or requests at once; a plugin must close what it no longer uses"
+    )]
+    HandleLimit,
     /// The plugin could not be loaded or instantiated.
     #[error("cannot start plugin: {0}")]
     Setup(String),
@@ -172,6 +184,7 @@ pub struct Runtime {
     cache: ComponentCache,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     ticker_stop: Arc<AtomicBool>,
+    cache_root: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -200,12 +213,16 @@ impl Runtime {
         // plugin instantiates; the hook denies what is not granted.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::StepPlugin::add_to_linker::<_, HasSelf<StepState>>(&mut linker, |s| s)?;
+        // Every open is checked against the directories the step may not
+        // see even where a mount covers them.
+        crate::policy::add_hidden_check_to_linker(&mut linker, |s: &StepState| s.mounts.hidden())?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
 
         Ok(Runtime {
             cache: ComponentCache::new(&engine, config.cache_dir.as_deref()),
+            cache_root: config.cache_dir,
             engine,
             linker,
             loaded: Mutex::new(HashMap::new()),
@@ -229,6 +246,12 @@ impl Runtime {
         });
         self.loaded_plugins().insert(digest_hex, plugin.clone());
         Ok(plugin)
+    }
+
+    /// kiln's cache directory (compiled plugins, build layouts), which no
+    /// step may open beyond its own output there.
+    pub fn cache_root(&self) -> Option<&std::path::Path> {
+        self.cache_root.as_deref()
     }
 
     fn loaded_plugins(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedPlugin>>> {
@@ -292,11 +315,13 @@ impl Runtime {
         let log = sandbox.log.clone();
         let stdio = sandbox.stdio.clone();
         let timeout = sandbox.timeout;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         let mut store = Store::new(
             &self.engine,
             StepState {
                 wasi: sandbox.wasi,
-                table: ResourceTable::new(),
+                table,
                 http_ctx: WasiHttpCtx::new(),
                 http: sandbox.http,
                 memory: sandbox.memory,
@@ -309,10 +334,18 @@ impl Runtime {
         store.limiter(|state| &mut state.memory);
         // Every tick the guest yields to tokio, so a cancelled or timed-out
         // step stops promptly even while it spins, and never hogs a worker
-        // thread; past the deadline it traps.
+        // thread; past the deadline it traps, and so does a step past its
+        // output budget (host lines it caused, such as denials, are charged
+        // without failing the call that caused them).
         let deadline = std::time::Instant::now() + timeout;
+        let budget = log.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
+            if budget.limit_exceeded() {
+                return Err(wasmtime::Error::new(crate::ui::LogLimitExceeded {
+                    limit: budget.limit(),
+                }));
+            }
             if std::time::Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
@@ -334,6 +367,9 @@ impl Runtime {
             output.finish();
         }
         let state = store.data();
+        // Unfinished files go, whether the step succeeded, failed, timed
+        // out or crashed.
+        state.mounts.remove_partial_files(&log);
         let error = match outcome {
             Ok(Ok(value)) => return Ok(value),
             Err(_elapsed) => return Err(StepFailure::TimedOut(timeout)),
@@ -344,6 +380,12 @@ impl Runtime {
         }
         if log.limit_exceeded() {
             return Err(StepFailure::LogLimit(log.limit()));
+        }
+        if error
+            .chain()
+            .any(|cause| matches!(cause.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)))
+        {
+            return Err(StepFailure::HandleLimit);
         }
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return Err(StepFailure::TimedOut(timeout));

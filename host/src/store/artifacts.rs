@@ -95,8 +95,7 @@ impl ArtifactStore {
         base: &Path,
         files: &[PathBuf],
     ) -> Result<Manifest, StoreError> {
-        let parent = self.root.join("artifacts");
-        std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+        let parent = super::ensure_dir(&self.root, Path::new("artifacts"))?;
         let staging = tempfile::Builder::new()
             .prefix(&format!(".{step}-"))
             .tempdir_in(&parent)
@@ -155,15 +154,26 @@ impl ArtifactStore {
 
     /// The manifest of `step`'s artifact.
     pub fn manifest(&self, step: &str) -> Result<Manifest, StoreError> {
-        let path = self.step_dir(step).join("manifest.json");
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing {
-                    step: step.to_owned(),
-                    dir: self.root.clone(),
-                });
+        let missing = || StoreError::Missing {
+            step: step.to_owned(),
+            dir: self.root.clone(),
+        };
+        // Read only through real directories: a checkout's symlinked
+        // `artifacts/STEP` must not make kiln read files elsewhere.
+        let dir = match super::existing_dir(&self.root, &Path::new("artifacts").join(step)) {
+            Ok(dir) => dir,
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(missing());
             }
+            Err(e) => return Err(e),
+        };
+        let path = dir.join("manifest.json");
+        let bytes = match open_no_follow(&path).and_then(|mut f| {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map(|_| bytes)
+        }) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
             Err(e) => return Err(io_error(&path)(e)),
         };
         let manifest: Manifest =
@@ -188,7 +198,12 @@ impl ArtifactStore {
             step: manifest.step.clone(),
             detail,
         };
-        let blobs = self.step_dir(&manifest.step).join("blobs").join("sha256");
+        let blobs = super::existing_dir(
+            &self.root,
+            &Path::new("artifacts")
+                .join(&manifest.step)
+                .join("blobs/sha256"),
+        )?;
         for directory in &manifest.directories {
             let relative = safe_relative(directory)
                 .ok_or_else(|| corrupt(format!("path `{directory}` leaves the artifact")))?;
@@ -204,7 +219,7 @@ impl ArtifactStore {
                 .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
                 .ok_or_else(|| corrupt(format!("`{}` has a malformed digest", entry.path)))?;
             let blob = blobs.join(hex);
-            let mut input = File::open(&blob)
+            let mut input = open_no_follow(&blob)
                 .map_err(|e| corrupt(format!("{} is missing its content ({e})", entry.path)))?;
             let target = dest.join(&relative);
             let dir = target.parent().expect("joined paths have a parent");
@@ -228,6 +243,15 @@ impl ArtifactStore {
         }
         Ok(())
     }
+}
+
+/// Open a file of the store for reading, refusing a symlink in its place.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 fn slash_path(path: &Path) -> String {

@@ -9,6 +9,8 @@ use super::{StoreError, io_error};
 /// The cache part of the store.
 #[derive(Debug, Clone)]
 pub struct CacheStore {
+    /// The store's root, which [`super::StoreRoot`] checked.
+    store: PathBuf,
     root: PathBuf,
 }
 
@@ -16,6 +18,7 @@ impl CacheStore {
     /// The cache under `root` (the artifacts directory).
     pub fn new(root: &Path) -> Self {
         CacheStore {
+            store: root.to_owned(),
             root: root.join("cache"),
         }
     }
@@ -46,7 +49,7 @@ impl CacheStore {
     /// Save `paths` of `project` under `key`, replacing the old entry only
     /// once the new one is complete.
     pub fn save(&self, key: &str, paths: &[String], project: &Path) -> Result<(), StoreError> {
-        std::fs::create_dir_all(&self.root).map_err(io_error(&self.root))?;
+        super::ensure_dir(&self.store, Path::new("cache"))?;
         let staging = tempfile::Builder::new()
             .prefix(".saving-")
             .tempdir_in(&self.root)

@@ -16,10 +16,12 @@
 
 mod artifacts;
 mod cache;
+mod dirs;
 mod select;
 
 pub use artifacts::{ArtifactStore, FileEntry, Manifest};
 pub use cache::CacheStore;
+pub use dirs::{StoreRoot, ensure_dir, existing_dir};
 pub use select::select_files;
 
 use std::path::PathBuf;
@@ -58,6 +60,10 @@ pub enum StoreError {
     /// A glob that cannot be compiled, or a path leaving the project.
     #[error("{0}")]
     Pattern(String),
+    /// A path in the store that kiln refuses to write through (a symlink,
+    /// a file where a directory belongs).
+    #[error("{0}")]
+    Unsafe(String),
 }
 
 pub(crate) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {

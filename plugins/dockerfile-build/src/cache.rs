@@ -96,7 +96,7 @@ impl LayerCache {
         }
         let bytes = serde_json::to_vec(&self.entries)
             .map_err(|e| BuildError::failed(format!("layer cache: {e}")))?;
-        let staging = self.path.with_extension("incoming");
+        let staging = kiln_sdk::files::partial_path(&self.path);
         std::fs::write(&staging, bytes).map_err(|e| BuildError::io(&staging, e))?;
         std::fs::rename(&staging, &self.path).map_err(|e| BuildError::io(&self.path, e))
     }

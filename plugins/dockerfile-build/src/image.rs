@@ -333,7 +333,7 @@ pub fn write_docker_archive(
     repo_tags: &[String],
     path: &std::path::Path,
 ) -> Result<(), BuildError> {
-    let staging = path.with_extension("incoming");
+    let staging = kiln_sdk::files::partial_path(path);
     let result = (|| {
         let file = std::fs::File::create(&staging).map_err(|e| BuildError::io(&staging, e))?;
         let mut out = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));

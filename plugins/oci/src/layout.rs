@@ -151,7 +151,7 @@ impl ImageLayout {
     pub fn blob_writer(&self) -> Result<BlobWriter, OciError> {
         let dir = self.root.join("blobs").join("sha256");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let staging = dir.join(format!(".incoming-{}", unique_suffix()));
+        let staging = kiln_sdk::files::partial_path(&dir.join("blob"));
         let file = File::create(&staging).map_err(io(&staging))?;
         Ok(BlobWriter {
             layout: self.clone(),
@@ -250,18 +250,7 @@ pub fn verify(what: &str, bytes: &[u8], digest: &str) -> Result<(), OciError> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
-    let staging = path.with_extension(format!("incoming-{}", unique_suffix()));
+    let staging = kiln_sdk::files::partial_path(path);
     std::fs::write(&staging, bytes).map_err(io(&staging))?;
     std::fs::rename(&staging, path).map_err(io(path))
-}
-
-/// A name unlikely to collide with a concurrent writer's (WASI has no
-/// process id; the clock and a counter suffice within one layout).
-fn unique_suffix() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{count}", now.as_nanos())
 }

@@ -473,8 +473,10 @@ fn authority(url: &str) -> &str {
     &rest[..rest.find(['/', '?']).unwrap_or(rest.len())]
 }
 
-/// The `errors[].code: message` list of a registry error body, or the
-/// start of a body that is not one.
+/// The `errors[].code: message` list of a registry error body. A body that
+/// is not one is described, never echoed: the reply may come from a service
+/// that is not a registry (a Dockerfile can name any host), and its bytes
+/// must not travel into logs.
 fn error_detail(response: Response) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
@@ -487,17 +489,30 @@ fn error_detail(response: Response) -> String {
         #[serde(default)]
         message: String,
     }
+    /// Registry error lists shown, and the length of each text.
+    const SHOWN_ERRORS: usize = 5;
+    const SHOWN_TEXT: usize = 200;
+    let content_type = response
+        .header("content-type")
+        .unwrap_or("no content type")
+        .chars()
+        .take(64)
+        .collect::<String>();
     let body = response.bytes(64 * 1024).unwrap_or_default();
+    let cut = |text: &str| text.chars().take(SHOWN_TEXT).collect::<String>();
     match serde_json::from_slice::<Errors>(&body) {
-        Ok(errors) => errors
+        Ok(errors) if !errors.errors.is_empty() => errors
             .errors
             .iter()
-            .map(|e| format!("{}: {}", e.code, e.message))
+            .take(SHOWN_ERRORS)
+            .map(|e| format!("{}: {}", cut(&e.code), cut(&e.message)))
             .collect::<Vec<_>>()
             .join("; "),
-        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)])
-            .trim()
-            .to_owned(),
+        _ if body.is_empty() => String::new(),
+        _ => format!(
+            "(not a registry error reply: {} bytes of {content_type}, not shown)",
+            body.len()
+        ),
     }
 }
 

@@ -2,6 +2,7 @@
 //! one platform), then only the blobs the layout lacks, each checked
 //! against its digest while it is written.
 
+use std::io::Read;
 use std::collections::HashMap;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -260,7 +261,19 @@ fn fetch_blob(
     if status != 200 {
         return Err(registry.refusal(&format!("downloading {digest}"), status, response));
     }
-    let (_, size) = layout.store_blob(response.body_reader(), Some(&digest))?;
+    // Never store more than the descriptor promises: one byte past it is
+    // enough to know the body is too long, however much more the registry
+    // would send.
+    let mut body = response.body_reader().take(blob.size().saturating_add(1));
+    let (_, size) = match layout.store_blob(&mut body, Some(&digest)) {
+        Err(OciError::DigestMismatch { .. }) if body.limit() == 0 => {
+            return Err(OciError::Invalid(format!(
+                "blob {digest} is longer than the {} bytes its descriptor says; the registry's reply was cut there",
+                blob.size()
+            )));
+        }
+        stored => stored?,
+    };
     if size != blob.size() {
         return Err(OciError::Invalid(format!(
             "blob {digest} has {size} bytes, its descriptor says {}",
