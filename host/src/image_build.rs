@@ -142,6 +142,18 @@ pub async fn build(args: BuildArgs) -> ExitCode {
     let Ok(layout) = layout.canonicalize() else {
         return usage(format!("{}: cannot resolve", layout.display()));
     };
+    // Builds into one layout (the same context's cache layout, or one
+    // `--output oci:DIR`) take turns: each reads the layer cache and
+    // writes index.json, and interleaving them could lose a build.
+    let _lock = match crate::store::lock_dir(&layout, true, || {
+        eprintln!(
+            "kiln build: waiting for another build using {}",
+            layout.display()
+        )
+    }) {
+        Ok(lock) => lock,
+        Err(e) => return usage(e),
+    };
 
     let mut inputs = vec![
         ("context".to_owned(), "/workspace".to_owned()),

@@ -15,6 +15,10 @@ use kiln::scheduler::RunOptions;
 #[derive(Parser)]
 #[command(name = "kiln", version, about)]
 struct Cli {
+    /// An operator policy file capping what any step may be granted
+    /// (repeatable; added to /etc/kiln/policy.yml and $KILN_POLICY).
+    #[arg(long, global = true, value_name = "FILE")]
+    policy: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -235,7 +239,9 @@ fn parse_input(text: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    kiln::policy::operator::set_extra_files(cli.policy);
+    match cli.command {
         Command::Plugin {
             command: PluginCommand::List { json },
         } => commands::plugin_list(json).await,

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::inputs::display;
 use crate::pipeline::{Action, Exclusion, Pipeline, PipelineError, Step, Variables, rules};
+use crate::policy::operator::OperatorPolicies;
 use crate::policy::{Mount, StepDirs, StepGrant, ValueSource, guest_artifact_path};
 use crate::runtime::Runtime;
 use crate::shell;
@@ -85,6 +86,17 @@ pub async fn run(
     )
     .map_err(|e| RunError::Usage(e.to_string()))?;
     let root = store.path().to_owned();
+    // Two runs of one project would clear each other's work: they take
+    // turns on the store.
+    let _lock = crate::store::lock_dir(&root, true, || {
+        reporter.log(
+            "kiln",
+            Level::Info,
+            &format!("waiting for another kiln run using {}", root.display()),
+            &[],
+        )
+    })
+    .map_err(|e| RunError::Usage(e.to_string()))?;
     // Rules see the run's variables, then the rest of the environment, as
     // GitLab's rules see every CI/CD variable of the job.
     let value = |name: &str| {
@@ -95,7 +107,8 @@ pub async fn run(
     };
     let excluded = rules::excluded_steps(&pipeline, &value);
     let selected = select(&pipeline, &options, &excluded)?;
-    let prepared = prepare(&pipeline, &variables, &selected)?;
+    let mut prepared = prepare(&pipeline, &variables, &selected)?;
+    check_operator_policy(&pipeline, &mut prepared)?;
     let artifacts = ArtifactStore::new(&root);
     let chosen: HashSet<&str> = selected.iter().map(|s| s.name.as_str()).collect();
     for step in &selected {
@@ -198,6 +211,27 @@ fn select(
         )));
     }
     Ok(selected)
+}
+
+/// Hold every step to the operator's policy before anything runs: a
+/// pipeline asking for more than the machine allows fails at the step
+/// that asks, naming the rule.
+fn check_operator_policy(pipeline: &Pipeline, prepared: &mut [Prepared]) -> Result<(), RunError> {
+    let policies = OperatorPolicies::load().map_err(|e| RunError::Usage(e.to_string()))?;
+    for step in prepared {
+        let verdict = if step.step.is_sandboxed() {
+            policies.check(&mut step.grant)
+        } else {
+            policies.check_run_steps()
+        };
+        verdict.map_err(|violation| {
+            pipeline.error(
+                step.step.position,
+                format!("step `{}`: {violation}", step.step.name),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Expand every `with:` value and cache key before anything runs, so a

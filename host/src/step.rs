@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::inputs;
 use crate::plugins::PluginRef;
+use crate::policy::operator::OperatorPolicies;
 use crate::policy::{Sandbox, StepDirs, StepGrant, ValueSource};
 use crate::runtime::{
     LoadedPlugin, NamedValue, NeededArtifact, PluginInfo, Runtime, StepContext, StepFailure, Value,
@@ -77,9 +78,16 @@ pub async fn run(
     for value in &checked.secret_values {
         mask.add(value);
     }
+    // The operator's policy has the last word on every grant, whichever
+    // command or file asked for it.
+    let mut grant = request.grant.clone();
+    OperatorPolicies::load()
+        .map_err(|e| StepFailure::Setup(e.to_string()))?
+        .check(&mut grant)
+        .map_err(|v| StepFailure::Denied(format!("denied: {v}")))?;
     let mut dirs = request.dirs.clone();
     dirs.hidden.extend(runtime.cache_root().map(ToOwned::to_owned));
-    let sandbox = Sandbox::new(&request.grant, &dirs, values, |secrets| {
+    let sandbox = Sandbox::new(&grant, &dirs, values, |secrets| {
         for secret in secrets {
             mask.add(secret);
         }

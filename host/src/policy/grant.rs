@@ -246,6 +246,27 @@ impl HostPattern {
 }
 
 impl HostPattern {
+    /// Whether every host and port `other` matches is matched by this
+    /// pattern too (an operator's cap covering a pipeline's grant).
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        let port_covered = match (self.port, other.port) {
+            (None, _) => true,
+            (Some(mine), Some(theirs)) => mine == theirs,
+            (Some(_), None) => false,
+        };
+        port_covered
+            && match (&self.host, &other.host) {
+                (HostName::Exact(mine), HostName::Exact(theirs)) => mine == theirs,
+                (HostName::Subdomains(suffix), HostName::Exact(host)) => {
+                    host.ends_with(suffix.as_str()) && host.parse::<IpAddr>().is_err()
+                }
+                (HostName::Subdomains(mine), HostName::Subdomains(theirs)) => {
+                    theirs.ends_with(mine.as_str())
+                }
+                (HostName::Exact(_), HostName::Subdomains(_)) => false,
+            }
+    }
+
     /// `host[:port]` when the pattern names one host exactly.
     pub fn exact_authority(&self) -> Option<String> {
         matches!(self.host, HostName::Exact(_)).then(|| self.to_string())

@@ -11,6 +11,7 @@ mod grant;
 mod hidden;
 mod memory;
 mod net;
+pub mod operator;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -17,6 +17,9 @@ use rustix::io::Errno;
 
 use super::StoreError;
 
+/// The store's areas (see the module documentation of [`super`]).
+const AREAS: [&str; 4] = ["artifacts", "cache", "out", "work"];
+
 /// The store's root directory, checked to be a real directory (not a
 /// symlink) inside the directory the user named.
 #[derive(Debug, Clone)]
@@ -45,10 +48,13 @@ impl StoreRoot {
         let parent = parent
             .canonicalize()
             .map_err(super::io_error(parent))?;
-        ensure_dir(&parent, Path::new(name))?;
-        Ok(StoreRoot {
-            path: parent.join(name),
-        })
+        let root = ensure_dir(&parent, Path::new(name))?;
+        // Its areas are checked up front, so a planted symlink stops kiln
+        // before any step runs, whichever area the run would touch.
+        for area in AREAS {
+            ensure_dir(&root, Path::new(area))?;
+        }
+        Ok(StoreRoot { path: root })
     }
 
     /// The root's path.
@@ -86,6 +92,40 @@ impl StoreRoot {
         }
         ensure_dir(&parent, Path::new(name))
     }
+}
+
+/// An advisory lock on a directory (`flock`), held until dropped: kiln
+/// processes sharing a store or an image layout take turns instead of
+/// writing over each other.
+#[derive(Debug)]
+pub struct DirLock {
+    _fd: OwnedFd,
+}
+
+/// Lock the directory `path`, exclusively or shared. When another kiln
+/// holds it, `waiting` is called once and the lock is awaited.
+pub fn lock_dir(
+    path: &Path,
+    exclusive: bool,
+    waiting: impl FnOnce(),
+) -> Result<DirLock, StoreError> {
+    use rustix::fs::FlockOperation;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| super::io_error(path)(e.into()))?;
+    let (now, wait) = if exclusive {
+        (FlockOperation::NonBlockingLockExclusive, FlockOperation::LockExclusive)
+    } else {
+        (FlockOperation::NonBlockingLockShared, FlockOperation::LockShared)
+    };
+    if rustix::fs::flock(&fd, now).is_err() {
+        waiting();
+        rustix::fs::flock(&fd, wait).map_err(|e| super::io_error(path)(e.into()))?;
+    }
+    Ok(DirLock { _fd: fd })
 }
 
 /// `anchor/relative` when it exists as a chain of real directories (none

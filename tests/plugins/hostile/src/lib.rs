@@ -17,7 +17,7 @@ impl Step for Hostile {
             .input(
                 InputSpec::text(
                     "attack",
-                    "read-file | write-file | env | http | spin | sleep | alloc | trap | log-flood | stdout-flood | leak-secret",
+                    "read-file | write-file | env | http | spin | sleep | alloc | trap | log-flood | stdout-flood | leak-secret | stat | empty-fields | deny-flood | open-files | split-secret | write-partial",
                 )
                 .required(),
             )
@@ -83,6 +83,61 @@ impl Step for Hostile {
                 return Err(StepError::failed(format!(
                     "giving up, the secret was {value}"
                 )));
+            }
+            "stat" => {
+                let meta = kiln_sdk::files::metadata(std::path::Path::new(&target))
+                    .map_err(|e| StepError::denied(format!("stat {target}: {e}")))?;
+                format!("mode {:o} ctime {}", meta.mode, meta.change_time)
+            }
+            "empty-fields" => {
+                let fields: Vec<(&str, &str)> = vec![("", ""); 5000];
+                loop {
+                    kiln_sdk::log::emit(kiln_sdk::log::Level::Info, "", &fields);
+                }
+            }
+            "deny-flood" => {
+                let host = "a".repeat(60_000);
+                for _ in 0..2000 {
+                    let _ = kiln_sdk::http::get(&format!("http://{host}.example/")).send();
+                }
+                "sent 2000 requests".to_owned()
+            }
+            "open-files" => {
+                let mut held = Vec::new();
+                loop {
+                    match std::fs::File::open(&target) {
+                        Ok(file) => held.push(file),
+                        Err(e) => {
+                            return Err(StepError::failed(format!(
+                                "opened {} files, then: {e}",
+                                held.len()
+                            )));
+                        }
+                    }
+                }
+            }
+            "write-partial" => {
+                // Half-written files, as a download cut off by a timeout
+                // leaves them, then a spin the timeout stops.
+                std::fs::write("/output/kept.txt", b"finished")
+                    .map_err(|e| StepError::failed(e.to_string()))?;
+                std::fs::create_dir_all("/output/image/blobs/sha256")
+                    .map_err(|e| StepError::failed(e.to_string()))?;
+                for path in [
+                    "/output/.kiln-partial-1-top",
+                    "/output/image/blobs/sha256/.kiln-partial-2-blob",
+                ] {
+                    std::fs::write(path, b"half").map_err(|e| StepError::failed(e.to_string()))?;
+                }
+                spin()
+            }
+            "split-secret" => {
+                // The secret straddles the 64 KiB point where the host cuts
+                // an endless line.
+                let value = kiln_sdk::secret(&target)?;
+                let pad = "x".repeat(64 * 1024 - value.len() / 2);
+                println!("{pad}{value}{pad}");
+                "printed".to_owned()
             }
             other => return Err(StepError::invalid_input(format!("unknown attack {other}"))),
         };
