@@ -213,6 +213,9 @@ fn kiln_build(context: &Path, args: &[String], dir: &Path) -> Result<Image, Stri
         dir,
         &[
             "build",
+            // The base image comes from the test's loopback registry.
+            "--allow-net",
+            "127.0.0.1",
             "-f",
             dockerfile.to_str().unwrap(),
             "-t",

@@ -143,13 +143,25 @@ fn finding_2_the_output_budget_counts_what_is_printed() {
     let p = Project::new();
     let run = p.attack("empty-fields", "", &["--timeout", "60s"]);
     assert_failed(&run, "exceeded its output limit");
-    assert!(run.all().len() < 6 << 20, "printed {} bytes", run.all().len());
+    assert!(
+        run.all().len() < 6 << 20,
+        "printed {} bytes",
+        run.all().len()
+    );
 
     // 2,000 denials naming a 60,000-character host: each line is cut and
     // charged, so this prints a few hundred kilobytes, not 120 MB.
     let run = p.attack("deny-flood", "", &["--timeout", "120s"]);
-    assert!(run.all().contains("denied HTTP request to aaaa"), "{}", &run.all()[..run.all().len().min(2000)]);
-    assert!(run.all().len() < 2 << 20, "printed {} bytes", run.all().len());
+    assert!(
+        run.all().contains("denied HTTP request to aaaa"),
+        "{}",
+        &run.all()[..run.all().len().min(2000)]
+    );
+    assert!(
+        run.all().len() < 2 << 20,
+        "printed {} bytes",
+        run.all().len()
+    );
 }
 
 #[test]
@@ -276,7 +288,11 @@ fn disk_usage(dir: &Path) -> u64 {
 fn partial_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".kiln-partial-") {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".kiln-partial-")
+        {
             found.push(entry.path());
         } else if entry.file_type().unwrap().is_dir() {
             found.extend(partial_files(&entry.path()));
@@ -289,11 +305,7 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
 fn finding_6_an_endless_blob_stops_at_its_descriptor_size() {
     let p = Project::new();
     let (port, _sent) = endless_registry();
-    let run = p.kiln(&[
-        "pull",
-        &format!("127.0.0.1:{port}/evil/app:1"),
-        "layout",
-    ]);
+    let run = p.kiln(&["pull", &format!("127.0.0.1:{port}/evil/app:1"), "layout"]);
     assert_failed(&run, "longer than the 100 bytes its descriptor says");
     let layout = p.dir().join("layout");
     assert!(
@@ -301,7 +313,11 @@ fn finding_6_an_endless_blob_stops_at_its_descriptor_size() {
         "the pull wrote {} bytes",
         disk_usage(&layout)
     );
-    assert!(partial_files(&layout).is_empty(), "{:?}", partial_files(&layout));
+    assert!(
+        partial_files(&layout).is_empty(),
+        "{:?}",
+        partial_files(&layout)
+    );
 
     // Stopped by its timeout mid-write: the host removes what the step
     // left unfinished.
@@ -309,7 +325,11 @@ fn finding_6_an_endless_blob_stops_at_its_descriptor_size() {
     assert_failed(&run, "timed out after 1s");
     let output = p.dir().join(".kiln/out/kiln_test_hostile");
     assert!(output.join("kept.txt").exists());
-    assert!(partial_files(&output).is_empty(), "{:?}", partial_files(&output));
+    assert!(
+        partial_files(&output).is_empty(),
+        "{:?}",
+        partial_files(&output)
+    );
 }
 
 #[test]
@@ -379,7 +399,10 @@ fn finding_10_a_step_sees_only_its_needs() {
         "stages: [a, b]\nsteps:\n  greet:\n    stage: a\n    uses: hello\n  other:\n    stage: a\n    uses: hello\n  snoop:\n    stage: b\n    needs: [greet]\n    uses: ./hostile.wasm\n    with:\n      attack: read-file\n      target: /workspace/.kiln/artifacts/other/manifest.json\n",
     );
     let run = p.kiln(&["run", "--sandboxed-only"]);
-    assert_failed(&run, "denied: reading /workspace/.kiln/artifacts/other/manifest.json");
+    assert_failed(
+        &run,
+        "denied: reading /workspace/.kiln/artifacts/other/manifest.json",
+    );
     assert!(!run.all().contains("\"step\""), "{}", run.all());
     // Its own need is where the contract says.
     p.write(
@@ -400,7 +423,11 @@ fn finding_10_a_step_sees_only_its_needs() {
 #[test]
 fn finding_11_cache_keys_hash_only_project_files() {
     let p = Project::new();
-    for key in ["${hash:/etc/shadow}", "${hash:../outside/victim/keep.txt}", "${hash:/dev/zero}"] {
+    for key in [
+        "${hash:/etc/shadow}",
+        "${hash:../outside/victim/keep.txt}",
+        "${hash:/dev/zero}",
+    ] {
         p.write(
             "kiln.yml",
             &format!(
@@ -433,7 +460,10 @@ fn the_operator_policy_caps_what_a_pipeline_grants() {
     };
     let cases = [
         ("    allow:\n      write: [/tmp]\n", "write access to /tmp"),
-        ("    allow:\n      net: [evil.example.org]\n", "network access to evil.example.org"),
+        (
+            "    allow:\n      net: [evil.example.org]\n",
+            "network access to evil.example.org",
+        ),
         ("    allow:\n      memory: 1GiB\n", "max_memory: 256MiB"),
     ];
     for (allow, message) in cases {
@@ -450,14 +480,25 @@ fn the_operator_policy_caps_what_a_pipeline_grants() {
     // `run:` steps refused before anything runs.
     let run = with_policy(&["run"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
-    assert!(run.stderr().contains("run_steps: false"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("run_steps: false"),
+        "{}",
+        run.stderr()
+    );
     assert!(!p.dir().join("ran.txt").exists());
     // `kiln step` flags are held to it too, and `--policy` adds a policy.
     let run = with_policy(&["step", "hello", "--allow-read", "/etc"]);
     assert_failed(&run, "read access to /etc");
     let run = Run::of(kiln(
         &p.dir(),
-        &["--policy", policy.to_str().unwrap(), "step", "hello", "--allow-net", "x.example.org"],
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "step",
+            "hello",
+            "--allow-net",
+            "x.example.org",
+        ],
     ));
     assert_failed(&run, "network access to x.example.org");
     // Within the caps, steps run; a broken policy file stops kiln.
@@ -497,7 +538,10 @@ fn fifty_pipelines_share_one_cache_without_cross_talk() {
         }
     };
     for (index, p) in projects.iter().enumerate() {
-        p.write("ctx/Dockerfile", "FROM scratch\nCOPY unique.txt /unique.txt\n");
+        p.write(
+            "ctx/Dockerfile",
+            "FROM scratch\nCOPY unique.txt /unique.txt\n",
+        );
         p.write("ctx/unique.txt", &format!("project {index}\n"));
         p.write(
             "kiln.yml",
@@ -535,7 +579,11 @@ fn fifty_pipelines_share_one_cache_without_cross_talk() {
         .collect();
     for child in children {
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let text = unique_file(shared.path());
     assert!(text.starts_with("project "), "{text}");

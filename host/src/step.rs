@@ -86,7 +86,8 @@ pub async fn run(
         .check(&mut grant)
         .map_err(|v| StepFailure::Denied(format!("denied: {v}")))?;
     let mut dirs = request.dirs.clone();
-    dirs.hidden.extend(runtime.cache_root().map(ToOwned::to_owned));
+    dirs.hidden
+        .extend(runtime.cache_root().map(ToOwned::to_owned));
     let sandbox = Sandbox::new(&grant, &dirs, values, |secrets| {
         for secret in secrets {
             mask.add(secret);

@@ -222,7 +222,9 @@ fn hash_project_file(project_dir: &Path, file: &str) -> Result<String, String> {
         .metadata()
         .map_err(|e| format!("cannot read {file}: {e}"))?;
     if !meta.is_file() {
-        return Err(format!("{file} is not a regular file; name a file of the project"));
+        return Err(format!(
+            "{file} is not a regular file; name a file of the project"
+        ));
     }
     if meta.len() > MAX_HASHED_FILE {
         return Err(format!(
@@ -234,7 +236,9 @@ fn hash_project_file(project_dir: &Path, file: &str) -> Result<String, String> {
     let mut reader = opened.into_std().take(MAX_HASHED_FILE + 1);
     std::io::copy(&mut reader, &mut hasher).map_err(|e| format!("cannot read {file}: {e}"))?;
     if reader.limit() == 0 {
-        return Err(format!("{file} grew past {MAX_HASHED_FILE} bytes while it was read"));
+        return Err(format!(
+            "{file} grew past {MAX_HASHED_FILE} bytes while it was read"
+        ));
     }
     Ok(hex::encode(&hasher.finalize()[..8]))
 }

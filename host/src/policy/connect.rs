@@ -37,7 +37,10 @@ pub async fn send_to_checked(
 ) -> Result<Sent, Error> {
     let uri = request.uri().clone();
     let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let connect_timeout = options
         .and_then(|o| o.connect_timeout)
         .unwrap_or(DEFAULT_TIMEOUT);
@@ -103,19 +106,18 @@ where
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
     let driver = tokio::spawn(connection);
-    let response = match tokio::time::timeout(first_byte_timeout, sender.send_request(request))
-        .await
-    {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            driver.abort();
-            return Err(e.into());
-        }
-        Err(_) => {
-            driver.abort();
-            return Err(Error::ConnectionReadTimeout);
-        }
-    };
+    let response =
+        match tokio::time::timeout(first_byte_timeout, sender.send_request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                driver.abort();
+                return Err(e.into());
+            }
+            Err(_) => {
+                driver.abort();
+                return Err(Error::ConnectionReadTimeout);
+            }
+        };
     let done = async move {
         match driver.await {
             Ok(Ok(())) | Err(_) => Ok(()),
@@ -162,6 +164,9 @@ mod tests {
         assert_eq!(&bytes[..], b"ok");
         let seen = server.join().unwrap();
         assert!(seen.starts_with("GET /v2/ HTTP/1.1\r\n"), "{seen}");
-        assert!(seen.to_ascii_lowercase().contains("host: rebinding.invalid:1"));
+        assert!(
+            seen.to_ascii_lowercase()
+                .contains("host: rebinding.invalid:1")
+        );
     }
 }

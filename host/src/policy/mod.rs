@@ -163,7 +163,9 @@ impl MountTable {
             let Ok(entries) = dir.entries() else { return };
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Ok(kind) = entry.file_type() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
                 if name.to_string_lossy().starts_with(PARTIAL_PREFIX) && !kind.is_dir() {
                     if dir.remove_file(&name).is_ok() {
                         *removed += 1;

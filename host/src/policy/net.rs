@@ -180,7 +180,11 @@ pub enum Refusal {
 /// on public addresses only are resolved here, and every address must be
 /// public; the caller connects to those addresses, never to the name.
 async fn check(grant: &Grant, host: &str, port: u16) -> Result<Standing, Refusal> {
-    let matched = |list: &[HostPattern]| list.iter().filter_map(|p| p.matches(host, port)).min_by_key(|m| *m != HostMatch::ByName);
+    let matched = |list: &[HostPattern]| {
+        list.iter()
+            .filter_map(|p| p.matches(host, port))
+            .min_by_key(|m| *m != HostMatch::ByName)
+    };
     let delegates = match matched(&grant.allowed) {
         Some(HostMatch::ByName) => return Ok(Standing::Named),
         Some(HostMatch::ByWildcard) => false,
@@ -346,7 +350,8 @@ impl WasiHttpHooks for OutboundHttp {
                     let same_service = matches!(standing, Standing::Named)
                         && split_authority(target).is_some_and(|(h, _)| h == request_host);
                     let grant = &mut *grant;
-                    let known = grant.allowed.len() + grant.named_public.len() + grant.public_only.len();
+                    let known =
+                        grant.allowed.len() + grant.named_public.len() + grant.public_only.len();
                     let list = match delegation {
                         Delegation::TokenRealm(_) if same_service => &mut grant.allowed,
                         _ => &mut grant.public_only,
@@ -412,7 +417,10 @@ mod tests {
     #[tokio::test]
     async fn loopback_needs_a_grant_by_name() {
         let by_name = grant(&["127.0.0.1:5000", "localhost"], &[], &[]);
-        assert_eq!(check(&by_name, "127.0.0.1", 5000).await, Ok(Standing::Named));
+        assert_eq!(
+            check(&by_name, "127.0.0.1", 5000).await,
+            Ok(Standing::Named)
+        );
         assert_eq!(check(&by_name, "localhost", 80).await, Ok(Standing::Named));
         assert_eq!(
             check(&by_name, "127.0.0.1", 5001).await,
@@ -430,7 +438,12 @@ mod tests {
         ));
         // ... unless the user also granted it by name.
         assert_eq!(
-            check(&grant(&["127.0.0.1:8099"], &["127.0.0.1:8099"], &[]), "127.0.0.1", 8099).await,
+            check(
+                &grant(&["127.0.0.1:8099"], &["127.0.0.1:8099"], &[]),
+                "127.0.0.1",
+                8099
+            )
+            .await,
             Ok(Standing::Named)
         );
         // `*.localhost` resolves to loopback: a wildcard may not reach it.

@@ -182,9 +182,12 @@ impl OperatorPolicies {
             let writable = policy.write.as_deref();
             let readable: Option<Vec<PathBuf>> = match (&policy.read, writable) {
                 (None, _) => None,
-                (Some(read), write) => {
-                    Some(read.iter().chain(write.into_iter().flatten()).cloned().collect())
-                }
+                (Some(read), write) => Some(
+                    read.iter()
+                        .chain(write.into_iter().flatten())
+                        .cloned()
+                        .collect(),
+                ),
             };
             for (dirs, roots, key) in [
                 (&grant.read, readable.as_deref(), "read"),
@@ -307,7 +310,10 @@ mod tests {
             write: vec!["/".into()],
             ..StepGrant::default()
         });
-        assert!(err.contains("write access to /") && err.contains("`write: ["), "{err}");
+        assert!(
+            err.contains("write access to /") && err.contains("`write: ["),
+            "{err}"
+        );
         let err = refused(StepGrant {
             read: vec!["/etc".into()],
             ..StepGrant::default()
@@ -319,11 +325,13 @@ mod tests {
         });
         assert!(err.contains("network access to evil.example.org"), "{err}");
         // A port outside the pattern's, or a wider wildcard, is not covered.
-        assert!(!refused(StepGrant {
-            net: vec!["*.example.net".parse().unwrap()],
-            ..StepGrant::default()
-        })
-        .is_empty());
+        assert!(
+            !refused(StepGrant {
+                net: vec!["*.example.net".parse().unwrap()],
+                ..StepGrant::default()
+            })
+            .is_empty()
+        );
         let err = refused(StepGrant {
             secrets: vec!["CI_REGISTRY_PASSWORD".into()],
             ..StepGrant::default()

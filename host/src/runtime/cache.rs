@@ -290,7 +290,10 @@ mod tests {
     fn a_planted_entry_is_never_loaded() {
         let (engine, dir, wasm) = setup();
         let cache = ComponentCache::new(&engine, Some(dir.path()));
-        assert_eq!(cache.load(&engine, &wasm, "abc").unwrap().1, CacheOutcome::Miss);
+        assert_eq!(
+            cache.load(&engine, &wasm, "abc").unwrap().1,
+            CacheOutcome::Miss
+        );
         let path = cache.entry_path("abc").unwrap();
         // Someone who can write the directory but not read the key plants
         // a well-formed entry with a checksum trailer: it is replaced.

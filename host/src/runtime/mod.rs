@@ -381,10 +381,12 @@ impl Runtime {
         if log.limit_exceeded() {
             return Err(StepFailure::LogLimit(log.limit()));
         }
-        if error
-            .chain()
-            .any(|cause| matches!(cause.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)))
-        {
+        if error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<ResourceTableError>(),
+                Some(ResourceTableError::Full)
+            )
+        }) {
             return Err(StepFailure::HandleLimit);
         }
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {

@@ -45,9 +45,7 @@ impl StoreRoot {
                 path.display()
             )));
         };
-        let parent = parent
-            .canonicalize()
-            .map_err(super::io_error(parent))?;
+        let parent = parent.canonicalize().map_err(super::io_error(parent))?;
         let root = ensure_dir(&parent, Path::new(name))?;
         // Its areas are checked up front, so a planted symlink stops kiln
         // before any step runs, whichever area the run would touch.
@@ -117,9 +115,15 @@ pub fn lock_dir(
     )
     .map_err(|e| super::io_error(path)(e.into()))?;
     let (now, wait) = if exclusive {
-        (FlockOperation::NonBlockingLockExclusive, FlockOperation::LockExclusive)
+        (
+            FlockOperation::NonBlockingLockExclusive,
+            FlockOperation::LockExclusive,
+        )
     } else {
-        (FlockOperation::NonBlockingLockShared, FlockOperation::LockShared)
+        (
+            FlockOperation::NonBlockingLockShared,
+            FlockOperation::LockShared,
+        )
     };
     if rustix::fs::flock(&fd, now).is_err() {
         waiting();

@@ -2,8 +2,8 @@
 //! one platform), then only the blobs the layout lacks, each checked
 //! against its digest while it is written.
 
-use std::io::Read;
 use std::collections::HashMap;
+use std::io::Read;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
