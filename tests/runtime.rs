@@ -38,6 +38,7 @@ fn request(
             workspace: dir.to_owned(),
             output: dir.to_owned(),
             mounts: Vec::new(),
+            hidden: Vec::new(),
         },
         needs: Vec::new(),
         masked: Default::default(),

@@ -537,6 +537,10 @@ pub async fn pull(
     let Ok(layout) = layout.canonicalize() else {
         return usage(format!("{}: cannot resolve", layout.display()));
     };
+    let _lock = match crate::store::lock_layout(&layout) {
+        Ok(lock) => lock,
+        Err(e) => return usage(e),
+    };
     let inputs = vec![
         ("operation".to_owned(), "pull".to_owned()),
         ("reference".to_owned(), reference.to_owned()),

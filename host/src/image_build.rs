@@ -145,12 +145,7 @@ pub async fn build(args: BuildArgs) -> ExitCode {
     // Builds into one layout (the same context's cache layout, or one
     // `--output oci:DIR`) take turns: each reads the layer cache and
     // writes index.json, and interleaving them could lose a build.
-    let _lock = match crate::store::lock_dir(&layout, true, || {
-        eprintln!(
-            "kiln build: waiting for another build using {}",
-            layout.display()
-        )
-    }) {
+    let _lock = match crate::store::lock_layout(&layout) {
         Ok(lock) => lock,
         Err(e) => return usage(e),
     };

@@ -204,15 +204,30 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
 }
 
+/// Largest pipeline file read: real ones are a few kilobytes, and the file
+/// is untrusted input.
+pub const MAX_PIPELINE_FILE: u64 = 4 << 20;
+
 impl Pipeline {
     /// Read and validate the pipeline at `path`.
     pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
+        use std::io::Read;
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError {
+        let unreadable = |message: String| PipelineError {
             file: name.clone(),
             position: Position { line: 0, column: 0 },
-            message: format!("cannot read the pipeline file: {e}"),
-        })?;
+            message,
+        };
+        // The file comes with the repository: it is read up to a bound.
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_PIPELINE_FILE + 1).read_to_string(&mut text))
+            .map_err(|e| unreadable(format!("cannot read the pipeline file: {e}")))?;
+        if text.len() as u64 > MAX_PIPELINE_FILE {
+            return Err(unreadable(format!(
+                "the pipeline file is larger than {MAX_PIPELINE_FILE} bytes; split it or remove what it does not need"
+            )));
+        }
         let project_dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

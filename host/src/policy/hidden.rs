@@ -33,7 +33,12 @@ impl Hidden {
     /// inside them. Paths are compared in canonical form.
     pub fn new(roots: &[PathBuf], own: &[PathBuf]) -> Hidden {
         let canonical = |p: &PathBuf| p.canonicalize().ok();
-        let roots: Vec<PathBuf> = roots.iter().filter_map(canonical).collect();
+        // A root that does not exist yet is kept as written: it may be
+        // created while the step runs.
+        let roots: Vec<PathBuf> = roots
+            .iter()
+            .filter_map(|r| canonical(r).or_else(|| r.is_absolute().then(|| r.clone())))
+            .collect();
         let own = own
             .iter()
             .filter_map(canonical)

@@ -132,6 +132,18 @@ pub fn lock_dir(
     Ok(DirLock { _fd: fd })
 }
 
+/// Lock the OCI image layout `layout` for writing, saying on standard
+/// error when another kiln holds it (a build or pull into the same
+/// directory), so two writers never interleave their blobs and index.
+pub fn lock_layout(layout: &Path) -> Result<DirLock, StoreError> {
+    lock_dir(layout, true, || {
+        eprintln!(
+            "kiln: waiting for another kiln writing {}",
+            layout.display()
+        )
+    })
+}
+
 /// `anchor/relative` when it exists as a chain of real directories (none
 /// created), for reading: a symlink on the way is refused like in
 /// [`ensure_dir`].

@@ -21,7 +21,7 @@ mod select;
 
 pub use artifacts::{ArtifactStore, FileEntry, Manifest};
 pub use cache::CacheStore;
-pub use dirs::{DirLock, StoreRoot, ensure_dir, existing_dir, lock_dir};
+pub use dirs::{DirLock, StoreRoot, ensure_dir, existing_dir, lock_dir, lock_layout};
 pub use select::select_files;
 
 use std::path::PathBuf;
