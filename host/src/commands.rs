@@ -13,7 +13,7 @@ use crate::export;
 use crate::inputs::display;
 use crate::pipeline::Pipeline;
 use crate::plugins::{self, PluginRef};
-use crate::policy::{HostPattern, ProcessEnv, StepDirs, StepGrant, ValueSource};
+use crate::policy::{HostPattern, Mount, ProcessEnv, StepDirs, StepGrant, ValueSource};
 use crate::runtime::{CapabilityKind, PluginInfo, Runtime, RuntimeConfig, StepFailure, ValueKind};
 use crate::scheduler::{self, RunOptions};
 use crate::step::{self, StepRequest};
@@ -420,6 +420,7 @@ async fn run_registry(
     host: &str,
     mut inputs: Vec<(String, String)>,
     grant: StepGrant,
+    mounts: Vec<Mount>,
     options: &RegistryOptions,
     values: &dyn ValueSource,
 ) -> ExitCode {
@@ -446,7 +447,7 @@ async fn run_registry(
         dirs: StepDirs {
             workspace: scratch.path().to_owned(),
             output: scratch.path().to_owned(),
-            mounts: Vec::new(),
+            mounts,
             hidden: Vec::new(),
         },
         needs: Vec::new(),
@@ -493,10 +494,24 @@ pub async fn push(args: PushArgs, options: RegistryOptions) -> ExitCode {
         ),
         ("mount-from".to_owned(), args.mount_from.join(",")),
     ];
-    let mut grant = StepGrant {
-        read: vec![layout],
-        ..StepGrant::default()
-    };
+    // A layout in kiln's own cache (what `kiln build --push` wrote there)
+    // is mounted by kiln as plumbing; any other is the user's, granted and
+    // held to the operator's policy like every grant.
+    let in_kiln_cache = RuntimeConfig::from_env()
+        .cache_dir
+        .and_then(|dir| dir.canonicalize().ok())
+        .is_some_and(|dir| layout.starts_with(dir));
+    let mut mounts = Vec::new();
+    let mut grant = StepGrant::default();
+    if in_kiln_cache {
+        mounts.push(Mount {
+            guest: layout.display().to_string(),
+            host: layout,
+            writable: false,
+        });
+    } else {
+        grant.read.push(layout);
+    }
     if let Some(file) = &args.digest_file {
         let (dir, name) = match (
             file.parent().filter(|p| !p.as_os_str().is_empty()),
@@ -518,6 +533,7 @@ pub async fn push(args: PushArgs, options: RegistryOptions) -> ExitCode {
         &registry_host(&args.reference),
         inputs,
         grant,
+        mounts,
         &options,
         &ProcessEnv,
     )
@@ -555,6 +571,7 @@ pub async fn pull(
         &registry_host(reference),
         inputs,
         grant,
+        Vec::new(),
         &options,
         &ProcessEnv,
     )
@@ -602,7 +619,15 @@ pub async fn login(
         ("operation".to_owned(), "login".to_owned()),
         ("reference".to_owned(), host.clone()),
     ];
-    let code = run_registry(&host, inputs, StepGrant::default(), &options, &values).await;
+    let code = run_registry(
+        &host,
+        inputs,
+        StepGrant::default(),
+        Vec::new(),
+        &options,
+        &values,
+    )
+    .await;
     if code != ExitCode::SUCCESS {
         return code;
     }

@@ -235,6 +235,7 @@ mod tests {
         // `.kiln/out` a symlink: fresh_dir must not delete through it.
         std::fs::remove_file(project.path().join(".kiln")).unwrap();
         let root = StoreRoot::open(&project.path().join(".kiln")).unwrap();
+        std::fs::remove_dir(project.path().join(".kiln/out")).unwrap();
         std::os::unix::fs::symlink(outside.path(), project.path().join(".kiln/out")).unwrap();
         let err = root.fresh_dir("out/victim").unwrap_err();
         assert!(err.to_string().contains(".kiln/out is a symlink"), "{err}");
