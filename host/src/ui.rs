@@ -389,22 +389,25 @@ impl SecretMask {
     /// When a secret longer than `cut` starts at 0, the split falls after
     /// it instead.
     pub fn safe_cut(&self, bytes: &[u8], mut cut: usize) -> usize {
-        'search: loop {
-            for value in &self.values {
+        // The first secret found across the cut moves it to where that
+        // secret starts; repeat until none crosses (the cut only moves
+        // back, so this ends).
+        let crossing = |cut: usize| {
+            self.values.iter().find_map(|value| {
                 let value = value.as_bytes();
                 let from = cut.saturating_sub(value.len().saturating_sub(1));
-                for start in from..cut {
-                    if start + value.len() > cut && bytes[start..].starts_with(value) {
-                        if start == 0 {
-                            return value.len().min(bytes.len());
-                        }
-                        cut = start;
-                        continue 'search;
-                    }
-                }
+                (from..cut)
+                    .find(|&start| start + value.len() > cut && bytes[start..].starts_with(value))
+                    .map(|start| (start, value.len()))
+            })
+        };
+        while let Some((start, len)) = crossing(cut) {
+            if start == 0 {
+                return len.min(bytes.len());
             }
-            return cut;
+            cut = start;
         }
+        cut
     }
 
     /// `text` with every secret replaced.

@@ -139,7 +139,10 @@ mod tests {
         let out = store.join("out/step");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::create_dir_all(store.join("artifacts/other")).unwrap();
-        let hidden = Hidden::new(&[store.clone()], &[project.path().to_owned(), out.clone()]);
+        let hidden = Hidden::new(
+            std::slice::from_ref(&store),
+            &[project.path().to_owned(), out.clone()],
+        );
         let canonical = |p: &Path| p.canonicalize().unwrap();
         assert!(hidden.covers(&canonical(&store.join("artifacts/other"))));
         assert!(!hidden.covers(&canonical(&out)));

@@ -3,8 +3,8 @@
 //! against its rules, or against any single pattern, ends quickly.
 //!
 //! Input: UTF-8, split at the first NUL into the `.dockerignore` text and
-//! `\n`-separated paths to test (the first 8, plus a few fixed ones and paths built
-//! from the patterns themselves).
+//! `\n`-separated paths to test. The first 8 lines of each are used, with
+//! a few fixed paths and paths made from the patterns themselves.
 #![no_main]
 
 use kiln_dockerfile::ignore;
@@ -16,10 +16,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (rules_text, paths_text) = text.split_once('\0').unwrap_or((text, ""));
-    let mut paths: Vec<String> = ["", ".", "/", "a", "a/b/c", "Dockerfile", "../x", "a//b/./c/.."]
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
+    let mut paths: Vec<String> = [
+        "",
+        ".",
+        "/",
+        "a",
+        "a/b/c",
+        "Dockerfile",
+        "../x",
+        "a//b/./c/..",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
     paths.extend(paths_text.split('\n').take(8).map(str::to_owned));
     // Each pattern with its wildcards replaced is a path that may match it.
     paths.extend(
@@ -57,8 +66,14 @@ fuzz_target!(|data: &[u8]| {
             let a = matches(pattern, path);
             let b = matches_double_star(pattern, path);
             // The free functions are the compiled globs applied once.
-            assert_eq!(a.as_ref().ok(), single.as_ref().ok().map(|g| g.is_match(path)).as_ref());
-            assert_eq!(b.as_ref().ok(), double.as_ref().ok().map(|g| g.is_match(path)).as_ref());
+            assert_eq!(
+                a.as_ref().ok(),
+                single.as_ref().ok().map(|g| g.is_match(path)).as_ref()
+            );
+            assert_eq!(
+                b.as_ref().ok(),
+                double.as_ref().ok().map(|g| g.is_match(path)).as_ref()
+            );
         }
     }
 });

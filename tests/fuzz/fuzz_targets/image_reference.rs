@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    assert_eq!(validate_repository(text).is_ok(), is_repository(text), "{text:?}");
+    assert_eq!(
+        validate_repository(text).is_ok(),
+        is_repository(text),
+        "{text:?}"
+    );
     assert_eq!(validate_tag(text).is_ok(), is_tag(text), "{text:?}");
     validate_digest(text).ok();
 
@@ -28,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     reference.api_host();
     reference.manifest_reference();
     let printed = reference.to_string();
-    assert_eq!(Reference::parse(&printed).as_ref(), Ok(&reference), "{printed:?}");
+    assert_eq!(
+        Reference::parse(&printed).as_ref(),
+        Ok(&reference),
+        "{printed:?}"
+    );
 });
 
 /// `path-component ("/" path-component)*`, each

@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     for step in &pipeline.steps {
         assert!(safe(&step.name), "step name {:?}", step.name);
         for need in &step.needs {
-            assert!(pipeline.step(need).is_some(), "{} needs unknown {need}", step.name);
+            assert!(
+                pipeline.step(need).is_some(),
+                "{} needs unknown {need}",
+                step.name
+            );
         }
         rules::decide(&step.rules, &|_| None);
         rules::decide(&step.rules, &|name| Some(name.to_owned()));

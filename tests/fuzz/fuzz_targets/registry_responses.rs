@@ -60,7 +60,10 @@ fn headers(text: &str) {
     ] {
         let resolved = registry.resolve(&base, text);
         if !text.starts_with("http://") && !text.starts_with("https://") {
-            assert!(resolved.starts_with("https://registry.example.com"), "{resolved:?}");
+            assert!(
+                resolved.starts_with("https://registry.example.com"),
+                "{resolved:?}"
+            );
         }
     }
     let escaped = form_escape(text);
@@ -84,7 +87,10 @@ fn documents(data: &[u8]) {
             check_blob_path(descriptor.digest().as_ref());
             if let Some(platform) = descriptor.platform() {
                 // `select_platform` compares these.
-                let _ = (platform.os().to_string(), platform.architecture().to_string());
+                let _ = (
+                    platform.os().to_string(),
+                    platform.architecture().to_string(),
+                );
             }
         }
         let bytes = serde_json::to_vec(&index).unwrap();

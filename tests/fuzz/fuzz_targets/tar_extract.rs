@@ -67,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
         check_writes(root, &scratch_dir);
         scratch.remove();
     }
-    let left: Vec<_> = fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left, ["input"], "the scratch directory was not removed");
 });
 
@@ -112,11 +115,17 @@ fn check_writes(root: &Path, scratch_dir: &Path) {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, BTreeSet::from(["input".to_owned(), "scratch".to_owned()]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["input".to_owned(), "scratch".to_owned()])
+    );
     for entry in fs::read_dir(scratch_dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
         assert!(name.parse::<u64>().is_ok(), "scratch file {name:?}");
-        assert!(entry.file_type().unwrap().is_file(), "{name:?} is not a file");
+        assert!(
+            entry.file_type().unwrap().is_file(),
+            "{name:?} is not a file"
+        );
     }
 }
