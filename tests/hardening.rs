@@ -632,3 +632,32 @@ fn unique_file(layout: &Path) -> String {
     let start = tar.find("project ").expect("unique.txt in the layer");
     tar[start..start + tar[start..].find('\n').unwrap() + 1].to_owned()
 }
+
+#[test]
+fn a_dockerfile_nested_to_overflow_the_stack_is_an_error() {
+    // Found by fuzzing: nesting that once aborted the kiln process itself.
+    let p = Project::new();
+    for dockerfile in [
+        format!("FROM scratch\n{}LABEL a=b\n", "ONBUILD ".repeat(20_000)),
+        format!(
+            "FROM scratch\nENV X={}x{}\n",
+            "${a:-".repeat(30_000),
+            "}".repeat(30_000)
+        ),
+        format!("FROM {}x{}\n", "${a:-".repeat(30_000), "}".repeat(30_000)),
+    ] {
+        p.write("ctx/Dockerfile", &dockerfile);
+        let run = p.kiln(&["build", "--output", "oci:out", "ctx"]);
+        assert!(
+            matches!(run.code(), Some(1 | 2)),
+            "kiln did not exit cleanly: {:?}\n{}",
+            run.output.status,
+            &run.all()[..run.all().len().min(2000)]
+        );
+        assert!(
+            run.all().contains("ONBUILD ONBUILD") || run.all().contains("nested more than 64"),
+            "{}",
+            &run.all()[..run.all().len().min(2000)]
+        );
+    }
+}

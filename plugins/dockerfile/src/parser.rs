@@ -249,6 +249,14 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
             if rest.is_empty() {
                 (Vec::new(), false)
             } else {
+                // As BuildKit: a trigger cannot itself be ONBUILD. Refusing
+                // it before recursing also bounds the recursion, which a
+                // hostile Dockerfile could otherwise drive deep enough to
+                // overflow the stack.
+                let trigger = rest.split(is_blank).next().unwrap_or_default();
+                if trigger.eq_ignore_ascii_case("onbuild") {
+                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_owned());
+                }
                 let nested = node_from_line(rest, escape)?;
                 (vec![Arg::Instruction(Box::new(nested))], false)
             }
@@ -555,6 +563,26 @@ impl Dockerfile {
 
 #[cfg(test)]
 mod tests {
+    /// Runs `f` on a stack about the size of a plugin's, so a recursion a
+    /// hostile input drives would overflow here as it would there.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn chained_onbuild_is_refused_not_a_stack_overflow() {
+        on_small_stack(|| {
+            let source = format!("FROM scratch\n{}LABEL a=b\n", "ONBUILD ".repeat(20_000));
+            let err = super::parse(&source).unwrap_err();
+            assert!(err.to_string().contains("ONBUILD ONBUILD"), "{err}");
+        });
+    }
+
     use super::*;
 
     #[test]

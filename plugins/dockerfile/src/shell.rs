@@ -103,7 +103,14 @@ struct Lexer<'a> {
     position: usize,
     env: &'a dyn Env,
     escape: char,
+    /// How many `${name:-word}` operands enclose the current position.
+    depth: usize,
 }
+
+/// The deepest `${a:-${b:-...}}` nesting expanded. Each level recurses, and
+/// a hostile Dockerfile could otherwise nest deep enough to overflow the
+/// stack; real ones nest two or three levels.
+const MAX_NESTING: usize = 64;
 
 fn error(message: &str) -> ShellError {
     ShellError(message.to_owned())
@@ -116,6 +123,7 @@ impl<'a> Lexer<'a> {
             position: 0,
             env,
             escape,
+            depth: 0,
         }
     }
 
@@ -318,8 +326,17 @@ impl<'a> Lexer<'a> {
 
     /// The word after a modifier, up to the closing `}`.
     fn operand(&mut self) -> Result<String, ShellError> {
-        match self.process(Some('}')) {
+        if self.depth >= MAX_NESTING {
+            return Err(ShellError(format!(
+                "substitutions nested more than {MAX_NESTING} levels deep"
+            )));
+        }
+        self.depth += 1;
+        let word = self.process(Some('}'));
+        self.depth -= 1;
+        match word {
             Ok((word, _)) => Ok(word),
+            Err(e) if e.0.starts_with("substitutions nested") => Err(e),
             Err(_) if self.peek().is_none() => Err(error("syntax error: missing '}'")),
             Err(e) => Err(e),
         }
@@ -333,4 +350,25 @@ fn required(name: &str, message: &str) -> ShellError {
         message
     };
     ShellError(format!("{name}: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // On a stack about the size of a plugin's.
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(|| {
+                let env: Vec<(String, String)> = Vec::new();
+                let word = format!("{}x{}", "${a:-".repeat(20_000), "}".repeat(20_000));
+                let err = super::process_word(&word, &env, '\\').unwrap_err();
+                assert!(err.0.contains("nested more than 64"), "{}", err.0);
+                let word = format!("{}x{}", "${a:-".repeat(10), "}".repeat(10));
+                assert_eq!(super::process_word(&word, &env, '\\').unwrap(), "x");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }
