@@ -418,6 +418,25 @@ fn finding_10_a_step_sees_only_its_needs() {
         "stages: [b]\nsteps:\n  snoop:\n    stage: b\n    uses: ./hostile.wasm\n    with:\n      attack: read-file\n      target: /workspace/innocent/greet/manifest.json\n",
     );
     assert_failed(&p.kiln(&["run", "--sandboxed-only"]), "denied: reading");
+
+    // A Docker build context at the project root passes the store by: the
+    // build works and the image holds none of it.
+    p.write("Dockerfile", "FROM scratch\nCOPY . /app/\n");
+    p.write("unique.txt", "project root\n");
+    p.write(
+        "kiln.yml",
+        "stages: [a]\nsteps:\n  img:\n    stage: a\n    uses: dockerfile-build\n    with:\n      context: /workspace\n",
+    );
+    p.kiln(&["run", "--sandboxed-only"]).ok();
+    let layout = p.dir().join(".kiln/out/img/image");
+    let tar = layout.join("layer.tar");
+    std::fs::write(&tar, last_layer(&layout)).unwrap();
+    let names = common::run_ok(Command::new("tar").arg("-tf").arg(&tar));
+    assert!(names.contains("app/unique.txt"), "{names}");
+    assert!(
+        !names.contains(".kiln"),
+        "the store went into the image: {names}"
+    );
 }
 
 #[test]
@@ -613,6 +632,15 @@ fn fifty_pipelines_share_one_cache_without_cross_talk() {
 /// The content of `/unique.txt` in the image of the OCI layout `layout`
 /// (its first manifest's last layer), checking every digest on the way.
 fn unique_file(layout: &Path) -> String {
+    let bytes = last_layer(layout);
+    let tar = String::from_utf8_lossy(&bytes);
+    let start = tar.find("project ").expect("unique.txt in the layer");
+    tar[start..start + tar[start..].find('\n').unwrap() + 1].to_owned()
+}
+
+/// The uncompressed last layer of the first image in `layout`, every
+/// digest on the way checked.
+fn last_layer(layout: &Path) -> Vec<u8> {
     let blob = |digest: &str| {
         let bytes = std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
         assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), digest);
@@ -628,9 +656,7 @@ fn unique_file(layout: &Path) -> String {
     flate2::read::GzDecoder::new(&layer[..])
         .read_to_end(&mut bytes)
         .unwrap();
-    let tar = String::from_utf8_lossy(&bytes);
-    let start = tar.find("project ").expect("unique.txt in the layer");
-    tar[start..start + tar[start..].find('\n').unwrap() + 1].to_owned()
+    bytes
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! after every symlink and `..`) must not lie inside a hidden directory,
 //! unless it lies inside one of the step's own mounts there (its output,
 //! the artifacts it needs). A refused open is closed at once and answered
-//! `access`, as if the file were unreadable.
+//! `no-entry`, as if the file did not exist, so a walk over the workspace
+//! (a Docker build context at the project root) passes the store by.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -117,7 +118,7 @@ where
                 };
                 if hidden(store.data()).covers_raw_fd(raw) {
                     store.data_mut().filesystem().table.delete(opened)?;
-                    return Ok((Err(ErrorCode::Access),));
+                    return Ok((Err(ErrorCode::NoEntry),));
                 }
                 Ok((Ok(opened),))
             })

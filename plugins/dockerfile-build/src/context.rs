@@ -124,6 +124,15 @@ impl Context {
                 continue;
             };
             let is_dir = entry.is_dir();
+            // A directory that cannot be opened because it is not there
+            // (removed during the walk, or hidden by the host, as kiln's
+            // own store is) is passed by, like a file removed mid-walk.
+            if is_dir
+                && std::fs::read_dir(self.host_path(&path))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                continue;
+            }
             if !excluded {
                 out.push(Found {
                     path: path.clone(),

@@ -271,8 +271,15 @@ pub fn extract(
             // Devices and fifos cannot be represented without privileges.
             _ => continue,
         };
+        // Every parent is a directory: an earlier file or symlink of the
+        // same name gives way, as when the entries are unpacked in order,
+        // so the tree never holds a file with children or a path through
+        // a link.
         for parent in tree::parents(&path) {
-            if tree.get(parent).is_none() {
+            if !tree
+                .get(parent)
+                .is_some_and(|e| matches!(e.kind, Kind::Dir))
+            {
                 tree.insert(parent.to_owned(), Entry::dir(landing.epoch.min(mtime)));
             }
         }
@@ -343,5 +350,49 @@ mod tests {
         assert_eq!(safe_relative("a/../../x"), None);
         assert_eq!(sniff(&[0x1f, 0x8b, 8]), Codec::Gzip);
         assert_eq!(sniff(b"ustar"), Codec::Plain);
+    }
+
+    /// Found by fuzzing: a file `a`, then `a/b`, left a file with a child.
+    #[test]
+    fn a_later_entry_below_a_file_makes_it_a_directory() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind) in [
+            ("a", tar::EntryType::Regular),
+            ("a/b", tar::EntryType::Regular),
+            ("l", tar::EntryType::Symlink),
+            ("l/c", tar::EntryType::Regular),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(0);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            if kind == tar::EntryType::Symlink {
+                header.set_link_name("/etc").unwrap();
+            }
+            builder.append_data(&mut header, path, &[][..]).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        let dir = std::env::temp_dir().join(format!("kiln-archive-test-{}", std::process::id()));
+        let scratch = Scratch::create(dir, 1 << 20).unwrap();
+        let mut tree = Tree::default();
+        let landing = Landing {
+            dest: "",
+            whiteouts: false,
+            strict: true,
+            epoch: 0,
+            identity: "t",
+        };
+        extract(&bytes[..], "t.tar", &landing, &mut tree, &scratch).unwrap();
+        scratch.remove();
+        for parent in ["a", "l"] {
+            assert!(
+                matches!(tree.get(parent).unwrap().kind, Kind::Dir),
+                "{parent} should be a directory"
+            );
+        }
+        assert!(tree.get("a/b").is_some() && tree.get("l/c").is_some());
     }
 }

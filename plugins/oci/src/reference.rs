@@ -58,6 +58,7 @@ impl Reference {
         } else {
             repository
         };
+        validate_registry(&registry).map_err(|w| bad(&w))?;
         validate_repository(&repository).map_err(|w| bad(&w))?;
         if let Some(tag) = &tag {
             validate_tag(tag).map_err(|w| bad(&w))?;
@@ -106,6 +107,56 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// Check a registry host as the distribution grammar defines it: dot-
+/// separated labels of letters, digits and inner hyphens, or a bracketed
+/// IPv6 address, with an optional numeric port.
+pub fn validate_registry(host: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "registry `{host}` is not a host name or address with an optional port (e.g. registry.example.com:5000)"
+        )
+    };
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (address, after) = rest.split_once(']').ok_or_else(bad)?;
+        if address.is_empty()
+            || !address
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Err(bad());
+        }
+        (
+            None,
+            after
+                .strip_prefix(':')
+                .map(Some)
+                .unwrap_or_else(|| (!after.is_empty()).then_some("")),
+        )
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (Some(name), Some(port)),
+            None => (Some(host), None),
+        }
+    };
+    if let Some(port) = port
+        && (port.is_empty() || port.len() > 5 || !port.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    if let Some(name) = name {
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || !name.split('.').all(label_ok) {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 /// Repository names: `/`-separated components of `[a-z0-9]` runs joined by
@@ -205,5 +256,31 @@ mod tests {
         }
         assert!(validate_repository("a.b_c__d---e/f").is_ok());
         assert!(validate_repository("a..b").is_err());
+        // The registry part follows the grammar too (found by fuzzing).
+        for good in [
+            "registry.example.com",
+            "localhost:5000",
+            "[::1]:5000",
+            "[fd00::1]",
+            "a-b.c",
+        ] {
+            assert!(validate_registry(good).is_ok(), "{good}");
+            assert!(Reference::parse(&format!("{good}/app:1")).is_ok(), "{good}");
+        }
+        for bad in [
+            "a..b",
+            "-a.com",
+            "a.com:",
+            "a.com:x",
+            "a.com:123456",
+            "a_b.com",
+            "[::1",
+            "[]:5",
+            "a.com:5:6",
+            "[::1]x",
+        ] {
+            assert!(validate_registry(bad).is_err(), "{bad}");
+            assert!(Reference::parse(&format!("{bad}/app:1")).is_err(), "{bad}");
+        }
     }
 }

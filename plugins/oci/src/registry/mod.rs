@@ -166,8 +166,15 @@ impl Registry {
 
     /// Resolve a `Location` header against the URL it answered.
     pub fn resolve(&self, base: &str, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        let lower = location.get(..8).unwrap_or(location).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
             return location.to_owned();
+        }
+        // A scheme-relative `//host/path` names another host (RFC 3986),
+        // not a path on this one.
+        if location.starts_with("//") {
+            let scheme = base.split_once("://").map_or("https", |(s, _)| s);
+            return format!("{scheme}:{location}");
         }
         let origin_end = base
             .find("://")
@@ -555,6 +562,15 @@ mod tests {
         assert_eq!(
             r.resolve(base, "x"),
             "http://127.0.0.1:5000/v2/a/blobs/uploads/x"
+        );
+        // Scheme-relative and upper-case schemes name other hosts.
+        assert_eq!(
+            r.resolve(base, "//blobs.example.com/b?sig=1"),
+            "http://blobs.example.com/b?sig=1"
+        );
+        assert_eq!(
+            r.resolve(base, "HTTPS://blobs.example.com/b"),
+            "HTTPS://blobs.example.com/b"
         );
         assert_eq!(
             with_query("http://h/u?_state=s", "digest", "sha256:ab"),
