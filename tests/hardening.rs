@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod common;
 
-use common::{Run, hostile, kiln};
+use common::{Run, Server, hostile, kiln};
 
 const CANARY: &str = "canary-51c0ffee-not-for-steps";
 
@@ -340,34 +340,16 @@ fn finding_7_a_step_cannot_take_every_file_descriptor() {
     assert_failed(&run, "held more than 1024 open files");
 }
 
-/// A loopback service that is not a registry and must not be reachable
-/// from a Dockerfile.
-fn internal_service() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let body = format!("<html>admin console {CANARY}</html>");
-            let _ = write!(
-                stream,
-                "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (port, hits)
-}
-
 #[test]
 fn finding_8_a_dockerfile_cannot_reach_loopback_services() {
     let p = Project::new();
-    let (port, hits) = internal_service();
+    // A loopback service that is not a registry.
+    let service = Server::answering(
+        "404 Not Found",
+        "text/html",
+        format!("<html>admin console {CANARY}</html>"),
+    );
+    let (port, hits) = (service.port, service.connections.clone());
     p.write(
         "ctx/Dockerfile",
         &format!("FROM 127.0.0.1:{port}/internal/admin\nCOPY Dockerfile /\n"),

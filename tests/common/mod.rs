@@ -116,6 +116,11 @@ pub struct Server {
 impl Server {
     /// Start serving `hello from loopback` to every request.
     pub fn start() -> Server {
+        Server::answering("200 OK", "text/plain", "hello from loopback".to_owned())
+    }
+
+    /// Start answering every request with `status`, a body of `kind`.
+    pub fn answering(status: &'static str, kind: &'static str, body: String) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -126,10 +131,9 @@ impl Server {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let mut request = [0u8; 4096];
                 let _ = stream.read(&mut request);
-                let body = "hello from loopback";
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
