@@ -53,6 +53,20 @@ impl Hidden {
         self.roots.is_empty()
     }
 
+    /// How the directory `dir` (canonical) overlaps a hidden directory:
+    /// `("contains", root)` or `("lies inside", root)`, or `None`.
+    pub fn overlap(&self, dir: &Path) -> Option<(&'static str, &Path)> {
+        self.roots.iter().find_map(|root| {
+            if root.starts_with(dir) {
+                Some(("contains", root.as_path()))
+            } else if dir.starts_with(root) {
+                Some(("lies inside", root.as_path()))
+            } else {
+                None
+            }
+        })
+    }
+
     /// Whether the host path `path` (canonical) is hidden from the step.
     pub fn covers(&self, path: &Path) -> bool {
         self.roots.iter().any(|root| path.starts_with(root))

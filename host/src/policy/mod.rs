@@ -352,8 +352,12 @@ impl Sandbox {
                 // Reads below a granted directory are checked on every open;
                 // writes (renames, deletes) are not, so a writable grant
                 // may not overlap kiln's own directories at all.
-                if writable {
-                    refuse_kiln_overlap(&canonical, &dirs.hidden)?;
+                if writable && let Some((relation, kiln)) = mounts.hidden.overlap(&canonical) {
+                    return Err(PolicyError::KilnDirectory {
+                        path: canonical,
+                        relation,
+                        kiln: kiln.to_owned(),
+                    });
                 }
                 let guest = canonical.to_str().ok_or_else(|| PolicyError::Mount {
                     path: dir.clone(),
@@ -424,26 +428,6 @@ fn confined(log: &Arc<StepLog>) -> (WasiCtxBuilder, [GuestOutput; 2]) {
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     (wasi, stdio)
-}
-
-/// Refuse a writable grant of `dir` that contains or lies inside one of
-/// kiln's directories `kiln`.
-fn refuse_kiln_overlap(dir: &Path, kiln: &[PathBuf]) -> Result<(), PolicyError> {
-    for own in kiln.iter().filter_map(|k| k.canonicalize().ok()) {
-        let relation = if own.starts_with(dir) {
-            "contains"
-        } else if dir.starts_with(&own) {
-            "lies inside"
-        } else {
-            continue;
-        };
-        return Err(PolicyError::KilnDirectory {
-            path: dir.to_owned(),
-            relation,
-            kiln: own,
-        });
-    }
-    Ok(())
 }
 
 fn canonical_dir(dir: &Path) -> Result<PathBuf, PolicyError> {

@@ -60,7 +60,7 @@ pub struct OperatorPolicies {
 
 /// A policy file that cannot be used: kiln refuses to run rather than run
 /// without the operator's caps.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("operator policy {file}: {reason}")]
 pub struct PolicyFileError {
     /// The file.
@@ -95,7 +95,14 @@ pub fn set_extra_files(files: Vec<PathBuf>) {
 impl OperatorPolicies {
     /// The policies in force on this machine: [`MACHINE_POLICY`] when it
     /// exists, `$KILN_POLICY` and `--policy` files (which must exist).
+    /// Read once per process: every step of a run is held to the same
+    /// policy, and the files are not read again for each.
     pub fn load() -> Result<OperatorPolicies, PolicyFileError> {
+        static LOADED: OnceLock<Result<OperatorPolicies, PolicyFileError>> = OnceLock::new();
+        LOADED.get_or_init(Self::read).clone()
+    }
+
+    fn read() -> Result<OperatorPolicies, PolicyFileError> {
         let mut files = Vec::new();
         if Path::new(MACHINE_POLICY).exists() {
             files.push(PathBuf::from(MACHINE_POLICY));
