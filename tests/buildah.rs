@@ -143,7 +143,7 @@ struct Case {
 
 /// Every case, by name, narrowed by `KILN_BUILDAH_CASE`.
 fn cases() -> Vec<Case> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/buildah");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/buildah");
     let only = std::env::var("KILN_BUILDAH_CASE").unwrap_or_default();
     let mut cases: Vec<Case> = std::fs::read_dir(&root)
         .unwrap()

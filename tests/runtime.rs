@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use kiln::plugins::PluginRef;
-use kiln::policy::{MemorySize, ProcessEnv, StepDirs, StepGrant, Timeout};
-use kiln::runtime::{Runtime, RuntimeConfig, StepFailure, Value};
-use kiln::step::{self, StepRequest};
-use kiln::ui::{Level, Reporter};
+use kiln_grant::{MemorySize, ProcessEnv, StepGrant, Timeout};
+use kiln_runtime::plugins::{GUEST_BUILD_DIR, PluginRef};
+use kiln_runtime::policy::StepDirs;
+use kiln_runtime::report::{Level, Reporter};
+use kiln_runtime::step::{self, StepRequest};
+use kiln_runtime::{Runtime, RuntimeConfig, StepFailure, Value};
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<String>>);
@@ -26,23 +27,21 @@ fn request(
     inputs: &[(&str, &str)],
     grant: StepGrant,
 ) -> StepRequest {
-    StepRequest {
-        name: "t".into(),
+    StepRequest::new(
+        "t",
         plugin,
-        inputs: inputs
+        inputs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         grant,
-        dirs: StepDirs {
+        StepDirs {
             workspace: dir.to_owned(),
             output: dir.to_owned(),
             mounts: Vec::new(),
             hidden: Vec::new(),
         },
-        needs: Vec::new(),
-        masked: Default::default(),
-    }
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,8 +52,7 @@ async fn the_runtime_survives_every_failure_and_runs_the_next_step() {
         cache_dir: Some(cache.path().to_owned()),
     })
     .unwrap();
-    let hostile =
-        PluginRef::File(Path::new(env!("KILN_TEST_PLUGIN_DIR")).join("kiln_test_hostile.wasm"));
+    let hostile = PluginRef::File(Path::new(GUEST_BUILD_DIR).join("kiln_test_hostile.wasm"));
     let hello = PluginRef::parse("hello").unwrap();
     let tight = StepGrant {
         timeout: Some("1s".parse::<Timeout>().unwrap()),

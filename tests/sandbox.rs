@@ -309,7 +309,7 @@ fn bad_usage_exits_2_with_the_fix() {
         ),
         (
             &["step", "helo"],
-            "no built-in plugin named `helo` (built-ins: hello, registry, dockerfile-build, maven-artifact)",
+            "no built-in plugin named `helo` (built-ins: dockerfile-build, hello, maven-artifact, registry)",
         ),
         (
             &["step", "oci://example.com/p@sha256:00"],

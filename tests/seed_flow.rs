@@ -20,7 +20,7 @@ use common::{Run, kiln, run_ok};
 
 /// A copy of `examples/java-app` without build leftovers.
 fn example_copy(into: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/java-app");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/java-app");
     let project = into.join("java-app");
     run_ok(Command::new("cp").arg("-r").arg(&source).arg(&project));
     for leftover in ["target", ".kiln", "image"] {

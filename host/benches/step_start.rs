@@ -1,17 +1,24 @@
 //! Step start-up cost, the budget DESIGN.md sets at "well under a
 //! millisecond": `cargo bench --bench step_start`.
 //!
-//! - `warm`: the plugin is compiled and linked (`InstancePre`); each
-//!   iteration makes a store, instantiates and calls `describe()`.
+//! - `warm`: the plugin is compiled, linked (`InstancePre`) and described
+//!   (`describe()` is asked once per loaded plugin); each iteration runs
+//!   the `hello` step as `kiln step` does: checks its inputs, builds the
+//!   sandbox from the grant (preopens, limits), makes a store,
+//!   instantiates and calls `run`, which writes its greeting.
 //! - `cold_from_disk_cache`: a fresh runtime whose disk cache holds the
 //!   precompiled plugin; each iteration reads and verifies the cache entry,
-//!   deserializes, links, instantiates and calls `describe()`.
+//!   deserializes, links, and runs the step as above (so `describe()` too).
 
 use std::sync::Arc;
 
-use kiln::plugins;
-use kiln::runtime::{CacheOutcome, Runtime, RuntimeConfig};
-use kiln::ui::{DEFAULT_LOG_LIMIT, Level, Reporter, SecretMask, StepLog};
+use kiln_grant::{ProcessEnv, StepGrant};
+use kiln_runtime::cache::CacheOutcome;
+use kiln_runtime::plugins::{self, PluginRef};
+use kiln_runtime::policy::StepDirs;
+use kiln_runtime::report::{Level, Reporter};
+use kiln_runtime::step::{self, StepRequest};
+use kiln_runtime::{Runtime, RuntimeConfig};
 
 fn main() {
     divan::main();
@@ -24,13 +31,23 @@ impl Reporter for Quiet {
     fn progress(&self, _: &str, _: &str, _: u64, _: Option<u64>) {}
 }
 
-fn log() -> Arc<StepLog> {
-    Arc::new(StepLog::new(
-        "bench",
-        Arc::new(Quiet),
-        SecretMask::default(),
-        DEFAULT_LOG_LIMIT,
-    ))
+/// The `hello` step writing into `dir`.
+fn request(dir: &std::path::Path) -> StepRequest {
+    let hello = plugins::builtin("hello").expect("hello is built in");
+    let dirs = StepDirs {
+        workspace: dir.to_owned(),
+        output: dir.to_owned(),
+        mounts: Vec::new(),
+        hidden: Vec::new(),
+    };
+    StepRequest::new("bench", PluginRef::Builtin(hello), Vec::new(), StepGrant::default(), dirs)
+}
+
+/// Run the step once, as `kiln step hello` does.
+fn run_step(tokio: &tokio::runtime::Runtime, runtime: &Runtime, request: &StepRequest) {
+    tokio
+        .block_on(step::run(runtime, request, Arc::new(Quiet), &ProcessEnv))
+        .expect("the hello step runs");
 }
 
 fn hello() -> &'static [u8] {
@@ -55,10 +72,10 @@ fn warm(bencher: divan::Bencher) {
         .build()
         .unwrap();
     let runtime = runtime();
-    let plugin = runtime.load(hello()).unwrap();
-    bencher.bench_local(|| {
-        tokio.block_on(runtime.describe(&plugin, log())).unwrap();
-    });
+    let dir = tempfile::tempdir().unwrap();
+    let request = request(dir.path());
+    run_step(&tokio, &runtime, &request);
+    bencher.bench_local(|| run_step(&tokio, &runtime, &request));
 }
 
 #[divan::bench(sample_size = 1, sample_count = 200)]
@@ -69,10 +86,12 @@ fn cold_from_disk_cache(bencher: divan::Bencher) {
         .unwrap();
     // Make sure the entry exists before measuring.
     runtime().load(hello()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let request = request(dir.path());
     bencher.with_inputs(runtime).bench_local_values(|runtime| {
         let plugin = runtime.load(hello()).unwrap();
         assert_eq!(plugin.cache_outcome(), CacheOutcome::Hit);
-        tokio.block_on(runtime.describe(&plugin, log())).unwrap();
+        run_step(&tokio, &runtime, &request);
         runtime
     });
 }

@@ -9,15 +9,17 @@
 //! nothing else.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use kiln_dockerfile::{parser, shell};
+use kiln_grant::{HostPattern, ProcessEnv, StepGrant};
+use kiln_runtime::RuntimeConfig;
+use kiln_runtime::plugins::PluginRef;
+use kiln_runtime::policy::{GUEST_OUTPUT, GUEST_WORKSPACE, Mount, StepDirs};
+use kiln_runtime::report::StepResult;
+use kiln_runtime::step::StepRequest;
 
-use crate::commands::{self, PushArgs, RegistryOptions};
-use crate::plugins::PluginRef;
-use crate::policy::{HostPattern, Mount, ProcessEnv, StepDirs, StepGrant};
-use crate::runtime::RuntimeConfig;
-use crate::step::StepRequest;
+use crate::registry::{PushOptions, RegistryOptions, file_in_dir, registry_host, repository};
+use crate::{Error, Kiln};
 
 /// Where an image goes, as `--output` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,276 +46,246 @@ impl std::str::FromStr for Output {
     }
 }
 
-/// `kiln build` arguments.
-#[derive(Debug, Clone, Default)]
-pub struct BuildArgs {
+/// `kiln build`: what to build, from where, and where the image goes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BuildOptions {
     /// The build context directory.
     pub context: PathBuf,
-    /// `-f`: the Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(long, short = 'f')]
     pub file: Option<PathBuf>,
-    /// `-t`: references naming the image.
+    /// Name the image REGISTRY/REPOSITORY:TAG (repeatable).
+    #[arg(long = "tag", short = 't', value_name = "REFERENCE")]
     pub tags: Vec<String>,
-    /// `--build-arg NAME=VALUE`.
+    /// A build argument NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     pub build_args: Vec<String>,
-    /// `--target`.
+    /// The stage to build (default: the last).
+    #[arg(long)]
     pub target: Option<String>,
-    /// `--platform`.
+    /// The platform to build for.
+    #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
-    /// `--output`.
+    /// Where to write the image: oci:DIR or docker-archive:FILE (repeatable).
+    #[arg(long = "output", short = 'o', value_name = "oci:DIR|docker-archive:FILE")]
     pub outputs: Vec<Output>,
-    /// `--push`: push every `-t` reference.
+    /// Push the image to every -t reference.
+    #[arg(long)]
     pub push: bool,
-    /// `--compression`.
+    /// Layer compression: gzip or zstd.
+    #[arg(long, default_value = "gzip")]
     pub compression: String,
-    /// `--allow-net`: hosts the user trusts by name, even on loopback or
-    /// private addresses.
+    /// Let the build reach HOST[:PORT] even on a loopback or private
+    /// address (repeatable). Registries the Dockerfile names are otherwise
+    /// reached on public addresses only: the Dockerfile is untrusted input.
+    #[arg(long, value_name = "HOST[:PORT]")]
     pub allow_net: Vec<HostPattern>,
-    /// Registry options (plain HTTP, JSON events).
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub registry: RegistryOptions,
 }
 
-fn usage(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("kiln build: {message}");
-    ExitCode::from(commands::EXIT_USAGE)
+/// What `kiln build` did: the build step, the layout it wrote, and one
+/// push per `-t` reference when asked to push.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The build step.
+    pub build: StepResult,
+    /// The OCI image layout holding the image (`--output oci:DIR`, or
+    /// kiln's cache layout for this context).
+    pub layout: PathBuf,
+    /// The pushes, in `-t` order.
+    pub pushes: Vec<StepResult>,
 }
 
-/// Run `kiln build`.
-pub async fn build(args: BuildArgs) -> ExitCode {
-    let context = match args.context.canonicalize() {
-        Ok(dir) if dir.is_dir() => dir,
-        _ => {
-            return usage(format!(
-                "the build context {} is not a directory",
-                args.context.display()
+impl Kiln {
+    /// `kiln build`: build the Dockerfile with the `dockerfile-build`
+    /// plugin under a grant computed here, then push to every `-t`
+    /// reference when asked.
+    pub async fn build(&self, args: &BuildOptions) -> Result<BuildReport, Error> {
+        let context = match args.context.canonicalize() {
+            Ok(dir) if dir.is_dir() => dir,
+            _ => {
+                return Err(Error::usage(format!(
+                    "the build context {} is not a directory",
+                    args.context.display()
+                )));
+            }
+        };
+        let dockerfile = args
+            .file
+            .clone()
+            .unwrap_or_else(|| context.join("Dockerfile"));
+        let dockerfile = dockerfile
+            .canonicalize()
+            .map_err(|_| Error::usage(format!("{}: no such Dockerfile", dockerfile.display())))?;
+        let source = std::fs::read_to_string(&dockerfile)
+            .map_err(|e| Error::usage(format!("{}: {e}", dockerfile.display())))?;
+        if args.outputs.is_empty() && !args.push {
+            return Err(Error::usage(
+                "nothing to do: give --output oci:DIR, --output docker-archive:FILE or --push",
             ));
         }
-    };
-    let dockerfile = args
-        .file
-        .clone()
-        .unwrap_or_else(|| context.join("Dockerfile"));
-    let Ok(dockerfile) = dockerfile.canonicalize() else {
-        return usage(format!("{}: no such Dockerfile", dockerfile.display()));
-    };
-    let source = match std::fs::read_to_string(&dockerfile) {
-        Ok(source) => source,
-        Err(e) => return usage(format!("{}: {e}", dockerfile.display())),
-    };
-    if args.outputs.is_empty() && !args.push {
-        return usage(
-            "nothing to do: give --output oci:DIR, --output docker-archive:FILE or --push",
-        );
-    }
-    if args.push && args.tags.is_empty() {
-        return usage("--push needs at least one -t REGISTRY/REPOSITORY:TAG");
-    }
-
-    let mut mounts = Vec::new();
-    let dockerfile_input = match dockerfile.strip_prefix(&context) {
-        Ok(relative) => relative.display().to_string(),
-        Err(_) => {
-            let (Some(dir), Some(name)) = (dockerfile.parent(), dockerfile.file_name()) else {
-                return usage("the Dockerfile path has no file name");
-            };
-            mounts.push(Mount {
-                host: dir.to_owned(),
-                guest: "/dockerfile".into(),
-                writable: false,
-            });
-            format!("/dockerfile/{}", name.to_string_lossy())
+        if args.push && args.tags.is_empty() {
+            return Err(Error::usage("--push needs at least one -t REGISTRY/REPOSITORY:TAG"));
         }
-    };
-    let layout = match args.outputs.iter().find_map(|o| match o {
-        Output::Oci(dir) => Some(dir.clone()),
-        Output::DockerArchive(_) => None,
-    }) {
-        Some(dir) => dir,
-        None => match build_cache_layout(&context) {
-            Some(Ok(dir)) => dir,
-            Some(Err(e)) => return usage(e),
-            None => {
-                return usage("no cache directory for the intermediate layout; set KILN_CACHE_DIR");
+
+        let mut mounts = Vec::new();
+        let dockerfile_input = match dockerfile.strip_prefix(&context) {
+            Ok(relative) => relative.display().to_string(),
+            Err(_) => {
+                let (Some(dir), Some(name)) = (dockerfile.parent(), dockerfile.file_name()) else {
+                    return Err(Error::usage("the Dockerfile path has no file name"));
+                };
+                mounts.push(Mount {
+                    host: dir.to_owned(),
+                    guest: "/dockerfile".into(),
+                    writable: false,
+                });
+                format!("/dockerfile/{}", name.to_string_lossy())
             }
-        },
-    };
-    if let Err(e) = std::fs::create_dir_all(&layout) {
-        return usage(format!("{}: {e}", layout.display()));
-    }
-    let Ok(layout) = layout.canonicalize() else {
-        return usage(format!("{}: cannot resolve", layout.display()));
-    };
-    // Builds into one layout (the same context's cache layout, or one
-    // `--output oci:DIR`) take turns: each reads the layer cache and
-    // writes index.json, and interleaving them could lose a build.
-    let _lock = match crate::store::lock_layout(&layout) {
-        Ok(lock) => lock,
-        Err(e) => return usage(e),
-    };
+        };
+        let layout = match args.outputs.iter().find_map(|o| match o {
+            Output::Oci(dir) => Some(dir.clone()),
+            Output::DockerArchive(_) => None,
+        }) {
+            Some(dir) => dir,
+            None => build_cache_layout(&context)
+                .ok_or_else(|| {
+                    Error::usage("no cache directory for the intermediate layout; set KILN_CACHE_DIR")
+                })?
+                .map_err(Error::usage)?,
+        };
+        std::fs::create_dir_all(&layout)
+            .map_err(|e| Error::usage(format!("{}: {e}", layout.display())))?;
+        let layout = layout
+            .canonicalize()
+            .map_err(|_| Error::usage(format!("{}: cannot resolve", layout.display())))?;
+        // Builds into one layout (the same context's cache layout, or one
+        // `--output oci:DIR`) take turns: each reads the layer cache and
+        // writes index.json, and interleaving them could lose a build.
+        let _lock = kiln_store::lock_layout(&layout).map_err(Error::usage)?;
 
-    let mut inputs = vec![
-        ("context".to_owned(), "/workspace".to_owned()),
-        ("dockerfile".to_owned(), dockerfile_input),
-        ("output".to_owned(), "/output".to_owned()),
-        ("tags".to_owned(), args.tags.join("\n")),
-        ("build-args".to_owned(), args.build_args.join("\n")),
-        ("platform".to_owned(), args.platform.clone()),
-        ("compression".to_owned(), args.compression.clone()),
-        ("insecure".to_owned(), args.registry.insecure.to_string()),
-    ];
-    if let Some(target) = &args.target {
-        inputs.push(("target".into(), target.clone()));
-    }
-    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-        inputs.push(("source-date-epoch".into(), epoch));
-    }
-    for output in &args.outputs {
-        if let Output::DockerArchive(file) = output {
-            let (dir, name) = match (file.parent(), file.file_name()) {
-                (Some(dir), Some(name)) => (
-                    if dir.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        dir
-                    },
-                    name,
-                ),
-                _ => return usage(format!("{}: not a file name", file.display())),
-            };
-            let Ok(dir) = dir.canonicalize() else {
-                return usage(format!("{}: its directory does not exist", file.display()));
-            };
-            mounts.push(Mount {
-                host: dir,
-                guest: "/archive".into(),
-                writable: true,
-            });
-            inputs.push((
-                "docker-archive".into(),
-                format!("/archive/{}", name.to_string_lossy()),
-            ));
+        let mut inputs = vec![
+            ("context".to_owned(), GUEST_WORKSPACE.to_owned()),
+            ("dockerfile".to_owned(), dockerfile_input),
+            ("output".to_owned(), GUEST_OUTPUT.to_owned()),
+            ("tags".to_owned(), args.tags.join("\n")),
+            ("build-args".to_owned(), args.build_args.join("\n")),
+            ("platform".to_owned(), args.platform.clone()),
+            ("compression".to_owned(), args.compression.clone()),
+            ("insecure".to_owned(), args.registry.insecure.to_string()),
+        ];
+        if let Some(target) = &args.target {
+            inputs.push(("target".into(), target.clone()));
         }
-    }
-
-    let build_args: Vec<(String, String)> = args
-        .build_args
-        .iter()
-        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
-    let bases = match base_images(&source, &build_args) {
-        Ok(bases) => bases,
-        Err(e) => return usage(format!("{}:{e}", dockerfile.display())),
-    };
-    // Base layers need not be downloaded when the layout is only pushed,
-    // to the registry the bases come from: the push mounts them.
-    let push_only = args.outputs.is_empty()
-        && args.tags.iter().all(|tag| {
-            bases
-                .iter()
-                .all(|b| commands::registry_host(b) == commands::registry_host(tag))
-        });
-    inputs.push(("complete-layout".into(), (!push_only).to_string()));
-    // The registries the Dockerfile names are untrusted input: reachable
-    // on public addresses only. Those the user named (`--allow-net`, or a
-    // `-t` reference, whose registry the build pushes to) are trusted by
-    // name, so a local registry works when the user points at it.
-    let mut untrusted_net = Vec::new();
-    for host in bases.iter().map(|b| commands::registry_host(b)) {
-        match host.parse::<HostPattern>() {
-            Ok(pattern) if !untrusted_net.contains(&pattern) => untrusted_net.push(pattern),
-            Ok(_) => {}
-            Err(e) => return usage(e),
+        if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+            inputs.push(("source-date-epoch".into(), epoch));
         }
-    }
-    let mut net = args.allow_net.clone();
-    for host in args.tags.iter().map(|t| commands::registry_host(t)) {
-        match host.parse::<HostPattern>() {
-            Ok(pattern) if untrusted_net.contains(&pattern) && !net.contains(&pattern) => {
-                net.push(pattern)
+        for output in &args.outputs {
+            if let Output::DockerArchive(file) = output {
+                let (dir, name) = file_in_dir(file, "")?;
+                mounts.push(Mount {
+                    host: dir,
+                    guest: "/archive".into(),
+                    writable: true,
+                });
+                inputs.push(("docker-archive".into(), format!("/archive/{name}")));
             }
-            Ok(_) => {}
-            Err(e) => return usage(e),
         }
-    }
-    let plugin = match PluginRef::parse("dockerfile-build") {
-        Ok(plugin) => plugin,
-        Err(e) => return usage(e),
-    };
-    let request = StepRequest {
-        name: "build".into(),
-        plugin,
-        inputs,
-        grant: StepGrant {
+
+        let build_args: Vec<(String, String)> = args
+            .build_args
+            .iter()
+            .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        let bases = base_images(&source, &build_args)
+            .map_err(|e| Error::usage(format!("{}:{e}", dockerfile.display())))?;
+        // Base layers need not be downloaded when the layout is only pushed,
+        // to the registry the bases come from: the push mounts them.
+        let push_only = args.outputs.is_empty()
+            && args.tags.iter().all(|tag| {
+                bases
+                    .iter()
+                    .all(|b| registry_host(b) == registry_host(tag))
+            });
+        inputs.push(("complete-layout".into(), (!push_only).to_string()));
+        // The registries the Dockerfile names are untrusted input: reachable
+        // on public addresses only. Those the user named (`--allow-net`, or a
+        // `-t` reference, whose registry the build pushes to) are trusted by
+        // name, so a local registry works when the user points at it.
+        let mut untrusted_net = Vec::new();
+        for host in bases.iter().map(|b| registry_host(b)) {
+            let pattern: HostPattern = host.parse().map_err(Error::usage)?;
+            if !untrusted_net.contains(&pattern) {
+                untrusted_net.push(pattern);
+            }
+        }
+        let mut net = args.allow_net.clone();
+        for host in args.tags.iter().map(|t| registry_host(t)) {
+            let pattern: HostPattern = host.parse().map_err(Error::usage)?;
+            if untrusted_net.contains(&pattern) && !net.contains(&pattern) {
+                net.push(pattern);
+            }
+        }
+        let plugin = PluginRef::parse("dockerfile-build").map_err(Error::usage)?;
+        let grant = StepGrant {
             net,
             untrusted_net,
             ..StepGrant::default()
-        },
-        dirs: StepDirs {
+        };
+        let dirs = StepDirs {
             workspace: context,
             output: layout.clone(),
             mounts,
             hidden: Vec::new(),
-        },
-        needs: Vec::new(),
-        masked: Default::default(),
-    };
-    let code = commands::run_one(request, &ProcessEnv, args.registry.json).await;
-    if code != ExitCode::SUCCESS {
-        return code;
-    }
-    if !args.registry.json && args.outputs.iter().any(|o| matches!(o, Output::Oci(_))) {
-        println!("layout={}", layout.display());
-    }
-    if !args.push {
-        return code;
-    }
-    for tag in &args.tags {
-        let host = commands::registry_host(tag);
-        let mount_from = bases
-            .iter()
-            .filter(|b| commands::registry_host(b) == host)
-            .filter_map(|b| repository(b))
-            .collect();
-        let push = PushArgs {
-            layout: layout.clone(),
-            reference: tag.clone(),
-            digest_file: None,
-            chunk_size: None,
-            mount_from,
         };
-        let code = commands::push(push, args.registry.clone()).await;
-        if code != ExitCode::SUCCESS {
-            return code;
+        let request = StepRequest::new("build", plugin, inputs, grant, dirs);
+        let build = self.run_request(request, &ProcessEnv).await?;
+        let mut report = BuildReport {
+            build,
+            layout: layout.clone(),
+            pushes: Vec::new(),
+        };
+        if !args.push {
+            return Ok(report);
         }
+        for tag in &args.tags {
+            let host = registry_host(tag);
+            let mount_from = bases
+                .iter()
+                .filter(|b| registry_host(b) == host)
+                .filter_map(|b| repository(b))
+                .collect();
+            let push = PushOptions {
+                layout: layout.clone(),
+                reference: tag.clone(),
+                digest_file: None,
+                chunk_size: None,
+                mount_from,
+                registry: args.registry.clone(),
+            };
+            report.pushes.push(self.push(&push).await?);
+        }
+        Ok(report)
     }
-    ExitCode::SUCCESS
 }
 
 /// A persistent layout for builds that only push or write an archive, so
 /// rebuilds reuse their layers: one per context directory, created below
 /// kiln's cache directory without following a symlink.
-fn build_cache_layout(context: &Path) -> Option<Result<PathBuf, crate::store::StoreError>> {
+fn build_cache_layout(context: &Path) -> Option<Result<PathBuf, kiln_store::StoreError>> {
     use sha2::Digest;
     let key = hex::encode(sha2::Sha256::digest(context.as_os_str().as_encoded_bytes()));
     let root = RuntimeConfig::from_env().cache_dir?;
     Some(
         std::fs::create_dir_all(&root)
-            .map_err(|source| crate::store::StoreError::Io {
+            .map_err(|source| kiln_store::StoreError::Io {
                 path: root.clone(),
                 source,
             })
-            .and_then(|()| crate::store::ensure_dir(&root, &Path::new("builds").join(&key[..16]))),
+            .and_then(|()| kiln_store::ensure_dir(&root, &Path::new("builds").join(&key[..16]))),
     )
-}
-
-/// `registry/repo/path:tag` → `repo/path` (for cross-repository mounts).
-fn repository(reference: &str) -> Option<String> {
-    let name = reference.split('@').next()?;
-    let (_, path) = name.split_once('/')?;
-    let path = match path.rsplit_once(':') {
-        Some((p, tag)) if !tag.contains('/') => p,
-        _ => path,
-    };
-    Some(path.to_owned())
 }
 
 /// The registry images a Dockerfile names in `FROM` and `COPY --from`,

@@ -1,31 +1,29 @@
 //! kiln runs CI build steps as sandboxed WASI Preview 2 components.
 //!
-//! The parts, in the order data flows through them:
-//! - [`plugins`]: where a step's component comes from (built-in or file);
-//! - [`inputs`]: checking inputs against the plugin's `describe()`;
-//! - [`policy`]: the one place a step's grant becomes a sandbox, with
-//!   [`credentials`] it offers to registry hosts;
-//! - [`runtime`]: the wasmtime engine, component cache and per-step store;
-//! - [`host_api`]: the host side of the `kiln:plugin` interfaces;
-//! - [`ui`]: what the host prints, masked;
-//! - [`step`]: one step from start to end;
-//! - [`pipeline`]: the pipeline file; [`scheduler`]: running its DAG;
-//!   [`shell`]: its unsandboxed `run:` steps; [`store`]: artifacts and cache;
-//! - [`export`]: `.gitlab-ci.yml`; [`commands`]: the CLI's work.
+//! This crate is kiln's library of operations — what each `kiln`
+//! subcommand does, as functions that return a report or an [`Error`] and
+//! print nothing: the binary (`main.rs`) owns the command line, printing
+//! and exit codes. Operations are methods of [`Kiln`], which holds the one
+//! wasm runtime and the reporter step events go to:
+//! - [`step`]: `kiln step`, one plugin under an explicit grant;
+//! - [`registry`]: `kiln push`, `pull`, `login`;
+//! - [`image_build`]: `kiln build`, a Dockerfile into an image;
+//! - [`pipeline`]: `kiln run` and `kiln export`, with [`scheduler`] running
+//!   the step graph and [`shell`] its unsandboxed `run:` steps.
+//!
+//! The crates below it, each used only by those above it:
+//! `kiln-grant` (plain types) → `kiln-store`, `kiln-pipeline` (no wasm) →
+//! `kiln-runtime` (the sandbox; the only crate linking wasmtime) → `kiln`.
 #![deny(missing_docs)]
 
-pub mod commands;
-pub mod credentials;
-pub mod export;
-pub mod host_api;
+pub mod error;
 pub mod image_build;
-pub mod inputs;
 pub mod pipeline;
-pub mod plugins;
-pub mod policy;
-pub mod runtime;
+pub mod registry;
 pub mod scheduler;
+pub mod session;
 pub mod shell;
 pub mod step;
-pub mod store;
-pub mod ui;
+
+pub use error::Error;
+pub use session::Kiln;

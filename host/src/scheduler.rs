@@ -3,36 +3,26 @@
 //! the first failure cancels running steps and skips their dependents.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use crate::inputs::display;
-use crate::pipeline::{Action, Exclusion, Pipeline, PipelineError, Step, Variables, rules};
-use crate::policy::operator::OperatorPolicies;
-use crate::policy::{Mount, StepDirs, StepGrant, ValueSource, guest_artifact_path};
-use crate::runtime::Runtime;
-use crate::shell;
-use crate::step::{self, StepRequest};
-use crate::store::{ArtifactStore, CacheStore, StoreRoot, select_files};
-use crate::ui::{Level, Reporter, StepLog, StepStatus, StepSummary};
+use kiln_grant::{StepGrant, ValueSource};
+use kiln_pipeline::{Action, Exclusion, Pipeline, PipelineError, Step, Variables, rules};
+use kiln_runtime::Runtime;
+use kiln_runtime::inputs::display;
+use kiln_runtime::log::StepLog;
+use kiln_runtime::plugins::PluginRef;
+use kiln_runtime::policy::operator::OperatorPolicies;
+use kiln_runtime::policy::{GUEST_WORKSPACE, Mount, StepDirs, guest_artifact_path};
+use kiln_runtime::report::{Level, Reporter, StepStatus, StepSummary};
+use kiln_runtime::step::{self, StepRequest};
+use kiln_store::{ArtifactStore, CacheStore, StoreRoot, select_files};
 
-/// How to run a pipeline.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Run only these steps (their needs must have stored artifacts);
-    /// empty: every step.
-    pub only: Vec<String>,
-    /// Where artifacts, cache and scratch live (default `.kiln/` in the
-    /// project).
-    pub artifacts_dir: Option<PathBuf>,
-    /// Most steps running at once.
-    pub jobs: usize,
-    /// Refuse `run:` steps.
-    pub sandboxed_only: bool,
-}
+use crate::pipeline::RunOptions;
+use crate::shell;
 
 /// A pipeline that cannot start; nothing has run.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +60,7 @@ struct Shared {
 /// skipped, and they do not fail the run.
 pub async fn run(
     pipeline: Arc<Pipeline>,
-    options: RunOptions,
+    options: &RunOptions,
     runtime: Arc<Runtime>,
     reporter: Arc<dyn Reporter>,
     env: &dyn ValueSource,
@@ -88,7 +78,7 @@ pub async fn run(
     let root = store.path().to_owned();
     // Two runs of one project would clear each other's work: they take
     // turns on the store.
-    let _lock = crate::store::lock_dir(&root, true, || {
+    let _lock = kiln_store::lock_dir(&root, true, || {
         reporter.log(
             "kiln",
             Level::Info,
@@ -106,7 +96,7 @@ pub async fn run(
             .or_else(|| env.get(name))
     };
     let excluded = rules::excluded_steps(&pipeline, &value);
-    let selected = select(&pipeline, &options, &excluded)?;
+    let selected = select(&pipeline, options, &excluded)?;
     let mut prepared = prepare(&pipeline, &variables, &selected)?;
     check_operator_policy(&pipeline, &mut prepared)?;
     let artifacts = ArtifactStore::new(&root);
@@ -146,7 +136,7 @@ pub async fn run(
     for summary in &left_out {
         reporter.step_finished(summary);
     }
-    let summaries = schedule(shared, prepared, &chosen, options.jobs.max(1)).await;
+    let summaries = schedule(shared, prepared, &chosen, options.jobs().max(1)).await;
     let mut all: Vec<StepSummary> = summaries.iter().cloned().chain(left_out).collect();
     all.sort_by_key(|s| pipeline.steps.iter().position(|p| p.name == s.step));
     reporter.pipeline_finished(&all);
@@ -465,17 +455,18 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
                         .map_err(|e| format!("{}: {e}", host.display()))?;
                     mounts.push(Mount {
                         host,
-                        guest: format!("{}/{path}", crate::policy::GUEST_WORKSPACE),
+                        guest: format!("{}/{path}", GUEST_WORKSPACE),
                         writable: true,
                     });
                 }
             }
-            let request = StepRequest {
-                name: step.name.clone(),
-                plugin: plugin.clone(),
-                inputs: prepared.inputs.clone(),
-                grant: prepared.grant.clone(),
-                dirs: StepDirs {
+            let plugin = PluginRef::resolve(plugin).map_err(|e| e.to_string())?;
+            let mut request = StepRequest::new(
+                &step.name,
+                plugin,
+                prepared.inputs.clone(),
+                prepared.grant.clone(),
+                StepDirs {
                     workspace: project.clone(),
                     output: output.clone(),
                     mounts,
@@ -483,9 +474,9 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
                     // sight: the step sees its needs at /artifacts only.
                     hidden: vec![shared.store.path().to_owned()],
                 },
-                needs: step.needs.clone(),
-                masked: mask.clone(),
-            };
+            );
+            request.needs = step.needs.clone();
+            request.masked = mask.clone();
             let values: &dyn ValueSource = shared.variables.as_ref();
             let outputs = step::run(&shared.runtime, &request, shared.reporter.clone(), values)
                 .await

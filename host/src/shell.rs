@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use crate::ui::{Level, StepLog};
+use kiln_runtime::log::StepLog;
+use kiln_runtime::report::Level;
 
 /// Quote `text` for a POSIX shell.
 fn quote(text: &str) -> String {

@@ -1,148 +1,117 @@
-//! Running one step from start to end: resolve the plugin, check inputs
-//! against `describe()`, build the sandbox from the grant, run, and mask
-//! what comes back.
+//! `kiln step`: one plugin under an explicit grant.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use crate::inputs;
-use crate::plugins::PluginRef;
-use crate::policy::operator::OperatorPolicies;
-use crate::policy::{Sandbox, StepDirs, StepGrant, ValueSource};
-use crate::runtime::{
-    LoadedPlugin, NamedValue, NeededArtifact, PluginInfo, Runtime, StepContext, StepFailure, Value,
-};
-use crate::ui::{DEFAULT_LOG_LIMIT, Reporter, SecretMask, StepLog};
+use kiln_grant::{HostPattern, MemorySize, ProcessEnv, StepGrant, Timeout};
+use kiln_runtime::plugins::PluginRef;
+use kiln_runtime::policy::StepDirs;
+use kiln_runtime::report::StepResult;
+use kiln_runtime::step::StepRequest;
+use kiln_store::StoreRoot;
 
-/// Everything needed to run one step.
-#[derive(Debug, Clone)]
-pub struct StepRequest {
-    /// The step's name, prefixed to its log lines.
-    pub name: String,
-    /// The plugin to run.
-    pub plugin: PluginRef,
-    /// Inputs as `name`, raw text; typed against `describe()`.
+use crate::{Error, Kiln};
+
+/// What `kiln step` runs, and under which grant.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StepOptions {
+    /// A built-in name or a path to a .wasm component.
+    pub plugin: String,
+    /// An input, as NAME=VALUE (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
-    /// What the step may touch beyond the default.
-    pub grant: StepGrant,
-    /// The workspace and output directories on the host.
-    pub dirs: StepDirs,
-    /// Steps whose artifacts `dirs.mounts` provides (see
-    /// [`crate::policy::guest_artifact_path`]).
-    pub needs: Vec<String>,
-    /// Values to mask beyond the step's own secrets (a pipeline's secret
-    /// variables, which `with:` may have expanded into inputs).
-    pub masked: SecretMask,
+    /// Let the step read DIR (mounted at the same path).
+    #[arg(long, value_name = "DIR")]
+    pub allow_read: Vec<PathBuf>,
+    /// Let the step write DIR (mounted at the same path).
+    #[arg(long, value_name = "DIR")]
+    pub allow_write: Vec<PathBuf>,
+    /// Let the step send HTTP requests to HOST[:PORT] or *.SUFFIX[:PORT].
+    #[arg(long, value_name = "HOST")]
+    pub allow_net: Vec<HostPattern>,
+    /// Pass the environment variable NAME to the step.
+    #[arg(long, value_name = "NAME")]
+    pub env: Vec<String>,
+    /// Let the step read the secret NAME (its value comes from $NAME and is masked).
+    #[arg(long, value_name = "NAME")]
+    pub secret: Vec<String>,
+    /// Wall-clock limit, e.g. 90s or 10m [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<Timeout>,
+    /// Memory limit, e.g. 512MiB [default: 2GiB, at most 4GiB].
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<MemorySize>,
+    /// The workspace, mounted read-only at /workspace [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The writable output directory, mounted at /output [default: .kiln/out/PLUGIN].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
-/// Load the plugin a reference names.
-pub fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, StepFailure> {
-    let wasm = plugin
-        .wasm()
-        .map_err(|e| StepFailure::Setup(e.to_string()))?;
-    runtime.load(&wasm).map_err(|e| {
-        StepFailure::Setup(format!(
-            "{} is not a kiln plugin component: {e}",
-            plugin.label()
-        ))
-    })
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
 }
 
-/// `describe()` of a plugin, logging as `label`.
-pub async fn describe(
-    runtime: &Runtime,
-    plugin: &LoadedPlugin,
-    label: &str,
-    reporter: Arc<dyn Reporter>,
-) -> Result<PluginInfo, StepFailure> {
-    let log = Arc::new(StepLog::new(
-        label,
-        reporter,
-        SecretMask::default(),
-        DEFAULT_LOG_LIMIT,
-    ));
-    runtime.describe(plugin, log).await
-}
-
-/// Run the step described by `request`; values of granted variables and
-/// secrets come from `values`. Every string returned is masked.
-pub async fn run(
-    runtime: &Runtime,
-    request: &StepRequest,
-    reporter: Arc<dyn Reporter>,
-    values: &dyn ValueSource,
-) -> Result<Vec<NamedValue>, StepFailure> {
-    let plugin = load(runtime, &request.plugin)?;
-    let info = describe(runtime, &plugin, &request.name, reporter.clone()).await?;
-    let checked = inputs::check(&info, &request.inputs).map_err(StepFailure::InvalidInput)?;
-    let mut mask = request.masked.clone();
-    for value in &checked.secret_values {
-        mask.add(value);
-    }
-    // The operator's policy has the last word on every grant, whichever
-    // command or file asked for it.
-    let mut grant = request.grant.clone();
-    OperatorPolicies::load()
-        .map_err(|e| StepFailure::Setup(e.to_string()))?
-        .check(&mut grant)
-        .map_err(|v| StepFailure::Denied(format!("denied: {v}")))?;
-    let mut dirs = request.dirs.clone();
-    dirs.hidden
-        .extend(runtime.cache_root().map(ToOwned::to_owned));
-    let sandbox = Sandbox::new(&grant, &dirs, values, |secrets| {
-        for secret in secrets {
-            mask.add(secret);
+impl StepOptions {
+    /// The grant the `--allow-*`, `--env`, `--secret`, `--timeout` and
+    /// `--memory` options give.
+    pub fn grant(&self) -> StepGrant {
+        StepGrant {
+            read: self.allow_read.clone(),
+            write: self.allow_write.clone(),
+            net: self.allow_net.clone(),
+            env: self.env.clone(),
+            secrets: self.secret.clone(),
+            timeout: self.timeout,
+            memory: self.memory,
+            ..StepGrant::default()
         }
-        Arc::new(StepLog::new(
-            &request.name,
-            reporter,
-            mask.clone(),
-            DEFAULT_LOG_LIMIT,
-        ))
-    })
-    .map_err(|e| StepFailure::Setup(e.to_string()))?;
-    let log = sandbox.log.clone();
-    let context = StepContext {
-        step_name: request.name.clone(),
-        workspace: crate::policy::GUEST_WORKSPACE.to_owned(),
-        output: crate::policy::GUEST_OUTPUT.to_owned(),
-        artifacts: request
-            .needs
-            .iter()
-            .map(|step| NeededArtifact {
-                step: step.clone(),
-                path: crate::policy::guest_artifact_path(step),
-            })
-            .collect(),
-    };
-    let result = runtime.run(&plugin, sandbox, context, checked.values).await;
-    let mask = log.mask();
-    match result {
-        Ok(outputs) => Ok(outputs
-            .into_iter()
-            .map(|output| NamedValue {
-                name: output.name,
-                value: mask_value(mask, output.value),
-            })
-            .collect()),
-        Err(failure) => Err(mask_failure(mask, failure)),
+    }
+
+    fn dirs(&self, name: &str) -> Result<StepDirs, Error> {
+        let workspace = match &self.workspace {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().map_err(|e| {
+                Error::usage(format!("cannot read the current directory: {e}"))
+            })?,
+        };
+        // The default output lies in the workspace's store, which a checkout
+        // could have made a symlink: it is reached without following one, and
+        // the rest of the store stays hidden from the step.
+        let store = workspace.join(".kiln");
+        let output = match &self.output {
+            Some(output) => {
+                std::fs::create_dir_all(output).map_err(|e| {
+                    Error::usage(format!(
+                        "cannot create the output directory {}: {e}",
+                        output.display()
+                    ))
+                })?;
+                output.clone()
+            }
+            None => StoreRoot::open(&store)
+                .and_then(|root| root.dir(Path::new("out").join(name)))
+                .map_err(Error::usage)?,
+        };
+        Ok(StepDirs {
+            workspace,
+            output,
+            mounts: Vec::new(),
+            hidden: vec![store],
+        })
     }
 }
 
-fn mask_value(mask: &SecretMask, value: Value) -> Value {
-    match value {
-        Value::Text(text) => Value::Text(mask.apply(&text)),
-        Value::Path(text) => Value::Path(mask.apply(&text)),
-        other => other,
-    }
-}
-
-fn mask_failure(mask: &SecretMask, failure: StepFailure) -> StepFailure {
-    match failure {
-        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(mask.apply(&m)),
-        StepFailure::Denied(m) => StepFailure::Denied(mask.apply(&m)),
-        StepFailure::Failed(m) => StepFailure::Failed(mask.apply(&m)),
-        StepFailure::Trapped(m) => StepFailure::Trapped(mask.apply(&m)),
-        StepFailure::Setup(m) => StepFailure::Setup(mask.apply(&m)),
-        other => other,
+impl Kiln {
+    /// `kiln step`: run one plugin under the grant `options` give, with
+    /// granted variables and secrets from the process environment.
+    pub async fn run_step(&self, options: &StepOptions) -> Result<StepResult, Error> {
+        let plugin = PluginRef::parse(&options.plugin).map_err(Error::usage)?;
+        let name = plugin.label();
+        let dirs = options.dirs(&name)?;
+        let request = StepRequest::new(name, plugin, options.inputs.clone(), options.grant(), dirs);
+        self.run_request(request, &ProcessEnv).await
     }
 }

@@ -21,7 +21,7 @@ pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
 /// The hostile test plugin.
 pub fn hostile() -> PathBuf {
-    Path::new(env!("KILN_TEST_PLUGIN_DIR")).join("kiln_test_hostile.wasm")
+    Path::new(kiln_runtime::plugins::GUEST_BUILD_DIR).join("kiln_test_hostile.wasm")
 }
 
 /// `kiln ARGS` in `dir`, with a shared test compile cache and none of the

@@ -119,7 +119,7 @@ impl Registry {
         let config = if auth == Auth::Token {
             let token_port = free_port();
             let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/registry/token_server.py");
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/registry/token_server.py");
             let child = Command::new("python3")
                 .arg(script)
                 .arg(token_port.to_string())

@@ -1,0 +1,173 @@
+//! Running one step from start to end: resolve the plugin, check inputs
+//! against `describe()`, build the sandbox from the grant, run, and mask
+//! what comes back.
+
+use std::sync::Arc;
+
+use kiln_grant::{SecretMask, StepGrant, ValueSource};
+
+use crate::engine::{LoadedPlugin, Runtime, StepFailure};
+use crate::host_api::{NamedValue, NeededArtifact, PluginInfo, StepContext, Value};
+use crate::inputs;
+use crate::log::{DEFAULT_LOG_LIMIT, StepLog};
+use crate::plugins::PluginRef;
+use crate::policy::operator::OperatorPolicies;
+use crate::policy::{GUEST_OUTPUT, GUEST_WORKSPACE, Sandbox, StepDirs, guest_artifact_path};
+use crate::report::Reporter;
+
+/// Everything needed to run one step.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    /// The step's name, prefixed to its log lines.
+    pub name: String,
+    /// The plugin to run.
+    pub plugin: PluginRef,
+    /// Inputs as `name`, raw text; typed against `describe()`.
+    pub inputs: Vec<(String, String)>,
+    /// What the step may touch beyond the default.
+    pub grant: StepGrant,
+    /// The workspace and output directories on the host.
+    pub dirs: StepDirs,
+    /// Steps whose artifacts `dirs.mounts` provides (see
+    /// [`guest_artifact_path`]).
+    pub needs: Vec<String>,
+    /// Values to mask beyond the step's own secrets (a pipeline's secret
+    /// variables, which `with:` may have expanded into inputs).
+    pub masked: SecretMask,
+}
+
+impl StepRequest {
+    /// A step that needs no other step's artifacts and masks only its own
+    /// secrets; set [`StepRequest::needs`] and [`StepRequest::masked`]
+    /// for more.
+    pub fn new(
+        name: impl Into<String>,
+        plugin: PluginRef,
+        inputs: Vec<(String, String)>,
+        grant: StepGrant,
+        dirs: StepDirs,
+    ) -> StepRequest {
+        StepRequest {
+            name: name.into(),
+            plugin,
+            inputs,
+            grant,
+            dirs,
+            needs: Vec::new(),
+            masked: SecretMask::default(),
+        }
+    }
+}
+
+/// Load the plugin a reference names.
+pub fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, StepFailure> {
+    let wasm = plugin
+        .wasm()
+        .map_err(|e| StepFailure::Setup(e.to_string()))?;
+    runtime.load(&wasm).map_err(|e| {
+        StepFailure::Setup(format!(
+            "{} is not a kiln plugin component: {e}",
+            plugin.label()
+        ))
+    })
+}
+
+/// `describe()` of a plugin, logging as `label`.
+pub async fn describe(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    label: &str,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PluginInfo, StepFailure> {
+    let log = Arc::new(StepLog::new(
+        label,
+        reporter,
+        SecretMask::default(),
+        DEFAULT_LOG_LIMIT,
+    ));
+    runtime.describe(plugin, log).await
+}
+
+/// Run the step described by `request`; values of granted variables and
+/// secrets come from `values`. Every string returned is masked.
+pub async fn run(
+    runtime: &Runtime,
+    request: &StepRequest,
+    reporter: Arc<dyn Reporter>,
+    values: &dyn ValueSource,
+) -> Result<Vec<NamedValue>, StepFailure> {
+    let plugin = load(runtime, &request.plugin)?;
+    let info = describe(runtime, &plugin, &request.name, reporter.clone()).await?;
+    let checked = inputs::check(&info, &request.inputs).map_err(StepFailure::InvalidInput)?;
+    let mut mask = request.masked.clone();
+    for value in &checked.secret_values {
+        mask.add(value);
+    }
+    // The operator's policy has the last word on every grant, whichever
+    // command or file asked for it.
+    let mut grant = request.grant.clone();
+    OperatorPolicies::load()
+        .map_err(|e| StepFailure::Setup(e.to_string()))?
+        .check(&mut grant)
+        .map_err(|v| StepFailure::Denied(format!("denied: {v}")))?;
+    let mut dirs = request.dirs.clone();
+    dirs.hidden
+        .extend(runtime.cache_root().map(ToOwned::to_owned));
+    let sandbox = Sandbox::new(&grant, &dirs, values, |secrets| {
+        for secret in secrets {
+            mask.add(secret);
+        }
+        Arc::new(StepLog::new(
+            &request.name,
+            reporter,
+            mask.clone(),
+            DEFAULT_LOG_LIMIT,
+        ))
+    })
+    .map_err(|e| StepFailure::Setup(e.to_string()))?;
+    let log = sandbox.log.clone();
+    let context = StepContext {
+        step_name: request.name.clone(),
+        workspace: GUEST_WORKSPACE.to_owned(),
+        output: GUEST_OUTPUT.to_owned(),
+        artifacts: request
+            .needs
+            .iter()
+            .map(|step| NeededArtifact {
+                step: step.clone(),
+                path: guest_artifact_path(step),
+            })
+            .collect(),
+    };
+    let result = runtime.run(&plugin, sandbox, context, checked.values).await;
+    let mask = log.mask();
+    match result {
+        Ok(outputs) => Ok(outputs
+            .into_iter()
+            .map(|output| NamedValue {
+                name: output.name,
+                value: mask_value(mask, output.value),
+            })
+            .collect()),
+        Err(failure) => Err(mask_failure(mask, failure)),
+    }
+}
+
+fn mask_value(mask: &SecretMask, value: Value) -> Value {
+    match value {
+        Value::Text(text) => Value::Text(mask.apply(&text)),
+        Value::Path(text) => Value::Path(mask.apply(&text)),
+        other => other,
+    }
+}
+
+fn mask_failure(mask: &SecretMask, failure: StepFailure) -> StepFailure {
+    match failure {
+        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(mask.apply(&m)),
+        StepFailure::Denied(m) => StepFailure::Denied(mask.apply(&m)),
+        StepFailure::Failed(m) => StepFailure::Failed(mask.apply(&m)),
+        StepFailure::Trapped(m) => StepFailure::Trapped(mask.apply(&m)),
+        StepFailure::Setup(m) => StepFailure::Setup(mask.apply(&m)),
+        other => other,
+    }
+}
