@@ -40,7 +40,13 @@ fn request(dir: &std::path::Path) -> StepRequest {
         mounts: Vec::new(),
         hidden: Vec::new(),
     };
-    StepRequest::new("bench", PluginRef::Builtin(hello), Vec::new(), StepGrant::default(), dirs)
+    StepRequest::new(
+        "bench",
+        PluginRef::Builtin(hello),
+        Vec::new(),
+        StepGrant::default(),
+        dirs,
+    )
 }
 
 /// Run the step once, as `kiln step hello` does.

@@ -67,7 +67,11 @@ pub struct BuildOptions {
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
     /// Where to write the image: oci:DIR or docker-archive:FILE (repeatable).
-    #[arg(long = "output", short = 'o', value_name = "oci:DIR|docker-archive:FILE")]
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_name = "oci:DIR|docker-archive:FILE"
+    )]
     pub outputs: Vec<Output>,
     /// Push the image to every -t reference.
     #[arg(long)]
@@ -127,7 +131,9 @@ impl Kiln {
             ));
         }
         if args.push && args.tags.is_empty() {
-            return Err(Error::usage("--push needs at least one -t REGISTRY/REPOSITORY:TAG"));
+            return Err(Error::usage(
+                "--push needs at least one -t REGISTRY/REPOSITORY:TAG",
+            ));
         }
 
         let mut mounts = Vec::new();
@@ -152,7 +158,9 @@ impl Kiln {
             Some(dir) => dir,
             None => build_cache_layout(&context)
                 .ok_or_else(|| {
-                    Error::usage("no cache directory for the intermediate layout; set KILN_CACHE_DIR")
+                    Error::usage(
+                        "no cache directory for the intermediate layout; set KILN_CACHE_DIR",
+                    )
                 })?
                 .map_err(Error::usage)?,
         };
@@ -204,11 +212,10 @@ impl Kiln {
         // Base layers need not be downloaded when the layout is only pushed,
         // to the registry the bases come from: the push mounts them.
         let push_only = args.outputs.is_empty()
-            && args.tags.iter().all(|tag| {
-                bases
-                    .iter()
-                    .all(|b| registry_host(b) == registry_host(tag))
-            });
+            && args
+                .tags
+                .iter()
+                .all(|tag| bases.iter().all(|b| registry_host(b) == registry_host(tag)));
         inputs.push(("complete-layout".into(), (!push_only).to_string()));
         // The registries the Dockerfile names are untrusted input: reachable
         // on public addresses only. Those the user named (`--allow-net`, or a

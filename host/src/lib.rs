@@ -8,8 +8,8 @@
 //! - [`step`]: `kiln step`, one plugin under an explicit grant;
 //! - [`registry`]: `kiln push`, `pull`, `login`;
 //! - [`image_build`]: `kiln build`, a Dockerfile into an image;
-//! - [`pipeline`]: `kiln run` and `kiln export`, with [`scheduler`] running
-//!   the step graph and [`shell`] its unsandboxed `run:` steps.
+//! - [`pipeline`]: `kiln run` and `kiln export`, with its scheduler running
+//!   the step graph and its unsandboxed `run:` steps.
 //!
 //! The crates below it, each used only by those above it:
 //! `kiln-grant` (plain types) → `kiln-store`, `kiln-pipeline` (no wasm) →
@@ -20,9 +20,7 @@ pub mod error;
 pub mod image_build;
 pub mod pipeline;
 pub mod registry;
-pub mod scheduler;
 pub mod session;
-pub mod shell;
 pub mod step;
 
 pub use error::Error;

@@ -207,9 +207,11 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         }
         Command::Login { options, .. } => {
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).map_err(|e| {
-                Error::Usage(format!("reading the password from standard input: {e}"))
-            })?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| {
+                    Error::Usage(format!("reading the password from standard input: {e}"))
+                })?;
             let password = password.trim_end_matches(['\n', '\r']);
             let stored = kiln()?.login(&options, password).await?;
             eprintln!(

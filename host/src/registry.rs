@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use kiln_grant::{HostPattern, MemorySize, ProcessEnv, StepGrant, ValueSource};
+use kiln_runtime::RuntimeConfig;
 use kiln_runtime::credentials;
 use kiln_runtime::plugins::PluginRef;
 use kiln_runtime::policy::{Mount, StepDirs};
 use kiln_runtime::report::StepResult;
 use kiln_runtime::step::StepRequest;
-use kiln_runtime::RuntimeConfig;
 
 use crate::{Error, Kiln};
 
@@ -105,10 +105,18 @@ pub(crate) fn file_in_dir(file: &Path, what: &str) -> Result<(PathBuf, String), 
         file.file_name(),
     ) {
         (dir, Some(name)) => (dir.unwrap_or(Path::new(".")), name),
-        _ => return Err(Error::usage(format!("{what}{}: not a file name", file.display()))),
+        _ => {
+            return Err(Error::usage(format!(
+                "{what}{}: not a file name",
+                file.display()
+            )));
+        }
     };
     let dir = dir.canonicalize().map_err(|_| {
-        Error::usage(format!("{what}{}: its directory does not exist", file.display()))
+        Error::usage(format!(
+            "{what}{}: its directory does not exist",
+            file.display()
+        ))
     })?;
     Ok((dir, name.to_string_lossy().into_owned()))
 }
@@ -259,9 +267,7 @@ impl Kiln {
         )
         .await?;
         credentials::store(&host, &options.username, password, &ProcessEnv).map_err(|e| {
-            Error::Failed(format!(
-                "the credentials work but could not be stored: {e}"
-            ))
+            Error::Failed(format!("the credentials work but could not be stored: {e}"))
         })
     }
 }

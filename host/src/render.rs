@@ -9,7 +9,12 @@ pub fn plugin_table(infos: &[PluginInfo]) -> String {
     let width = infos.iter().map(|i| i.name.len()).max().unwrap_or(0);
     infos
         .iter()
-        .map(|info| format!("{:width$}  {:8}  {}\n", info.name, info.version, info.summary))
+        .map(|info| {
+            format!(
+                "{:width$}  {:8}  {}\n",
+                info.name, info.version, info.summary
+            )
+        })
         .collect()
 }
 
@@ -88,4 +93,3 @@ pub fn plugin_info(info: &PluginInfo) -> String {
     }
     out
 }
-

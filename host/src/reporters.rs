@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use kiln_runtime::report::{Level, Reporter, StepResult, StepStatus, StepSummary};
 
-
 /// Human output on stderr: `[step] message key=value`. On a terminal,
 /// progress is drawn as bars; elsewhere (CI logs) as a line per tenth of the
 /// work, so logs stay readable.

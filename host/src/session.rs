@@ -49,9 +49,14 @@ impl Kiln {
             failure,
         };
         let loaded = step::load(&self.runtime, plugin).map_err(failed)?;
-        step::describe(&self.runtime, &loaded, &plugin.label(), self.reporter.clone())
-            .await
-            .map_err(failed)
+        step::describe(
+            &self.runtime,
+            &loaded,
+            &plugin.label(),
+            self.reporter.clone(),
+        )
+        .await
+        .map_err(failed)
     }
 
     /// What every built-in's `describe()` says, in name order.

@@ -73,9 +73,8 @@ impl StepOptions {
     fn dirs(&self, name: &str) -> Result<StepDirs, Error> {
         let workspace = match &self.workspace {
             Some(dir) => dir.clone(),
-            None => std::env::current_dir().map_err(|e| {
-                Error::usage(format!("cannot read the current directory: {e}"))
-            })?,
+            None => std::env::current_dir()
+                .map_err(|e| Error::usage(format!("cannot read the current directory: {e}")))?,
         };
         // The default output lies in the workspace's store, which a checkout
         // could have made a symlink: it is reached without following one, and

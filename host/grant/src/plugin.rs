@@ -92,8 +92,15 @@ mod tests {
             Ok(PluginSource::File("p.wasm".into()))
         );
         assert!(PluginSource::parse("oci://r/p@sha256:00").is_err());
-        let unknown = PluginSource::parse("nope").unwrap().check_builtin(&["hello"]);
-        assert!(unknown.unwrap_err().to_string().contains("built-ins: hello"));
+        let unknown = PluginSource::parse("nope")
+            .unwrap()
+            .check_builtin(&["hello"]);
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("built-ins: hello")
+        );
         assert_eq!(PluginSource::File("/x/p.wasm".into()).label(), "p");
     }
 }

@@ -40,7 +40,7 @@ pub struct Rule {
 /// A parsed `if:` expression and its text.
 ///
 /// ```
-/// use kiln::pipeline::rules::Condition;
+/// use kiln_pipeline::rules::Condition;
 ///
 /// let deploy = Condition::parse(r#"$CI_COMMIT_REF_NAME == "main" && $TOKEN"#).unwrap();
 /// let on_main = |name: &str| (name == "CI_COMMIT_REF_NAME").then(|| "main".to_owned());

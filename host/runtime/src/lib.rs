@@ -27,8 +27,8 @@ pub mod log;
 pub mod plugins;
 pub mod policy;
 pub mod report;
-pub mod step;
 pub mod stdio;
+pub mod step;
 
 pub use engine::{LoadedPlugin, Runtime, RuntimeConfig, StepFailure};
 pub use host_api::{

@@ -19,16 +19,16 @@ use std::time::Duration;
 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use kiln_grant::{HostPattern, StepGrant, ValueSource};
 pub use hidden::Hidden;
 pub(crate) use hidden::add_to_linker as add_hidden_check_to_linker;
+use kiln_grant::{HostPattern, StepGrant, ValueSource};
 pub use memory::{MemoryCap, MemoryCapExceeded};
 pub use net::{OutboundHttp, Refusal, is_public};
 
 use crate::credentials;
-use crate::stdio::GuestOutput;
 use crate::log::StepLog;
 use crate::report::Level;
+use crate::stdio::GuestOutput;
 
 /// Where the workspace is mounted inside every guest.
 pub const GUEST_WORKSPACE: &str = "/workspace";

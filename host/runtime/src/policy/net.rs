@@ -13,9 +13,9 @@ use http::uri::Scheme;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use kiln_grant::{HostMatch, HostPattern, split_authority};
 use crate::log::StepLog;
 use crate::report::Level;
+use kiln_grant::{HostMatch, HostPattern, split_authority};
 
 /// The future types `wasi:http` hooks return, named once.
 type ResponseFuture = Box<

@@ -1,5 +1,9 @@
 //! `kiln run` and `kiln export`: a pipeline file, loaded and checked
-//! against the built-ins this binary embeds, then run or translated.
+//! against the built-ins this binary embeds, then run ([`scheduler`], with
+//! [`shell`] for `run:` steps) or translated.
+
+pub mod scheduler;
+pub mod shell;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +13,7 @@ use kiln_pipeline::{Pipeline, export};
 use kiln_runtime::plugins;
 use kiln_runtime::report::{StepStatus, StepSummary};
 
-use crate::scheduler::{self, RunError};
+use scheduler::RunError;
 use crate::{Error, Kiln};
 
 /// `kiln run`: which pipeline, which of its steps, and how.

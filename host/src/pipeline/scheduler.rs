@@ -21,8 +21,8 @@ use kiln_runtime::report::{Level, Reporter, StepStatus, StepSummary};
 use kiln_runtime::step::{self, StepRequest};
 use kiln_store::{ArtifactStore, CacheStore, StoreRoot, select_files};
 
-use crate::pipeline::RunOptions;
-use crate::shell;
+use super::RunOptions;
+use super::shell;
 
 /// A pipeline that cannot start; nothing has run.
 #[derive(Debug, thiserror::Error)]
