@@ -11,18 +11,16 @@
 mod build;
 mod cache;
 mod context;
-mod image;
 
 use std::path::{Path, PathBuf};
 
-use kiln_oci::{ImageLayout, OciError, Reference};
+use kiln_oci::{ImageLayout, OciError, Platform, Reference, registry, tarball};
 use kiln_sdk::{
     CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
     ValueKind, export_step,
 };
 
 use crate::context::Context;
-use crate::image::Platform;
 use kiln_oci::archive::Scratch;
 use kiln_oci::layer::Compression;
 
@@ -211,7 +209,8 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         context: &context,
         build_args: &build_args,
         target: target.as_deref(),
-        platform: Platform::parse(&inputs.text("platform").map_err(input)?)?,
+        platform: Platform::parse(&inputs.text("platform").map_err(input)?)
+            .map_err(|e| BuildError::input(e.to_string()))?,
         compression: Compression::parse(&inputs.text("compression").map_err(input)?)?,
         epoch,
         layout: &layout,
@@ -231,9 +230,9 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     // the base images come from, which mounts their layers.
     let archive = inputs.optional_path("docker-archive").map_err(input)?;
     if inputs.boolean("complete-layout").map_err(input)? || archive.is_some() {
-        image::fetch_layers(&built.image.layers, &layout, insecure)?;
+        registry::fetch_layers(&built.image.layers, &layout, insecure)?;
     }
-    let created = build::rfc3339(epoch);
+    let created = kiln_oci::image::rfc3339(epoch);
     let manifest = built.image.write(&layout, &created)?;
     let mut names: Vec<String> = tags
         .iter()
@@ -243,10 +242,10 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         names.push("latest".into());
     }
     names.dedup();
-    image::tag(&layout, &manifest, &names)?;
+    layout.tag(&manifest, &names)?;
     if let Some(archive) = archive {
         let repo_tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
-        image::write_docker_archive(
+        tarball::write(
             &built.image,
             &manifest,
             &layout,

@@ -5,7 +5,7 @@
 //! Credentials come from the kiln host only ([`Registry::connect`]).
 
 use kiln_oci::registry::{self, Registry};
-use kiln_oci::{ImageLayout, Reference};
+use kiln_oci::{ImageLayout, Platform, Reference};
 use kiln_sdk::{
     CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
     ValueKind, export_step,
@@ -114,8 +114,7 @@ impl Step for RegistryStep {
                 let target = reference(&inputs)?;
                 let layout = ImageLayout::open(inputs.path("layout")?).map_err(StepError::from)?;
                 let image = inputs.optional_text("image")?;
-                let root =
-                    registry::root_descriptor(&layout, image.as_deref().or(target.tag.as_deref()))?;
+                let root = layout.root_descriptor(image.as_deref().or(target.tag.as_deref()))?;
                 let mut registry = client(target.api_host(), &inputs)?;
                 let chunk = inputs.integer("chunk-size")?;
                 if chunk < 0 {
@@ -155,8 +154,9 @@ impl Step for RegistryStep {
                 let layout =
                     ImageLayout::open_or_create(inputs.path("layout")?).map_err(StepError::from)?;
                 let mut registry = client(source.api_host(), &inputs)?;
-                let report =
-                    registry::pull(&mut registry, &source, &layout, &inputs.text("platform")?)?;
+                let platform = Platform::parse(&inputs.text("platform")?)
+                    .map_err(|e| StepError::invalid_input(e.to_string()))?;
+                let report = registry::pull(&mut registry, &source, &layout, &platform)?;
                 kiln_sdk::info!(
                     "pulled {source}@{}: {} blobs downloaded, {} already present",
                     report.digest,

@@ -1,5 +1,5 @@
 //! Small grammars instructions use: EXPOSE ports, Go durations
-//! (HEALTHCHECK), RFC 3339 times (`created`).
+//! (HEALTHCHECK).
 
 /// EXPOSE `80`, `53/udp`, `8000-8002/tcp` → `80/tcp`, ...
 pub(super) fn expose(spec: &str) -> Result<Vec<String>, String> {
@@ -57,36 +57,12 @@ pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
     Ok(total as i64)
 }
 
-/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-pub fn rfc3339(seconds: u64) -> String {
-    let days = seconds / 86_400;
-    let rem = seconds % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn small_grammars() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(parse_duration("1m30s"), Ok(90_000_000_000));
         assert_eq!(parse_duration("500ms"), Ok(500_000_000));
         assert!(parse_duration("5 parsecs").is_err());

@@ -7,21 +7,20 @@ use std::collections::HashMap;
 use kiln_dockerfile::parser::{self, Arg, Dockerfile, Node};
 use kiln_dockerfile::shell;
 use kiln_oci::archive::Scratch;
+use kiln_oci::image::{self, Image, rfc3339};
 use kiln_oci::layer::{self, Compression};
 use kiln_oci::tree::{self, Tree, join};
-use kiln_oci::{ImageLayout, Reference};
+use kiln_oci::{ImageLayout, Platform, Reference, registry};
 use serde_json::{Value, json};
 
 use crate::BuildError;
 use crate::cache::LayerCache;
 use crate::context::Context;
-use crate::image::{Image, Platform};
 
 mod copy;
 mod grammar;
 mod stage;
 
-pub use grammar::rfc3339;
 use grammar::{expose, parse_duration};
 use stage::Stage;
 
@@ -281,7 +280,8 @@ impl<'a> Runner<'a> {
         for flag in &node.flags {
             match flag_value(flag) {
                 ("platform", Some(value)) => {
-                    platform = Platform::parse(&self.expand(node, value, global)?)?;
+                    platform = Platform::parse(&self.expand(node, value, global)?)
+                        .map_err(|e| BuildError::input(e.to_string()))?;
                 }
                 _ => return Err(self.error(node, format!("unknown flag `{flag}`"))),
             }
@@ -289,7 +289,7 @@ impl<'a> Runner<'a> {
         let mut stage = if let Some(earlier) = self.stage_by_name(&image) {
             earlier.clone()
         } else if image.eq_ignore_ascii_case("scratch") {
-            Stage::new(Image::scratch(&platform))
+            Stage::new(image::empty(&platform))
         } else {
             self.pull(node, &image, &platform)?
         };
@@ -310,15 +310,13 @@ impl<'a> Runner<'a> {
     fn pull(&self, node: &Node, image: &str, platform: &Platform) -> Result<Stage, BuildError> {
         let reference = Reference::parse(image).map_err(|e| self.error(node, e))?;
         kiln_sdk::info!("resolving {reference} for {platform}");
-        let image = Image::pull(&reference, platform, self.build.layout, self.build.insecure)
-            .map_err(|e| self.error(node, e))?;
+        let image =
+            registry::pull_image(&reference, platform, self.build.layout, self.build.insecure)
+                .map_err(|e| self.error(node, e))?;
         let mut stage = Stage::new(image);
         stage.base_layers = stage.image.layers.len();
-        if let Some(shell) = stage.image.field("Shell").and_then(Value::as_array) {
-            stage.shell = shell
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect();
+        if let Some(shell) = stage.image.strings("Shell") {
+            stage.shell = shell;
         }
         Ok(stage)
     }
@@ -419,7 +417,7 @@ impl<'a> Runner<'a> {
                         self.expand(node, &value, &vars)?,
                     ));
                 }
-                let map = object_field(&mut stage.image, "Labels");
+                let map = stage.image.config_object("Labels");
                 for (key, value) in labels {
                     map.insert(key, json!(value));
                 }
@@ -435,7 +433,7 @@ impl<'a> Runner<'a> {
                         ports.extend(expose(&port).map_err(|e| self.error(node, e))?);
                     }
                 }
-                let map = object_field(&mut stage.image, "ExposedPorts");
+                let map = stage.image.config_object("ExposedPorts");
                 for port in ports {
                     map.insert(port, json!({}));
                 }
@@ -448,7 +446,7 @@ impl<'a> Runner<'a> {
                 if volumes.iter().any(String::is_empty) {
                     return Err(self.error(node, "a volume may not be empty"));
                 }
-                let map = object_field(&mut stage.image, "Volumes");
+                let map = stage.image.config_object("Volumes");
                 for volume in volumes {
                     map.insert(volume, json!({}));
                 }
@@ -777,13 +775,4 @@ fn flag_value(flag: &str) -> (&str, Option<&str>) {
         Some((name, value)) => (name, Some(value)),
         None => (flag, None),
     }
-}
-
-/// A config object field (`Labels`, `ExposedPorts`, `Volumes`).
-fn object_field<'i>(image: &'i mut Image, name: &str) -> &'i mut serde_json::Map<String, Value> {
-    let value = image.config().entry(name).or_insert_with(|| json!({}));
-    if !value.is_object() {
-        *value = json!({});
-    }
-    value.as_object_mut().expect("just made an object")
 }

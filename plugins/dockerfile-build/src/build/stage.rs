@@ -2,12 +2,13 @@
 //! when an instruction needs them — its base image's files.
 
 use kiln_oci::archive::{self, Landing};
+use kiln_oci::image::{self, Image};
 use kiln_oci::tree::{self, Entry, Kind, Tree};
+use kiln_oci::{Platform, registry};
 use serde_json::Value;
 
 use super::Build;
 use crate::BuildError;
-use crate::image::{Image, Platform};
 
 /// A stage being built.
 #[derive(Clone)]
@@ -44,7 +45,7 @@ impl Stage {
 
     /// A stage the target does not depend on: never built.
     pub(super) fn placeholder() -> Stage {
-        Stage::new(Image::scratch(&Platform {
+        Stage::new(image::empty(&Platform {
             os: String::new(),
             architecture: String::new(),
             variant: None,
@@ -71,7 +72,7 @@ impl Stage {
     /// The whole file system: base layers read (once) and own files on top.
     pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, BuildError> {
         if self.view.is_none() {
-            crate::image::fetch_layers(
+            registry::fetch_layers(
                 &self.image.layers[..self.base_layers],
                 build.layout,
                 build.insecure,

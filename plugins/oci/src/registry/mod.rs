@@ -15,8 +15,8 @@ use kiln_sdk::http::{HttpError, Request, Response};
 
 pub use auth::Credential;
 use auth::{Challenge, TokenResponse, form_escape, parse_challenges};
-pub use pull::{PullReport, ResolvedImage, download, pull, resolve};
-pub use push::{PushOptions, PushReport, REF_NAME, push, root_descriptor};
+pub use pull::{PullReport, ResolvedImage, download, fetch_layers, pull, pull_image, resolve};
+pub use push::{PushOptions, PushReport, push};
 
 use crate::OciError;
 
@@ -34,6 +34,13 @@ pub const MAX_DOCUMENT: u64 = 4 << 20;
 
 /// The manifest media types kiln accepts, for `Accept`.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Whether a manifest of `media_type` is an index (OCI's or Docker's
+/// manifest list) rather than one image's manifest.
+fn is_index(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.index.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
 
 /// A request body that can be sent again on retry.
 #[derive(Debug, Clone)]
