@@ -4,6 +4,7 @@
 //!
 //! Credentials come from the kiln host only ([`Registry::connect`]).
 
+use kiln_oci::credential;
 use kiln_oci::registry::{self, Registry};
 use kiln_oci::{ImageLayout, Platform, Reference};
 use kiln_sdk::{
@@ -94,7 +95,7 @@ impl Step for RegistryStep {
         )
         .needs(
             CapabilityKind::Secret,
-            "registry-auth:HOST",
+            &credential::secret_name("HOST"),
             "the credentials the host holds for the registry",
         )
         .needs(CapabilityKind::Read, "layout", "reads the layout to push")

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use kiln_sdk::http::{HttpError, Request, Response};
 
-pub use auth::Credential;
 use auth::{Challenge, TokenResponse, form_escape, parse_challenges};
 pub use pull::{PullReport, ResolvedImage, download, fetch_layers, pull, pull_image, resolve};
 pub use push::{PushOptions, PushReport, push};
 
 use crate::OciError;
+use crate::credential::{self, Credential};
 
 /// Attempts of one request before giving up on 429, 5xx or a lost
 /// connection.
@@ -146,14 +146,10 @@ impl Registry {
     }
 
     /// A client for `host` with the credentials the kiln host offers for
-    /// it (the secret `registry-auth:HOST`), if any.
-    ///
-    /// Credentials never come from disk or the environment: the kiln host
-    /// resolves them (docker `config.json`, credential helpers, GitLab's
-    /// `CI_REGISTRY*`) and offers them only for hosts the step is granted.
+    /// it, if any (see [`credential`]).
     pub fn connect(host: &str, insecure: bool) -> Result<Registry, OciError> {
-        let credential = match kiln_sdk::secret(&format!("registry-auth:{host}")) {
-            Ok(json) => Some(serde_json::from_str(&json).map_err(|_| {
+        let credential = match kiln_sdk::secret(&credential::secret_name(host)) {
+            Ok(json) => Some(Credential::from_secret(&json).map_err(|_| {
                 OciError::Invalid(format!("the credentials offered for {host} are malformed"))
             })?),
             Err(_) => None,
