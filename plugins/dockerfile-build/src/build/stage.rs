@@ -1,6 +1,7 @@
 //! A stage being built: its image, the files it added, and — read only
 //! when an instruction needs them — its base image's files.
 
+use kiln_dockerfile::instructions::Command;
 use kiln_oci::archive::{self, Landing};
 use kiln_oci::image::{self, Image};
 use kiln_oci::tree::{self, Entry, Kind, Tree};
@@ -13,7 +14,6 @@ use crate::BuildError;
 /// A stage being built.
 #[derive(Clone)]
 pub(super) struct Stage {
-    pub(super) name: Option<String>,
     pub(super) image: Image,
     /// The files this stage (and stages it derives from) added.
     pub(super) own: Tree,
@@ -32,7 +32,6 @@ pub(super) struct Stage {
 impl Stage {
     pub(super) fn new(image: Image) -> Stage {
         Stage {
-            name: None,
             image,
             own: Tree::default(),
             base_layers: 0,
@@ -57,6 +56,19 @@ impl Stage {
         let mut vars = self.args.clone();
         vars.extend(self.image.env());
         vars
+    }
+
+    /// ENTRYPOINT/CMD arguments: the exec form as it is, the shell form
+    /// run by the stage's SHELL.
+    pub(super) fn command(&self, command: &Command) -> Vec<String> {
+        match command {
+            Command::Exec(args) => args.clone(),
+            Command::Shell(line) => {
+                let mut command = self.shell.clone();
+                command.push(line.clone());
+                command
+            }
+        }
     }
 
     /// The working directory, relative to the root.
