@@ -1,7 +1,10 @@
 //! Errors of image and registry operations.
 
-use kiln_sdk::StepError;
+use kiln_sdk::Error;
 use kiln_sdk::http::HttpError;
+
+use crate::platform::PlatformError;
+use crate::reference::ReferenceError;
 
 /// An image or registry operation that failed. Messages name the file,
 /// registry or digest involved.
@@ -66,13 +69,29 @@ fn colon_prefixed(detail: &str) -> String {
     }
 }
 
-impl From<OciError> for StepError {
+/// Bad layouts, archives and references are the caller's input; a
+/// request the grant refused is a denial; the rest are failures.
+impl From<OciError> for Error {
     fn from(error: OciError) -> Self {
         match error {
             OciError::Http(http) => http.into(),
-            OciError::Invalid(_) => StepError::InvalidInput(error.to_string()),
-            other => StepError::Failed(other.to_string()),
+            OciError::Invalid(_) => Error::invalid_input(error.to_string()),
+            other => Error::failed(other.to_string()),
         }
+    }
+}
+
+/// A reference is always something the caller wrote.
+impl From<ReferenceError> for Error {
+    fn from(error: ReferenceError) -> Self {
+        Error::invalid_input(error.to_string())
+    }
+}
+
+/// A platform is always something the caller wrote.
+impl From<PlatformError> for Error {
+    fn from(error: PlatformError) -> Self {
+        Error::invalid_input(error.to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use kiln_oci::tree::{self, Entry, Kind, Tree, join};
 
 use super::stage::{Stage, adjust};
 use super::{Runner, within};
-use crate::BuildError;
+use kiln_sdk::Error;
 
 impl Runner<'_> {
     /// COPY and ADD: the tree of one layer.
@@ -21,7 +21,7 @@ impl Runner<'_> {
         copy: &Copy,
         is_add: bool,
         vars: &[(String, String)],
-    ) -> Result<Tree, BuildError> {
+    ) -> Result<Tree, Error> {
         let expand = |word: &Option<String>| {
             word.as_deref()
                 .map(|w| self.expand(node, w, vars))
@@ -71,7 +71,7 @@ impl Runner<'_> {
             }
             match &view {
                 Some(view) => {
-                    let lookup = |p: &str| -> Result<Option<Entry>, BuildError> {
+                    let lookup = |p: &str| -> Result<Option<Entry>, Error> {
                         Ok(if p.is_empty() {
                             Some(Entry::dir(0))
                         } else {
@@ -170,7 +170,7 @@ impl Runner<'_> {
                 && archive::is_archive(Path::new(&data.source))?
             {
                 let file = std::fs::File::open(&data.source)
-                    .map_err(|e| BuildError::io(Path::new(&data.source), e))?;
+                    .map_err(|e| Error::io(Path::new(&data.source), e))?;
                 // An archive's destination is always a directory.
                 let dir = dest_path.clone();
                 let mut extracted = Tree::default();

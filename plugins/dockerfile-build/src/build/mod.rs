@@ -16,9 +16,9 @@ use kiln_oci::tree::{self, Tree, join};
 use kiln_oci::{ImageLayout, Platform, Reference, registry};
 use serde_json::{Value, json};
 
-use crate::BuildError;
 use crate::cache::LayerCache;
 use crate::context::Context;
+use kiln_sdk::Error;
 
 mod copy;
 mod stage;
@@ -62,8 +62,9 @@ pub struct Built {
 }
 
 /// Build the target stage of the Dockerfile.
-pub fn run(build: &Build<'_>) -> Result<Built, BuildError> {
-    let in_file = |e: kiln_dockerfile::Error| BuildError::input(e.in_file(build.dockerfile_name));
+pub fn run(build: &Build<'_>) -> Result<Built, Error> {
+    let in_file =
+        |e: kiln_dockerfile::Error| Error::invalid_input(e.in_file(build.dockerfile_name));
     let dockerfile = parser::parse(build.source).map_err(|e| in_file(e.into()))?;
     let plan = Plan::new(&dockerfile, build.build_args, &build.platform).map_err(in_file)?;
     let target = plan.target(build.target).map_err(in_file)?;
@@ -106,7 +107,7 @@ struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     /// Build the stages `target` needs, up to `target`.
-    fn run(&mut self, target: usize) -> Result<Image, BuildError> {
+    fn run(&mut self, target: usize) -> Result<Image, Error> {
         let needed = self.plan.needed(target);
         for (index, text) in self.plan.stages.iter().enumerate().take(target + 1) {
             if !needed[index] {
@@ -124,11 +125,11 @@ impl<'a> Runner<'a> {
     }
 
     /// An instruction's error, naming the Dockerfile.
-    fn located(&self, error: InstructionError) -> BuildError {
-        BuildError::input(format!("{}:{error}", self.build.dockerfile_name))
+    fn located(&self, error: InstructionError) -> Error {
+        Error::invalid_input(format!("{}:{error}", self.build.dockerfile_name))
     }
 
-    fn error<T>(&self, at: &Located<T>, message: impl std::fmt::Display) -> BuildError {
+    fn error<T>(&self, at: &Located<T>, message: impl std::fmt::Display) -> Error {
         self.located(at.error(message))
     }
 
@@ -165,7 +166,7 @@ impl<'a> Runner<'a> {
         at: &Located<T>,
         word: &str,
         scope: &[(String, String)],
-    ) -> Result<String, BuildError> {
+    ) -> Result<String, Error> {
         self.plan.expand(word, scope).map_err(|e| self.error(at, e))
     }
 
@@ -174,19 +175,19 @@ impl<'a> Runner<'a> {
         at: &Located<T>,
         word: &str,
         vars: &[(String, String)],
-    ) -> Result<Vec<String>, BuildError> {
+    ) -> Result<Vec<String>, Error> {
         shell::process_words(word, &vars, self.plan.escape).map_err(|e| self.error(at, e))
     }
 
     /// Stage `index`'s starting point: an earlier stage, the empty image
     /// or a pulled one, as the plan says.
-    fn from(&mut self, index: usize) -> Result<Stage, BuildError> {
+    fn from(&mut self, index: usize) -> Result<Stage, Error> {
         let from = &self.plan.stages[index].from;
         let base = self.plan.base(index).map_err(|e| self.located(e))?;
         let platform = self
             .plan
             .platform(index, &self.build.platform)
-            .map_err(|e| BuildError::input(e.in_file(self.build.dockerfile_name)))?;
+            .map_err(|e| Error::invalid_input(e.in_file(self.build.dockerfile_name)))?;
         let mut stage = match base {
             Base::Stage(earlier) => self.stages[earlier].clone(),
             Base::Scratch => Stage::new(image::empty(&platform)),
@@ -197,12 +198,7 @@ impl<'a> Runner<'a> {
         Ok(stage)
     }
 
-    fn pull<T>(
-        &self,
-        at: &Located<T>,
-        image: &str,
-        platform: &Platform,
-    ) -> Result<Stage, BuildError> {
+    fn pull<T>(&self, at: &Located<T>, image: &str, platform: &Platform) -> Result<Stage, Error> {
         let reference = Reference::parse(image).map_err(|e| self.error(at, e))?;
         kiln_sdk::info!("resolving {reference} for {platform}");
         let image =
@@ -217,7 +213,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Run the base image's ONBUILD triggers, then clear them.
-    fn run_triggers(&mut self, stage: &mut Stage) -> Result<(), BuildError> {
+    fn run_triggers(&mut self, stage: &mut Stage) -> Result<(), Error> {
         let Some(triggers) = stage.image.strings("OnBuild") else {
             return Ok(());
         };
@@ -225,7 +221,7 @@ impl<'a> Runner<'a> {
         for trigger in triggers {
             let parsed = instructions::parse(&trigger).map_err(|e| match e {
                 kiln_dockerfile::Error::Instruction(e) => self.located(e),
-                other => BuildError::input(format!(
+                other => Error::invalid_input(format!(
                     "ONBUILD trigger `{trigger}` of the base image: {other}"
                 )),
             })?;
@@ -248,7 +244,7 @@ impl<'a> Runner<'a> {
         stage: &mut Stage,
         instruction: &Instruction,
         global: &[(String, String)],
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), Error> {
         let history = self.text_of(instruction);
         kiln_sdk::info!(
             "{}:{}: {history}",
@@ -421,7 +417,7 @@ impl<'a> Runner<'a> {
     }
 
     /// The stage or image `COPY --from=NAME` reads from.
-    fn source_stage<T>(&mut self, at: &Located<T>, name: &str) -> Result<Stage, BuildError> {
+    fn source_stage<T>(&mut self, at: &Located<T>, name: &str) -> Result<Stage, Error> {
         let current = self.stages.len();
         match self
             .plan
@@ -441,12 +437,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Turn `tree` into a layer (or reuse the cached one) and add it.
-    fn commit_layer(
-        &mut self,
-        stage: &mut Stage,
-        tree: Tree,
-        history: &str,
-    ) -> Result<(), BuildError> {
+    fn commit_layer(&mut self, stage: &mut Stage, tree: Tree, history: &str) -> Result<(), Error> {
         let key = LayerCache::key(&tree, self.build.compression);
         let layer = match self.cache.get(&key, self.build.layout) {
             Some(layer) => {

@@ -9,7 +9,7 @@ use kiln_oci::{Platform, registry};
 use serde_json::Value;
 
 use super::Build;
-use crate::BuildError;
+use kiln_sdk::Error;
 
 /// A stage being built.
 #[derive(Clone)]
@@ -82,7 +82,7 @@ impl Stage {
     }
 
     /// The whole file system: base layers read (once) and own files on top.
-    pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, BuildError> {
+    pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, Error> {
         if self.view.is_none() {
             registry::fetch_layers(
                 &self.image.layers[..self.base_layers],
@@ -115,11 +115,7 @@ impl Stage {
 
     /// The entry at `path`, reading base layers only when the stage's own
     /// files do not answer.
-    pub(super) fn lookup(
-        &mut self,
-        path: &str,
-        build: &Build<'_>,
-    ) -> Result<Option<Entry>, BuildError> {
+    pub(super) fn lookup(&mut self, path: &str, build: &Build<'_>) -> Result<Option<Entry>, Error> {
         if let Some(entry) = self.own.get(path) {
             return Ok(Some(entry.clone()));
         }
@@ -135,7 +131,7 @@ impl Stage {
         &mut self,
         path: &str,
         build: &Build<'_>,
-    ) -> Result<(String, Option<Entry>), BuildError> {
+    ) -> Result<(String, Option<Entry>), Error> {
         tree::resolve(path, true, |p| self.lookup(p, build))
     }
 
@@ -147,7 +143,7 @@ impl Stage {
         path: &str,
         build: &Build<'_>,
         owner: Option<(u64, u64)>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), Error> {
         for parent in tree::parents(path) {
             if layer.get(parent).is_some() {
                 continue;
