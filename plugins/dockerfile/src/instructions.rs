@@ -52,7 +52,7 @@ pub enum Kind {
     /// `LABEL NAME=VALUE ...`, pairs in order.
     Label(Vec<(String, String)>),
     /// `RUN`.
-    Run(Command),
+    Run(Run),
     /// `CMD`.
     Cmd(Command),
     /// `ENTRYPOINT`.
@@ -116,6 +116,20 @@ pub struct Copy {
     pub sources: Vec<String>,
     /// The destination, as written.
     pub dest: String,
+}
+
+/// `RUN [--mount=...] [--network=...] [--security=...] command`: valid
+/// in any Dockerfile, whether or not its stage is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The command.
+    pub command: Command,
+    /// `--mount` specifications, as written.
+    pub mounts: Vec<String>,
+    /// `--network`.
+    pub network: Option<String>,
+    /// `--security`.
+    pub security: Option<String>,
 }
 
 /// A command in exec or shell form (`RUN`, `CMD`, `ENTRYPOINT`).
@@ -229,7 +243,7 @@ impl Typing<'_> {
             "add" => Kind::Add(self.copy(&words, flags)?),
             "env" => Kind::Env(pairs(&words)),
             "label" => Kind::Label(pairs(&words)),
-            "run" => Kind::Run(self.command(&words)),
+            "run" => Kind::Run(self.run(&words, flags)),
             "cmd" => Kind::Cmd(self.command(&words)),
             "entrypoint" => Kind::Entrypoint(self.command(&words)),
             "workdir" => Kind::Workdir(first()),
@@ -273,6 +287,7 @@ impl Typing<'_> {
             "from" => &["platform"],
             "copy" => &["from", "chown", "chmod", "link"],
             "add" => &["chown", "chmod", "link", "checksum"],
+            "run" => &["mount", "network", "security"],
             "healthcheck" => &[
                 "interval",
                 "timeout",
@@ -358,6 +373,24 @@ impl Typing<'_> {
             }
             _ => Err(self.at.error("needs at least one source and a destination")),
         }
+    }
+
+    fn run(&self, words: &[String], flags: Vec<(&str, Option<&str>)>) -> Run {
+        let mut run = Run {
+            command: self.command(words),
+            mounts: Vec::new(),
+            network: None,
+            security: None,
+        };
+        for (name, value) in flags {
+            let value = value.unwrap_or_default().to_owned();
+            match name {
+                "mount" => run.mounts.push(value),
+                "network" => run.network = Some(value),
+                _ => run.security = Some(value),
+            }
+        }
+        run
     }
 
     /// The exec form for a JSON array, else the shell form.
@@ -599,8 +632,12 @@ mod tests {
             error("FROM --pull=always x"),
             "2: FROM: unknown flag `--pull=always`"
         );
-        assert!(one("RUN --mount=type=cache x").is_err());
-        assert!(matches!(one("RUN make"), Ok(Kind::Run(Command::Shell(_)))));
+        assert!(one("RUN --privileged x").is_err());
+        let Ok(Kind::Run(run)) = one("RUN --mount=type=cache,target=/c --network=none make") else {
+            panic!("RUN is an instruction whether or not it can run");
+        };
+        assert_eq!(run.command, Command::Shell("make".into()));
+        assert_eq!(run.mounts, ["type=cache,target=/c"]);
     }
 
     #[test]

@@ -481,10 +481,10 @@ mod tests {
             "Dockerfile:1: ENV: the first instruction must be FROM (or ARG before it)"
         );
         let error =
-            base_images("FROM x\nRUN --mount=type=secret make\n", &[], "linux/amd64").unwrap_err();
+            base_images("FROM x\nCOPY --mount=type=secret a b\n", &[], "linux/amd64").unwrap_err();
         assert_eq!(
             error.in_file("ctx/Dockerfile"),
-            "ctx/Dockerfile:2: RUN: unknown or unsupported flag `--mount=type=secret`"
+            "ctx/Dockerfile:2: COPY: unknown or unsupported flag `--mount=type=secret`"
         );
         let error = base_images("", &[], "linux/amd64").unwrap_err();
         assert_eq!(
