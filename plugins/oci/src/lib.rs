@@ -17,30 +17,26 @@ pub mod credential;
 pub mod platform;
 pub mod reference;
 
-#[cfg(feature = "guest")]
-pub mod archive;
-#[cfg(feature = "guest")]
-mod error;
-#[cfg(feature = "guest")]
-pub mod image;
-#[cfg(feature = "guest")]
-pub mod layer;
-#[cfg(feature = "guest")]
-pub mod layout;
-#[cfg(feature = "guest")]
-pub mod registry;
-#[cfg(feature = "guest")]
-pub mod tarball;
-#[cfg(feature = "guest")]
-pub mod tree;
+/// Items that perform I/O through the SDK: only with the `guest` feature.
+macro_rules! guest {
+    ($($item:item)*) => { $( #[cfg(feature = "guest")] $item )* };
+}
 
-#[cfg(feature = "guest")]
-pub use error::OciError;
-#[cfg(feature = "guest")]
-pub use image::Image;
-#[cfg(feature = "guest")]
-pub use layout::ImageLayout;
-#[cfg(feature = "guest")]
-pub use oci_spec::image as spec;
+guest! {
+    pub mod archive;
+    mod error;
+    pub mod image;
+    pub mod layer;
+    pub mod layout;
+    pub mod registry;
+    pub mod tarball;
+    pub mod tree;
+
+    pub use error::OciError;
+    pub use image::Image;
+    pub use layout::ImageLayout;
+    pub use oci_spec::image as spec;
+}
+
 pub use platform::Platform;
 pub use reference::Reference;

@@ -35,61 +35,36 @@ pub trait Kind {
     fn read(value: &Value) -> Option<Self::Value>;
 }
 
-/// Free text, read as a `String`.
-pub struct Text;
-/// `true` or `false`.
-pub struct Boolean;
-/// A signed 64-bit integer.
-pub struct Integer;
-/// A path inside the guest, read as a `String`.
-pub struct GuestPath;
+/// Declare a [`Kind`]: its marker type, the contract's kind, its name in
+/// messages, and the value a plugin reads.
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $kind:ident: $contract:ident, $name:literal, $value:ty;)*) => {$(
+        $(#[$doc])*
+        pub struct $kind;
 
-impl Kind for Text {
-    const KIND: ValueKind = ValueKind::Text;
-    const NAME: &'static str = "text";
-    type Value = String;
-    fn read(value: &Value) -> Option<String> {
-        match value {
-            Value::Text(text) => Some(text.clone()),
-            _ => None,
+        impl Kind for $kind {
+            const KIND: ValueKind = ValueKind::$contract;
+            const NAME: &'static str = $name;
+            type Value = $value;
+            fn read(value: &Value) -> Option<$value> {
+                match value {
+                    Value::$contract(v) => Some(v.clone()),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Kind for Boolean {
-    const KIND: ValueKind = ValueKind::Boolean;
-    const NAME: &'static str = "boolean";
-    type Value = bool;
-    fn read(value: &Value) -> Option<bool> {
-        match value {
-            Value::Boolean(flag) => Some(*flag),
-            _ => None,
-        }
-    }
-}
-
-impl Kind for Integer {
-    const KIND: ValueKind = ValueKind::Integer;
-    const NAME: &'static str = "integer";
-    type Value = i64;
-    fn read(value: &Value) -> Option<i64> {
-        match value {
-            Value::Integer(number) => Some(*number),
-            _ => None,
-        }
-    }
-}
-
-impl Kind for GuestPath {
-    const KIND: ValueKind = ValueKind::Path;
-    const NAME: &'static str = "path";
-    type Value = String;
-    fn read(value: &Value) -> Option<String> {
-        match value {
-            Value::Path(path) => Some(path.clone()),
-            _ => None,
-        }
-    }
+kinds! {
+    /// Free text, read as a `String`.
+    Text: Text, "text", String;
+    /// `true` or `false`.
+    Boolean: Boolean, "boolean", bool;
+    /// A signed 64-bit integer.
+    Integer: Integer, "integer", i64;
+    /// A path inside the guest, read as a `String`.
+    GuestPath: Path, "path", String;
 }
 
 /// An input that may be absent: `get` returns an `Option`.
