@@ -15,7 +15,7 @@ use kiln_oci::layer::{Compression, Layer};
 use kiln_oci::tree::{Kind, Tree};
 use kiln_sdk::digest::Sha256;
 
-use crate::BuildError;
+use kiln_sdk::Error;
 
 /// Keys kept; older ones are dropped so the file stays small.
 const MAX_KEYS: usize = 512;
@@ -83,7 +83,7 @@ impl LayerCache {
     }
 
     /// Write the cache back, by rename.
-    pub fn save(mut self) -> Result<(), BuildError> {
+    pub fn save(mut self) -> Result<(), Error> {
         while self.entries.len() > MAX_KEYS {
             let oldest = self
                 .entries
@@ -95,9 +95,9 @@ impl LayerCache {
             }
         }
         let bytes = serde_json::to_vec(&self.entries)
-            .map_err(|e| BuildError::failed(format!("layer cache: {e}")))?;
+            .map_err(|e| Error::failed(format!("layer cache: {e}")))?;
         let staging = kiln_sdk::files::partial_path(&self.path);
-        std::fs::write(&staging, bytes).map_err(|e| BuildError::io(&staging, e))?;
-        std::fs::rename(&staging, &self.path).map_err(|e| BuildError::io(&self.path, e))
+        std::fs::write(&staging, bytes).map_err(|e| Error::io(&staging, e))?;
+        std::fs::rename(&staging, &self.path).map_err(|e| Error::io(&self.path, e))
     }
 }

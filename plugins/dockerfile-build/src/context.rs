@@ -12,7 +12,7 @@ use kiln_dockerfile::ignore::{self, IgnoreRules};
 use kiln_dockerfile::pattern;
 use kiln_oci::tree::{Entry, FileData, Kind, join};
 
-use crate::BuildError;
+use kiln_sdk::Error;
 
 /// A build context directory and its `.dockerignore`.
 pub struct Context {
@@ -34,9 +34,9 @@ pub struct Found {
 
 impl Context {
     /// Open the context at `root`, reading its `.dockerignore` if any.
-    pub fn open(root: &Path, epoch: u64) -> Result<Context, BuildError> {
+    pub fn open(root: &Path, epoch: u64) -> Result<Context, Error> {
         if !root.is_dir() {
-            return Err(BuildError::input(format!(
+            return Err(Error::invalid_input(format!(
                 "the build context {} is not a directory",
                 root.display()
             )));
@@ -44,9 +44,9 @@ impl Context {
         let ignore_file = root.join(".dockerignore");
         let ignore = match std::fs::read_to_string(&ignore_file) {
             Ok(text) => ignore::parse(&text)
-                .map_err(|e| BuildError::input(format!("{}: {e}", ignore_file.display())))?,
+                .map_err(|e| Error::invalid_input(format!("{}: {e}", ignore_file.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
-            Err(e) => return Err(BuildError::io(&ignore_file, e)),
+            Err(e) => return Err(Error::io(&ignore_file, e)),
         };
         Ok(Context {
             root: root.to_owned(),
@@ -58,9 +58,9 @@ impl Context {
     /// The context paths a COPY/ADD source names: one path, or every match
     /// of a glob. `..` that climbs out of the context is refused; a leading
     /// `/` means the context root, as in Docker.
-    pub fn sources(&self, source: &str) -> Result<Vec<Found>, BuildError> {
+    pub fn sources(&self, source: &str) -> Result<Vec<Found>, Error> {
         let relative = lexical_inside(source).ok_or_else(|| {
-            BuildError::input(format!(
+            Error::invalid_input(format!(
                 "`{source}` is outside the build context; only files inside {} can be copied",
                 self.root.display()
             ))
@@ -91,7 +91,7 @@ impl Context {
             });
         }
         if found.is_empty() {
-            return Err(BuildError::input(format!(
+            return Err(Error::invalid_input(format!(
                 "`{source}` matches nothing in the build context {} (or .dockerignore excludes it)",
                 self.root.display()
             )));
@@ -101,18 +101,18 @@ impl Context {
 
     /// Every path below the context directory `dir`, sorted, without what
     /// `.dockerignore` excludes. Symlinks are listed, not followed.
-    pub fn walk(&self, dir: &str) -> Result<Vec<Found>, BuildError> {
+    pub fn walk(&self, dir: &str) -> Result<Vec<Found>, Error> {
         let mut out = Vec::new();
         self.walk_into(dir, &mut out)?;
         Ok(out)
     }
 
-    fn walk_into(&self, dir: &str, out: &mut Vec<Found>) -> Result<(), BuildError> {
+    fn walk_into(&self, dir: &str, out: &mut Vec<Found>) -> Result<(), Error> {
         let host = self.host_path(dir);
         let mut names: Vec<String> = std::fs::read_dir(&host)
-            .map_err(|e| BuildError::io(&host, e))?
+            .map_err(|e| Error::io(&host, e))?
             .map(|e| {
-                e.map_err(|e| BuildError::io(&host, e))
+                e.map_err(|e| Error::io(&host, e))
                     .map(|e| e.file_name().to_string_lossy().into_owned())
             })
             .collect::<Result<_, _>>()?;
@@ -148,7 +148,7 @@ impl Context {
     }
 
     /// Expand a glob one path component at a time, as Docker does.
-    fn glob(&self, pattern: &str) -> Result<Vec<String>, BuildError> {
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, Error> {
         let mut candidates = vec![String::new()];
         for component in pattern.split('/') {
             let mut next = Vec::new();
@@ -166,12 +166,12 @@ impl Context {
                 };
                 for item in listing {
                     let name = item
-                        .map_err(|e| BuildError::io(&host, e))?
+                        .map_err(|e| Error::io(&host, e))?
                         .file_name()
                         .to_string_lossy()
                         .into_owned();
                     if pattern::matches(component, &name)
-                        .map_err(|e| BuildError::input(e.to_string()))?
+                        .map_err(|e| Error::invalid_input(e.to_string()))?
                     {
                         next.push(join(base, &name));
                     }
@@ -184,14 +184,14 @@ impl Context {
     }
 
     /// The entry of a context path, or `None` if it does not exist.
-    fn entry(&self, path: &str) -> Result<Option<Entry>, BuildError> {
+    fn entry(&self, path: &str) -> Result<Option<Entry>, Error> {
         let host = self.host_path(path);
         let meta = match std::fs::symlink_metadata(&host) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(BuildError::io(&host, e)),
+            Err(e) => return Err(Error::io(&host, e)),
         };
-        let extra = kiln_sdk::files::metadata(&host).map_err(|e| BuildError::io(&host, e))?;
+        let extra = kiln_sdk::files::metadata(&host).map_err(|e| Error::io(&host, e))?;
         let modified = meta
             .modified()
             .ok()

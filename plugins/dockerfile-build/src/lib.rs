@@ -11,75 +11,69 @@
 mod build;
 mod cache;
 mod context;
-mod image;
 
 use std::path::{Path, PathBuf};
 
-use kiln_oci::{ImageLayout, OciError, Reference};
+use kiln_oci::{ImageLayout, Platform, Reference, registry, tarball};
+use kiln_sdk::input::{Boolean, Given, GuestPath, Input, Integer, Text};
 use kiln_sdk::{
-    CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
-    ValueKind, export_step,
+    CapabilityKind, Error, Inputs, Outputs, PluginInfo, Step, StepContext, ValueKind, export_step,
 };
 
 use crate::context::Context;
-use crate::image::Platform;
 use kiln_oci::archive::Scratch;
 use kiln_oci::layer::Compression;
 
-/// Why a build failed; the message names the file, line or input.
-#[derive(Debug)]
-pub enum BuildError {
-    /// The Dockerfile, context or an input is wrong.
-    Input(String),
-    /// Reading or writing a file failed.
-    Io(String),
-    /// Anything else (a registry, a corrupt base image).
-    Failed(String),
-}
-
-impl BuildError {
-    fn input(message: impl Into<String>) -> Self {
-        BuildError::Input(message.into())
-    }
-
-    fn failed(message: impl Into<String>) -> Self {
-        BuildError::Failed(message.into())
-    }
-
-    fn io(path: &Path, error: std::io::Error) -> Self {
-        BuildError::Io(format!("{}: {error}", path.display()))
-    }
-}
-
-impl std::fmt::Display for BuildError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BuildError::Input(m) | BuildError::Io(m) | BuildError::Failed(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<OciError> for BuildError {
-    fn from(error: OciError) -> Self {
-        match error {
-            // Bad archives, layouts or references: the user's input.
-            OciError::Invalid(message) => BuildError::Input(message),
-            other => BuildError::Failed(other.to_string()),
-        }
-    }
-}
-
-impl From<BuildError> for StepError {
-    fn from(error: BuildError) -> Self {
-        match error {
-            BuildError::Input(m) => StepError::invalid_input(m),
-            BuildError::Io(m) | BuildError::Failed(m) => StepError::failed(m),
-        }
-    }
-}
-
 /// Extraction limit when the input does not say: 8 GiB.
 const DEFAULT_EXTRACT_LIMIT_MB: i64 = 8 * 1024;
+
+const CONTEXT: Input<GuestPath> = Input::path(
+    "context",
+    "The build context directory (default: the step's workspace)",
+);
+const DOCKERFILE: Input<Text> = Input::text(
+    "dockerfile",
+    "The Dockerfile, relative to the context unless absolute (default: CONTEXT/Dockerfile)",
+);
+const OUTPUT: Input<GuestPath> = Input::path(
+    "output",
+    "The OCI image layout to write, created or updated (default: `image` in the step's output directory)",
+);
+const TAGS: Input<Text> = Input::text(
+    "tags",
+    "References to name the image by, separated by spaces or newlines (REPO:TAG); their tags name it in the layout",
+);
+const BUILD_ARGS: Input<Text> =
+    Input::text("build-args", "Build arguments, one NAME=VALUE per line");
+const TARGET: Input<Text> = Input::text("target", "The stage to build (default: the last)");
+const PLATFORM: Input<Text, Given> =
+    Input::text("platform", "OS/ARCH[/VARIANT] to build for").default("linux/amd64");
+const COMPRESSION: Input<Text, Given> =
+    Input::text("compression", "Layer compression: gzip or zstd").default("gzip");
+const SOURCE_DATE_EPOCH: Input<Integer, Given> = Input::integer(
+    "source-date-epoch",
+    "SOURCE_DATE_EPOCH: file times are clamped to it and the image's created time is it",
+)
+.default(0);
+const DOCKER_ARCHIVE: Input<GuestPath> = Input::path(
+    "docker-archive",
+    "Also write the image as a `docker save` tar to this file (for docker/podman load)",
+);
+const INSECURE: Input<Boolean, Given> = Input::boolean(
+    "insecure",
+    "Pull base images over plain HTTP (loopback registries always may)",
+)
+.default(false);
+const COMPLETE_LAYOUT: Input<Boolean, Given> = Input::boolean(
+    "complete-layout",
+    "Download base image layers into the layout; false when the layout is only pushed to the base's registry, which mounts them",
+)
+.default(true);
+const EXTRACT_LIMIT_MB: Input<Integer, Given> = Input::integer(
+    "extract-limit-mb",
+    "At most this many MiB are extracted from ADD archives and base layers",
+)
+.default(DEFAULT_EXTRACT_LIMIT_MB);
 
 struct DockerfileBuild;
 
@@ -90,61 +84,30 @@ impl Step for DockerfileBuild {
             env!("CARGO_PKG_VERSION"),
             "Builds a Dockerfile into an OCI image layout, with no daemon and no privileges",
         )
-        .input(InputSpec::path("context", "The build context directory").default_path("/workspace"))
-        .input(InputSpec::text(
-            "dockerfile",
-            "The Dockerfile, relative to the context unless absolute (default: CONTEXT/Dockerfile)",
-        ))
-        .input(
-            InputSpec::path("output", "The OCI image layout to write (created or updated)")
-                .default_path("/output/image"),
-        )
-        .input(InputSpec::text(
-            "tags",
-            "References to name the image by, separated by spaces or newlines (REPO:TAG); their tags name it in the layout",
-        ))
-        .input(InputSpec::text(
-            "build-args",
-            "Build arguments, one NAME=VALUE per line",
-        ))
-        .input(InputSpec::text("target", "The stage to build (default: the last)"))
-        .input(InputSpec::text("platform", "OS/ARCH[/VARIANT] to build for").default_text("linux/amd64"))
-        .input(InputSpec::text("compression", "Layer compression: gzip or zstd").default_text("gzip"))
-        .input(
-            InputSpec::integer(
-                "source-date-epoch",
-                "SOURCE_DATE_EPOCH: file times are clamped to it and the image's created time is it",
-            )
-            .default_int(0),
-        )
-        .input(InputSpec::path(
-            "docker-archive",
-            "Also write the image as a `docker save` tar to this file (for docker/podman load)",
-        ))
-        .input(
-            InputSpec::boolean(
-                "insecure",
-                "Pull base images over plain HTTP (loopback registries always may)",
-            )
-            .default_bool(false),
-        )
-        .input(
-            InputSpec::boolean(
-                "complete-layout",
-                "Download base image layers into the layout; false when the layout is only pushed to the base's registry, which mounts them",
-            )
-            .default_bool(true),
-        )
-        .input(
-            InputSpec::integer(
-                "extract-limit-mb",
-                "At most this many MiB are extracted from ADD archives and base layers",
-            )
-            .default_int(DEFAULT_EXTRACT_LIMIT_MB),
-        )
+        .input(&CONTEXT)
+        .input(&DOCKERFILE)
+        .input(&OUTPUT)
+        .input(&TAGS)
+        .input(&BUILD_ARGS)
+        .input(&TARGET)
+        .input(&PLATFORM)
+        .input(&COMPRESSION)
+        .input(&SOURCE_DATE_EPOCH)
+        .input(&DOCKER_ARCHIVE)
+        .input(&INSECURE)
+        .input(&COMPLETE_LAYOUT)
+        .input(&EXTRACT_LIMIT_MB)
         .output("digest", ValueKind::Text, "The image manifest digest")
-        .needs(CapabilityKind::Read, "context", "reads the build context")
-        .needs(CapabilityKind::Write, "output", "writes the image layout")
+        .needs(
+            CapabilityKind::Read,
+            CONTEXT.name(),
+            "reads the build context",
+        )
+        .needs(
+            CapabilityKind::Write,
+            OUTPUT.name(),
+            "writes the image layout",
+        )
         .needs(
             CapabilityKind::Net,
             "FROM registries",
@@ -152,51 +115,51 @@ impl Step for DockerfileBuild {
         )
     }
 
-    fn run(_context: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
-        Ok(build(&inputs)?)
+    fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, Error> {
+        build(&context, &inputs)
     }
 }
 
-fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
-    let input = |e: StepError| BuildError::input(format!("{e:?}"));
-    let epoch = u64::try_from(inputs.integer("source-date-epoch").map_err(input)?)
-        .map_err(|_| BuildError::input("input `source-date-epoch` must not be negative"))?;
-    let context_dir = PathBuf::from(inputs.path("context").map_err(input)?);
+fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
+    let epoch = u64::try_from(SOURCE_DATE_EPOCH.get(inputs)?).map_err(|_| {
+        Error::invalid_input(format!(
+            "input `{}` must not be negative",
+            SOURCE_DATE_EPOCH.name()
+        ))
+    })?;
+    let context_dir = PathBuf::from(
+        CONTEXT
+            .get(inputs)?
+            .unwrap_or_else(|| step.workspace.clone()),
+    );
     // Messages name the Dockerfile as the user gave it.
-    let name = inputs
-        .optional_text("dockerfile")
-        .map_err(input)?
+    let name = DOCKERFILE
+        .get(inputs)?
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "Dockerfile".into());
     let dockerfile = context_dir.join(&name);
     let source = std::fs::read_to_string(&dockerfile).map_err(|e| {
-        BuildError::input(format!(
+        Error::invalid_input(format!(
             "cannot read the Dockerfile {}: {e}",
             dockerfile.display()
         ))
     })?;
     let context = Context::open(&context_dir, epoch)?;
-    let build_args = parse_build_args(
-        &inputs
-            .optional_text("build-args")
-            .map_err(input)?
-            .unwrap_or_default(),
-    )?;
-    let tags: Vec<Reference> = inputs
-        .optional_text("tags")
-        .map_err(input)?
+    let build_args = parse_build_args(&BUILD_ARGS.get(inputs)?.unwrap_or_default())?;
+    let tags: Vec<Reference> = TAGS
+        .get(inputs)?
         .unwrap_or_default()
         .split_whitespace()
-        .map(|t| Reference::parse(t).map_err(|e| BuildError::input(format!("tag `{t}`: {e}"))))
+        .map(|t| Reference::parse(t).map_err(|e| Error::invalid_input(format!("tag `{t}`: {e}"))))
         .collect::<Result<_, _>>()?;
-    let target = inputs
-        .optional_text("target")
-        .map_err(input)?
-        .filter(|t| !t.is_empty());
-    let output = PathBuf::from(inputs.path("output").map_err(input)?);
+    let target = TARGET.get(inputs)?.filter(|t| !t.is_empty());
+    let output = match OUTPUT.get(inputs)? {
+        Some(output) => PathBuf::from(output),
+        None => Path::new(&step.output).join("image"),
+    };
     let layout = ImageLayout::open_or_create(&output)?;
-    let insecure = inputs.boolean("insecure").map_err(input)?;
-    let limit = inputs.integer("extract-limit-mb").map_err(input)?.max(0) as u64;
+    let insecure = INSECURE.get(inputs)?;
+    let limit = EXTRACT_LIMIT_MB.get(inputs)?.max(0) as u64;
     // Inside the layout: the step may write nowhere else.
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -211,8 +174,8 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         context: &context,
         build_args: &build_args,
         target: target.as_deref(),
-        platform: Platform::parse(&inputs.text("platform").map_err(input)?)?,
-        compression: Compression::parse(&inputs.text("compression").map_err(input)?)?,
+        platform: Platform::parse(&PLATFORM.get(inputs)?)?,
+        compression: Compression::parse(&COMPRESSION.get(inputs)?)?,
         epoch,
         layout: &layout,
         scratch: &scratch,
@@ -229,11 +192,11 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
     scratch.remove();
     // A layout is complete unless the caller only pushes to the registry
     // the base images come from, which mounts their layers.
-    let archive = inputs.optional_path("docker-archive").map_err(input)?;
-    if inputs.boolean("complete-layout").map_err(input)? || archive.is_some() {
-        image::fetch_layers(&built.image.layers, &layout, insecure)?;
+    let archive = DOCKER_ARCHIVE.get(inputs)?;
+    if COMPLETE_LAYOUT.get(inputs)? || archive.is_some() {
+        registry::fetch_layers(&built.image.layers, &layout, insecure)?;
     }
-    let created = build::rfc3339(epoch);
+    let created = kiln_oci::image::rfc3339(epoch);
     let manifest = built.image.write(&layout, &created)?;
     let mut names: Vec<String> = tags
         .iter()
@@ -243,10 +206,10 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
         names.push("latest".into());
     }
     names.dedup();
-    image::tag(&layout, &manifest, &names)?;
+    layout.tag(&manifest, &names)?;
     if let Some(archive) = archive {
         let repo_tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
-        image::write_docker_archive(
+        tarball::write(
             &built.image,
             &manifest,
             &layout,
@@ -266,7 +229,7 @@ fn build(inputs: &Inputs) -> Result<Outputs, BuildError> {
 
 /// `NAME=VALUE` lines (blank lines ignored); a line without `=` is an
 /// error naming it.
-fn parse_build_args(text: &str) -> Result<Vec<(String, String)>, BuildError> {
+fn parse_build_args(text: &str) -> Result<Vec<(String, String)>, Error> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -274,7 +237,7 @@ fn parse_build_args(text: &str) -> Result<Vec<(String, String)>, BuildError> {
                 .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| {
-                    BuildError::input(format!("build argument `{line}` is not NAME=VALUE"))
+                    Error::invalid_input(format!("build argument `{line}` is not NAME=VALUE"))
                 })
         })
         .collect()

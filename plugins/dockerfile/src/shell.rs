@@ -34,6 +34,14 @@ impl Env for [(String, String)] {
     }
 }
 
+/// A borrowed scope (`&[(name, value)]`), passed as `&dyn Env` without
+/// copying it.
+impl<E: Env + ?Sized> Env for &E {
+    fn get(&self, name: &str) -> Option<String> {
+        (**self).get(name)
+    }
+}
+
 impl Env for Vec<(String, String)> {
     fn get(&self, name: &str) -> Option<String> {
         Env::get(self.as_slice(), name)

@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::MavenError;
 use crate::zip::Zip;
+use kiln_sdk::Error;
 
 /// The layer directories, in the order an image should copy them.
 pub const LAYERS: [&str; 4] = [
@@ -50,11 +50,11 @@ fn jar_layer(name: &str) -> &'static str {
 /// Split the application into `out/LAYER/…`: from the fat JAR's
 /// `BOOT-INF/` when `jar` is one, else from `target/` (`classes`,
 /// `dependency`, `lib`), falling back to the JAR's own entries.
-pub fn split(project: &Path, jar: &Path, out: &Path) -> Result<Written, MavenError> {
+pub fn split(project: &Path, jar: &Path, out: &Path) -> Result<Written, Error> {
     let mut written = Written::default();
     for layer in LAYERS {
         let dir = out.join(layer);
-        std::fs::create_dir_all(&dir).map_err(|e| MavenError::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     let mut zip = Zip::open(jar)?;
     let fat = zip.entries.iter().any(|e| e.name.starts_with("BOOT-INF/"));
@@ -85,7 +85,7 @@ pub fn split(project: &Path, jar: &Path, out: &Path) -> Result<Written, MavenErr
     } else {
         for (path, relative) in walk(&classes_dir)? {
             let layer = class_layer(&relative);
-            let mut reader = File::open(&path).map_err(|e| MavenError::io(&path, e))?;
+            let mut reader = File::open(&path).map_err(|e| Error::io(&path, e))?;
             write_file(&out.join(layer).join(&relative), &mut reader)?;
             *written.files.entry(layer).or_default() += 1;
         }
@@ -100,7 +100,7 @@ pub fn split(project: &Path, jar: &Path, out: &Path) -> Result<Written, MavenErr
                 continue;
             }
             let layer = jar_layer(&relative);
-            let mut reader = File::open(&path).map_err(|e| MavenError::io(&path, e))?;
+            let mut reader = File::open(&path).map_err(|e| Error::io(&path, e))?;
             write_file(&out.join(layer).join(&relative), &mut reader)?;
             *written.files.entry(layer).or_default() += 1;
         }
@@ -109,51 +109,47 @@ pub fn split(project: &Path, jar: &Path, out: &Path) -> Result<Written, MavenErr
 }
 
 /// `base/relative` for an archive entry, refusing one that climbs out.
-fn safe_join(base: &Path, relative: &str, entry: &str) -> Result<PathBuf, MavenError> {
+fn safe_join(base: &Path, relative: &str, entry: &str) -> Result<PathBuf, Error> {
     if relative.starts_with('/') || relative.split('/').any(|p| p == "..") {
-        return Err(MavenError::input(format!(
+        return Err(Error::invalid_input(format!(
             "archive entry `{entry}` would be written outside its layer; the archive is refused"
         )));
     }
     Ok(base.join(relative))
 }
 
-fn write_file(path: &Path, reader: &mut dyn std::io::Read) -> Result<(), MavenError> {
+fn write_file(path: &Path, reader: &mut dyn std::io::Read) -> Result<(), Error> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| MavenError::io(parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    let mut file = File::create(path).map_err(|e| MavenError::io(path, e))?;
+    let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buffer)
-            .map_err(|e| MavenError::io(path, e))?;
+        let n = reader.read(&mut buffer).map_err(|e| Error::io(path, e))?;
         if n == 0 {
             return Ok(());
         }
         file.write_all(&buffer[..n])
-            .map_err(|e| MavenError::io(path, e))?;
+            .map_err(|e| Error::io(path, e))?;
     }
 }
 
 /// Regular files below `dir`, sorted, with their `/`-separated relative
 /// paths.
-fn walk(dir: &Path) -> Result<Vec<(PathBuf, String)>, MavenError> {
+fn walk(dir: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
     let mut out = Vec::new();
     let mut pending = vec![(dir.to_owned(), String::new())];
     while let Some((current, prefix)) = pending.pop() {
-        let listing = std::fs::read_dir(&current).map_err(|e| MavenError::io(&current, e))?;
+        let listing = std::fs::read_dir(&current).map_err(|e| Error::io(&current, e))?;
         for item in listing {
-            let item = item.map_err(|e| MavenError::io(&current, e))?;
+            let item = item.map_err(|e| Error::io(&current, e))?;
             let name = item.file_name().to_string_lossy().into_owned();
             let relative = if prefix.is_empty() {
                 name
             } else {
                 format!("{prefix}/{name}")
             };
-            let kind = item
-                .file_type()
-                .map_err(|e| MavenError::io(&item.path(), e))?;
+            let kind = item.file_type().map_err(|e| Error::io(item.path(), e))?;
             if kind.is_dir() {
                 pending.push((item.path(), relative));
             } else if kind.is_file() {

@@ -16,47 +16,27 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use kiln_dockerfile::pattern;
+use kiln_sdk::input::{Boolean, Given, GuestPath, Input, Text};
 use kiln_sdk::{
-    CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
-    ValueKind, export_step,
+    CapabilityKind, Error, Inputs, Outputs, PluginInfo, Step, StepContext, ValueKind, export_step,
 };
 use serde::Serialize;
 
-/// Why collecting failed; the message names the file and the fix.
-#[derive(Debug)]
-pub enum MavenError {
-    /// The pom, the artifact or an input is wrong.
-    Input(String),
-    /// Reading or writing a file failed.
-    Io(String),
-}
-
-impl MavenError {
-    fn input(message: impl Into<String>) -> Self {
-        MavenError::Input(message.into())
-    }
-
-    fn io(path: &Path, error: std::io::Error) -> Self {
-        MavenError::Io(format!("{}: {error}", path.display()))
-    }
-}
-
-impl std::fmt::Display for MavenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MavenError::Input(m) | MavenError::Io(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<MavenError> for StepError {
-    fn from(error: MavenError) -> Self {
-        match error {
-            MavenError::Input(m) => StepError::invalid_input(m),
-            MavenError::Io(m) => StepError::failed(m),
-        }
-    }
-}
+const PROJECT: Input<GuestPath> = Input::path(
+    "project",
+    "The Maven project directory (default: the step's workspace)",
+);
+const POM: Input<Text, Given> =
+    Input::text("pom", "The pom, relative to the project").default("pom.xml");
+const ARTIFACTS: Input<Text> = Input::text(
+    "artifacts",
+    "Globs of the built files, relative to the project, separated by spaces (default: target/FINALNAME.EXT from the pom)",
+);
+const LAYERS: Input<Boolean, Given> = Input::boolean(
+    "layers",
+    "Also split the application into layers/{dependencies,snapshot-dependencies,resources,classes}",
+)
+.default(false);
 
 /// `maven-artifact.json`: what the artifact is, for the next steps.
 #[derive(Debug, Serialize)]
@@ -89,140 +69,122 @@ impl Step for MavenArtifact {
             env!("CARGO_PKG_VERSION"),
             "Collects a Maven build's JAR/WAR with its coordinates and sha256, optionally split into Jib-style layers",
         )
-        .input(InputSpec::path("project", "The Maven project directory").default_path("/workspace"))
-        .input(InputSpec::text("pom", "The pom, relative to the project").default_text("pom.xml"))
-        .input(InputSpec::text(
-            "artifacts",
-            "Globs of the built files, relative to the project, separated by spaces (default: target/FINALNAME.EXT from the pom)",
-        ))
-        .input(
-            InputSpec::boolean(
-                "layers",
-                "Also split the application into layers/{dependencies,snapshot-dependencies,resources,classes}",
-            )
-            .default_bool(false),
-        )
+        .input(&PROJECT)
+        .input(&POM)
+        .input(&ARTIFACTS)
+        .input(&LAYERS)
         .output("coordinates", ValueKind::Text, "groupId:artifactId:packaging:version")
         .output("file", ValueKind::Text, "The (first) artifact's file name in the output")
         .output("sha256", ValueKind::Text, "Its sha256 digest")
         .output("main-class", ValueKind::Text, "The application's main class, from its manifest")
-        .needs(CapabilityKind::Read, "project", "reads pom.xml and target/")
+        .needs(CapabilityKind::Read, PROJECT.name(), "reads pom.xml and target/")
         .needs(CapabilityKind::Write, "output", "writes the artifact, maven-artifact.json and layers/")
     }
 
-    fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
-        Ok(collect(&context, &inputs)?)
-    }
-}
+    fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, Error> {
+        let project = PathBuf::from(PROJECT.get(&inputs)?.unwrap_or(context.workspace));
+        let pom_name = POM.get(&inputs)?;
+        let pom_path = project.join(&pom_name);
+        let text = std::fs::read_to_string(&pom_path).map_err(|e| {
+            Error::invalid_input(format!(
+                "cannot read {}: {e} (is `project` the Maven project?)",
+                pom_path.display()
+            ))
+        })?;
+        let pom = pom::parse(&pom_name, &text)?;
+        let coordinates = format!(
+            "{}:{}:{}:{}",
+            pom.group_id, pom.artifact_id, pom.packaging, pom.version
+        );
+        kiln_sdk::info!("{pom_name}: {coordinates}");
 
-fn collect(context: &StepContext, inputs: &Inputs) -> Result<Outputs, MavenError> {
-    let input = |e: StepError| MavenError::input(format!("{e:?}"));
-    let project = PathBuf::from(inputs.path("project").map_err(input)?);
-    let pom_name = inputs.text("pom").map_err(input)?;
-    let pom_path = project.join(&pom_name);
-    let text = std::fs::read_to_string(&pom_path).map_err(|e| {
-        MavenError::input(format!(
-            "cannot read {}: {e} (is `project` the Maven project?)",
-            pom_path.display()
-        ))
-    })?;
-    let pom = pom::parse(&pom_name, &text)?;
-    let coordinates = format!(
-        "{}:{}:{}:{}",
-        pom.group_id, pom.artifact_id, pom.packaging, pom.version
-    );
-    kiln_sdk::info!("{pom_name}: {coordinates}");
-
-    let files = match inputs
-        .optional_text("artifacts")
-        .map_err(input)?
-        .filter(|g| !g.trim().is_empty())
-    {
-        Some(globs) => find(&project, &globs)?,
-        None => {
-            let extension = pom.extension().ok_or_else(|| {
-                MavenError::input(format!(
+        let files = match ARTIFACTS.get(&inputs)?.filter(|g| !g.trim().is_empty()) {
+            Some(globs) => find(&project, &globs)?,
+            None => {
+                let extension = pom.extension().ok_or_else(|| {
+                Error::invalid_input(format!(
                     "{pom_name}: packaging `pom` builds no artifact; point `project` at a module that packages a jar or war"
                 ))
             })?;
-            let file = project
-                .join("target")
-                .join(format!("{}.{extension}", pom.final_name));
-            if !file.is_file() {
-                return Err(MavenError::input(format!(
-                    "{pom_name} says the artifact is target/{}.{extension}, but there is no such file; run `mvn package` first (or give `artifacts`)",
-                    pom.final_name
-                )));
+                let file = project
+                    .join("target")
+                    .join(format!("{}.{extension}", pom.final_name));
+                if !file.is_file() {
+                    return Err(Error::invalid_input(format!(
+                        "{pom_name} says the artifact is target/{}.{extension}, but there is no such file; run `mvn package` first (or give `artifacts`)",
+                        pom.final_name
+                    )));
+                }
+                vec![file]
             }
-            vec![file]
-        }
-    };
+        };
 
-    let output = PathBuf::from(&context.output);
-    let mut record = Record {
-        group_id: pom.group_id.clone(),
-        artifact_id: pom.artifact_id.clone(),
-        version: pom.version.clone(),
-        packaging: pom.packaging.clone(),
-        artifacts: Vec::new(),
-        main_class: None,
-        layers: None,
-    };
-    for file in &files {
-        let mut zip = zip::Zip::open(file)?;
-        let manifest = zip.entry("META-INF/MANIFEST.MF").cloned().ok_or_else(|| {
-            MavenError::input(format!(
-                "{} has no META-INF/MANIFEST.MF; it is not a JAR/WAR built by Maven",
-                file.display()
-            ))
-        })?;
-        let manifest = String::from_utf8_lossy(&zip.read_to_vec(&manifest)?).into_owned();
-        if record.main_class.is_none() {
-            record.main_class = zip::manifest_value(&manifest, "Start-Class")
-                .or_else(|| zip::manifest_value(&manifest, "Main-Class"));
+        let output = PathBuf::from(&context.output);
+        let mut record = Record {
+            group_id: pom.group_id.clone(),
+            artifact_id: pom.artifact_id.clone(),
+            version: pom.version.clone(),
+            packaging: pom.packaging.clone(),
+            artifacts: Vec::new(),
+            main_class: None,
+            layers: None,
+        };
+        for file in &files {
+            let mut zip = zip::Zip::open(file)?;
+            let manifest = zip.entry("META-INF/MANIFEST.MF").cloned().ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "{} has no META-INF/MANIFEST.MF; it is not a JAR/WAR built by Maven",
+                    file.display()
+                ))
+            })?;
+            let manifest = String::from_utf8_lossy(&zip.read_to_vec(&manifest)?).into_owned();
+            if record.main_class.is_none() {
+                record.main_class = zip::manifest_value(&manifest, "Start-Class")
+                    .or_else(|| zip::manifest_value(&manifest, "Main-Class"));
+            }
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (size, sha256) = copy_hashed(file, &output.join(&name))?;
+            kiln_sdk::info!("{name}: {size} bytes, {sha256}");
+            record.artifacts.push(ArtifactFile {
+                file: name,
+                size,
+                sha256,
+            });
         }
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (size, sha256) = copy_hashed(file, &output.join(&name))?;
-        kiln_sdk::info!("{name}: {size} bytes, {sha256}");
-        record.artifacts.push(ArtifactFile {
-            file: name,
-            size,
-            sha256,
-        });
+        if LAYERS.get(&inputs)? {
+            let written = layers::split(&project, &files[0], &output.join("layers"))?;
+            kiln_sdk::info!("layers: {:?}", written.files);
+            record.layers = Some(written);
+        }
+        let json = serde_json::to_vec_pretty(&record).expect("the record serializes");
+        let record_path = output.join("maven-artifact.json");
+        std::fs::write(&record_path, json).map_err(|e| Error::io(&record_path, e))?;
+        let first = &record.artifacts[0];
+        Ok(Outputs::new()
+            .text("coordinates", coordinates)
+            .text("file", first.file.clone())
+            .text("sha256", first.sha256.clone())
+            .text("main-class", record.main_class.clone().unwrap_or_default()))
     }
-    if inputs.boolean("layers").map_err(input)? {
-        let written = layers::split(&project, &files[0], &output.join("layers"))?;
-        kiln_sdk::info!("layers: {:?}", written.files);
-        record.layers = Some(written);
-    }
-    let json = serde_json::to_vec_pretty(&record).expect("the record serializes");
-    let record_path = output.join("maven-artifact.json");
-    std::fs::write(&record_path, json).map_err(|e| MavenError::io(&record_path, e))?;
-    let first = &record.artifacts[0];
-    Ok(Outputs::new()
-        .text("coordinates", coordinates)
-        .text("file", first.file.clone())
-        .text("sha256", first.sha256.clone())
-        .text("main-class", record.main_class.clone().unwrap_or_default()))
 }
 
 /// The files matching space-separated globs (the file-name part may hold
 /// wildcards), relative to the project; an empty match is an error.
-fn find(project: &Path, globs: &str) -> Result<Vec<PathBuf>, MavenError> {
+fn find(project: &Path, globs: &str) -> Result<Vec<PathBuf>, Error> {
     let mut found = Vec::new();
     for glob in globs.split_whitespace() {
         if glob.starts_with('/') || glob.split('/').any(|p| p == "..") {
-            return Err(MavenError::input(format!(
+            return Err(Error::invalid_input(format!(
                 "`{glob}` must stay inside the project"
             )));
         }
         let (dir, name) = glob.rsplit_once('/').unwrap_or(("", glob));
         let dir_path = project.join(dir);
         let mut matched: Vec<PathBuf> = std::fs::read_dir(&dir_path)
-            .map_err(|e| MavenError::input(format!("`{glob}`: {}: {e}", dir_path.display())))?
+            .map_err(|e| Error::invalid_input(format!("`{glob}`: {}: {e}", dir_path.display())))?
             .filter_map(Result::ok)
             .filter(|item| {
                 pattern::matches(name, &item.file_name().to_string_lossy()).unwrap_or(false)
@@ -231,7 +193,7 @@ fn find(project: &Path, globs: &str) -> Result<Vec<PathBuf>, MavenError> {
             .filter(|p| p.is_file())
             .collect();
         if matched.is_empty() {
-            return Err(MavenError::input(format!(
+            return Err(Error::invalid_input(format!(
                 "`{glob}` matches no file in {}; run `mvn package` first",
                 project.display()
             )));
@@ -243,23 +205,21 @@ fn find(project: &Path, globs: &str) -> Result<Vec<PathBuf>, MavenError> {
 }
 
 /// Copy `from` to `to`, hashing on the host; returns size and digest.
-fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String), MavenError> {
-    let mut reader = std::fs::File::open(from).map_err(|e| MavenError::io(from, e))?;
-    let mut writer = std::fs::File::create(to).map_err(|e| MavenError::io(to, e))?;
+fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String), Error> {
+    let mut reader = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
+    let mut writer = std::fs::File::create(to).map_err(|e| Error::io(to, e))?;
     let mut hasher = kiln_sdk::digest::Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = reader
-            .read(&mut buffer)
-            .map_err(|e| MavenError::io(from, e))?;
+        let n = reader.read(&mut buffer).map_err(|e| Error::io(from, e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buffer[..n]);
         writer
             .write_all(&buffer[..n])
-            .map_err(|e| MavenError::io(to, e))?;
+            .map_err(|e| Error::io(to, e))?;
         size += n as u64;
     }
     Ok((size, hasher.finish_oci()))

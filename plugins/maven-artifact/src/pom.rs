@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::MavenError;
+use kiln_sdk::Error;
 
 /// The coordinates and file name of a project's artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +37,12 @@ impl Pom {
 }
 
 /// Parse `text`, read from `file` (named in errors).
-pub fn parse(file: &str, text: &str) -> Result<Pom, MavenError> {
+pub fn parse(file: &str, text: &str) -> Result<Pom, Error> {
     let document = roxmltree::Document::parse(text)
-        .map_err(|e| MavenError::input(format!("{file}: not well-formed XML: {e}")))?;
+        .map_err(|e| Error::invalid_input(format!("{file}: not well-formed XML: {e}")))?;
     let project = document.root_element();
     if project.tag_name().name() != "project" {
-        return Err(MavenError::input(format!(
+        return Err(Error::invalid_input(format!(
             "{file}: the root element is <{}>, not <project>",
             project.tag_name().name()
         )));
@@ -63,14 +63,14 @@ pub fn parse(file: &str, text: &str) -> Result<Pom, MavenError> {
         text_of(project, name)
             .or_else(|| parent.and_then(|p| text_of(p, name)))
             .ok_or_else(|| {
-                MavenError::input(format!(
+                Error::invalid_input(format!(
                     "{file}: <project> has no <{name}> (and no <parent> gives one); add <{name}>…</{name}>"
                 ))
             })
     };
     let (group_id, group_node) = required("groupId")?;
     let (artifact_id, artifact_node) = text_of(project, "artifactId").ok_or_else(|| {
-        MavenError::input(format!(
+        Error::invalid_input(format!(
             "{file}: <project> has no <artifactId>; add <artifactId>…</artifactId>"
         ))
     })?;
@@ -91,7 +91,7 @@ pub fn parse(file: &str, text: &str) -> Result<Pom, MavenError> {
     }
     let resolve = |value: &str, node: Node<'_, '_>, scope: &BTreeMap<String, String>| {
         interpolate(value, scope).map_err(|name| {
-            MavenError::input(format!(
+            Error::invalid_input(format!(
                 "{file}:{}: <{}>{value}</{}>: the property ${{{name}}} is not defined; define it in <properties>",
                 line(node),
                 node.tag_name().name(),

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::MavenError;
+use kiln_sdk::Error;
 
 /// The most read from an entry held in memory (manifests are small).
 const MAX_SMALL_ENTRY: u64 = 1 << 20;
@@ -44,19 +44,19 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 impl Zip {
     /// Open `path` and read its central directory.
-    pub fn open(path: &Path) -> Result<Zip, MavenError> {
+    pub fn open(path: &Path) -> Result<Zip, Error> {
         let what = path.display().to_string();
         let bad = |reason: &str| {
-            MavenError::input(format!("{what} is not a valid JAR/WAR (zip): {reason}"))
+            Error::invalid_input(format!("{what} is not a valid JAR/WAR (zip): {reason}"))
         };
-        let mut file = File::open(path).map_err(|e| MavenError::io(path, e))?;
-        let length = file.metadata().map_err(|e| MavenError::io(path, e))?.len();
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
         // The end record is in the last 22 + 65535 bytes.
         let tail_len = length.min(22 + 65_535);
         let mut tail = vec![0u8; tail_len as usize];
         file.seek(SeekFrom::Start(length - tail_len))
             .and_then(|_| file.read_exact(&mut tail))
-            .map_err(|e| MavenError::io(path, e))?;
+            .map_err(|e| Error::io(path, e))?;
         let end = (0..tail.len().saturating_sub(21))
             .rev()
             .find(|&i| u32_at(&tail, i) == 0x0605_4b50)
@@ -77,7 +77,7 @@ impl Zip {
         let mut dir = vec![0u8; dir_size as usize];
         file.seek(SeekFrom::Start(dir_offset))
             .and_then(|_| file.read_exact(&mut dir))
-            .map_err(|e| MavenError::io(path, e))?;
+            .map_err(|e| Error::io(path, e))?;
         let mut entries = Vec::with_capacity(count);
         let mut at = 0;
         for _ in 0..count {
@@ -119,9 +119,9 @@ impl Zip {
     }
 
     /// A reader of `entry`'s inflated bytes (at most its declared size).
-    pub fn read(&mut self, entry: &ZipEntry) -> Result<Box<dyn Read + '_>, MavenError> {
+    pub fn read(&mut self, entry: &ZipEntry) -> Result<Box<dyn Read + '_>, Error> {
         let bad = |reason: String| {
-            MavenError::input(format!("{}: entry {}: {reason}", self.what, entry.name))
+            Error::invalid_input(format!("{}: entry {}: {reason}", self.what, entry.name))
         };
         let mut header = [0u8; 30];
         self.file
@@ -146,14 +146,14 @@ impl Zip {
     }
 
     /// The whole inflated content of `entry` (for small entries).
-    pub fn read_to_vec(&mut self, entry: &ZipEntry) -> Result<Vec<u8>, MavenError> {
+    pub fn read_to_vec(&mut self, entry: &ZipEntry) -> Result<Vec<u8>, Error> {
         let what = format!("{}: entry {}", self.what, entry.name);
         // Small entries only (a manifest): the declared size is not trusted.
         let mut bytes = Vec::new();
         self.read(entry)?
             .take(MAX_SMALL_ENTRY)
             .read_to_end(&mut bytes)
-            .map_err(|e: io::Error| MavenError::input(format!("{what}: {e}")))?;
+            .map_err(|e: io::Error| Error::invalid_input(format!("{what}: {e}")))?;
         Ok(bytes)
     }
 }

@@ -6,18 +6,23 @@
 //! `index.json` are written last, each by rename, so an interrupted write
 //! never leaves a layout that looks complete.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
 use crate::OciError;
 use crate::error::io;
+use crate::layer::parse_digest;
 use kiln_sdk::digest::Sha256;
 
 /// The `oci-layout` file's contents.
 const LAYOUT_MARKER: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// The annotation naming a manifest in a layout's index: a layout's tags.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// An image layout directory.
 #[derive(Debug, Clone)]
@@ -132,6 +137,67 @@ impl ImageLayout {
         self.store_blob(&mut &bytes[..], None).map(|(d, _)| d)
     }
 
+    /// Write `bytes` (a config or manifest) as a blob; returns its
+    /// descriptor with `media_type`.
+    pub fn write_descriptor(
+        &self,
+        media_type: MediaType,
+        bytes: &[u8],
+    ) -> Result<Descriptor, OciError> {
+        let digest = self.write_blob(bytes)?;
+        Ok(Descriptor::new(
+            media_type,
+            bytes.len() as u64,
+            parse_digest(&digest)?,
+        ))
+    }
+
+    /// The manifest of the layout that `name` tags, or the only one when
+    /// `name` is `None` or tags nothing: what a push sends.
+    pub fn root_descriptor(&self, name: Option<&str>) -> Result<Descriptor, OciError> {
+        let index = self.index()?;
+        let manifests = index.manifests();
+        if let Some(found) = manifests
+            .iter()
+            .find(|d| name.is_some() && tag_of(d) == name)
+        {
+            return Ok(found.clone());
+        }
+        match manifests.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(OciError::Invalid(format!(
+                "{} holds no image (index.json lists no manifests)",
+                self.root.display()
+            ))),
+            many => Err(OciError::Invalid(format!(
+                "{} holds {} images; name one with its {REF_NAME} annotation",
+                self.root.display(),
+                many.len()
+            ))),
+        }
+    }
+
+    /// Name `manifest` in the index once per name in `names`, replacing
+    /// what those names tagged before, then commit the layout.
+    pub fn tag(&self, manifest: &Descriptor, names: &[String]) -> Result<(), OciError> {
+        let mut index = self.index()?;
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| !tag_of(d).is_some_and(|n| names.iter().any(|name| name == n)))
+            .cloned()
+            .collect();
+        for name in names {
+            let mut descriptor = manifest.clone();
+            descriptor.set_annotations(Some(HashMap::from([(REF_NAME.to_owned(), name.clone())])));
+            manifests.push(descriptor);
+        }
+        index.set_schema_version(2);
+        index.set_media_type(Some(MediaType::ImageIndex));
+        index.set_manifests(manifests);
+        self.commit(&index)
+    }
+
     /// Stream `reader` into a blob, hashing on the way. When `expected` is
     /// given, a different digest is an error and nothing is stored.
     /// Returns the digest and size.
@@ -169,6 +235,15 @@ impl ImageLayout {
         let json = serde_json::to_vec(index).map_err(|e| OciError::Invalid(e.to_string()))?;
         write_atomically(&self.root.join("index.json"), &json)
     }
+}
+
+/// The tag (`ref.name` annotation) of an index entry.
+fn tag_of(descriptor: &Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
 }
 
 /// A blob being written; see [`ImageLayout::blob_writer`].

@@ -1,5 +1,8 @@
 //! Image references: `[registry/]repository[:tag][@digest]`, with Docker's
 //! defaults and the distribution spec's name and tag grammar.
+//!
+//! Plain std: the host parses the references a build names (to grant
+//! their registries and mount their blobs) exactly as the plugins do.
 
 use std::fmt;
 
@@ -12,7 +15,8 @@ const DOCKER_HUB_API: &str = "registry-1.docker.io";
 pub struct Reference {
     /// `host[:port]` of the registry as written (Docker Hub: `docker.io`).
     pub registry: String,
-    /// The repository path, e.g. `group/app`.
+    /// The repository path, e.g. `group/app` (`library/busybox` for
+    /// Docker Hub's `busybox`): what a cross-repository mount names.
     pub repository: String,
     /// The tag, if any.
     pub tag: Option<String>,
@@ -21,14 +25,9 @@ pub struct Reference {
 }
 
 /// Why a reference is not valid; the message says what is expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct ReferenceError(pub String);
-
-impl fmt::Display for ReferenceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 impl Reference {
     /// Parse `text`.
@@ -77,7 +76,16 @@ impl Reference {
     }
 
     /// The host the registry API answers on (`registry-1.docker.io` for
-    /// Docker Hub).
+    /// Docker Hub), by Docker's rules: the first path component when it
+    /// has a `.` or `:` or is `localhost`, else Docker Hub. It is the host
+    /// a step must be granted to reach the image, and the one credentials
+    /// are offered for ([`crate::credential::secret_name`]).
+    ///
+    /// ```
+    /// use kiln_oci::Reference;
+    /// assert_eq!(Reference::parse("busybox:3").unwrap().api_host(), "registry-1.docker.io");
+    /// assert_eq!(Reference::parse("127.0.0.1:5000/group/base:1").unwrap().api_host(), "127.0.0.1:5000");
+    /// ```
     pub fn api_host(&self) -> &str {
         if self.registry == DOCKER_HUB {
             DOCKER_HUB_API
@@ -282,5 +290,43 @@ mod tests {
             assert!(validate_registry(bad).is_err(), "{bad}");
             assert!(Reference::parse(&format!("{bad}/app:1")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn what_the_host_asks_of_a_reference() {
+        let hub = Reference::parse("busybox:3").unwrap();
+        assert_eq!(
+            (
+                hub.registry.as_str(),
+                hub.api_host(),
+                hub.repository.as_str()
+            ),
+            ("docker.io", "registry-1.docker.io", "library/busybox")
+        );
+        assert_eq!(hub.tag.as_deref(), Some("3"));
+        let local = Reference::parse("127.0.0.1:5000/group/base:1").unwrap();
+        assert_eq!(
+            (local.api_host(), local.repository.as_str()),
+            ("127.0.0.1:5000", "group/base")
+        );
+        let named = Reference::parse("docker.io/someone/tool").unwrap();
+        assert_eq!(
+            (named.api_host(), named.repository.as_str()),
+            ("registry-1.docker.io", "someone/tool")
+        );
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let pinned = Reference::parse(&format!("localhost/app:1@{digest}")).unwrap();
+        assert_eq!(
+            (pinned.api_host(), pinned.repository.as_str()),
+            ("localhost", "app")
+        );
+        assert_eq!(
+            (pinned.tag.as_deref(), pinned.digest.as_deref()),
+            (Some("1"), Some(digest.as_str()))
+        );
+        assert_eq!(pinned.manifest_reference(), digest);
+        assert!(Reference::parse("app@sha256:xyz").is_err());
+        assert!(validate_registry("registry.example.com:5000").is_ok());
+        assert!(validate_registry("bad_host").is_err());
     }
 }

@@ -4,22 +4,56 @@
 //!
 //! Credentials come from the kiln host only ([`Registry::connect`]).
 
+use kiln_oci::credential;
 use kiln_oci::registry::{self, Registry};
-use kiln_oci::{ImageLayout, Reference};
+use kiln_oci::{ImageLayout, Platform, Reference};
+use kiln_sdk::input::{Boolean, Given, GuestPath, Input, Integer, Text};
 use kiln_sdk::{
-    CapabilityKind, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError,
-    ValueKind, export_step,
+    CapabilityKind, Context, Error, Inputs, Outputs, PluginInfo, Step, StepContext, ValueKind,
+    export_step,
 };
+
+const OPERATION: Input<Text, Given> = Input::text("operation", "login, push or pull").required();
+const REFERENCE: Input<Text, Given> = Input::text(
+    "reference",
+    "REGISTRY/REPOSITORY[:TAG][@DIGEST] (for login: the registry host)",
+)
+.required();
+const LAYOUT: Input<GuestPath> =
+    Input::path("layout", "The OCI image layout to push from or pull into");
+const IMAGE: Input<Text> = Input::text(
+    "image",
+    "Which image of the layout to push (its ref.name annotation) when it holds several",
+);
+const DIGEST_FILE: Input<GuestPath> = Input::path(
+    "digest-file",
+    "Write the pushed manifest digest to this file, like kaniko's --digest-file",
+);
+const PLATFORM: Input<Text, Given> = Input::text(
+    "platform",
+    "The platform to pull from a multi-platform image",
+)
+.default("linux/amd64");
+const INSECURE: Input<Boolean, Given> = Input::boolean(
+    "insecure",
+    "Use plain HTTP (loopback registries always may)",
+)
+.default(false);
+const CHUNK_SIZE: Input<Integer, Given> = Input::integer(
+    "chunk-size",
+    "Push blobs in chunks of this many bytes (0: one request per blob)",
+)
+.default(0);
+const MOUNT_FROM: Input<Text, Given> = Input::text(
+    "mount-from",
+    "Comma-separated repositories of the same registry to mount existing blobs from (a base image's)",
+)
+.default("");
 
 struct RegistryStep;
 
-fn client(host: &str, inputs: &Inputs) -> Result<Registry, StepError> {
-    Ok(Registry::connect(host, inputs.boolean("insecure")?)?)
-}
-
-fn reference(inputs: &Inputs) -> Result<Reference, StepError> {
-    let text = inputs.text("reference")?;
-    Reference::parse(&text).map_err(|e| StepError::invalid_input(e.to_string()))
+fn client(host: &str, inputs: &Inputs) -> Result<Registry, Error> {
+    Ok(Registry::connect(host, INSECURE.get(inputs)?)?)
 }
 
 impl Step for RegistryStep {
@@ -29,54 +63,15 @@ impl Step for RegistryStep {
             env!("CARGO_PKG_VERSION"),
             "Logs in to a registry, pushes an OCI layout to it, or pulls an image into one",
         )
-        .input(InputSpec::text("operation", "login, push or pull").required())
-        .input(
-            InputSpec::text(
-                "reference",
-                "REGISTRY/REPOSITORY[:TAG][@DIGEST] (for login: the registry host)",
-            )
-            .required(),
-        )
-        .input(InputSpec::path(
-            "layout",
-            "The OCI image layout to push from or pull into",
-        ))
-        .input(InputSpec::text(
-            "image",
-            "Which image of the layout to push (its ref.name annotation) when it holds several",
-        ))
-        .input(InputSpec::path(
-            "digest-file",
-            "Write the pushed manifest digest to this file, like kaniko's --digest-file",
-        ))
-        .input(
-            InputSpec::text(
-                "platform",
-                "The platform to pull from a multi-platform image",
-            )
-            .default_text("linux/amd64"),
-        )
-        .input(
-            InputSpec::boolean(
-                "insecure",
-                "Use plain HTTP (loopback registries always may)",
-            )
-            .default_bool(false),
-        )
-        .input(
-            InputSpec::integer(
-                "chunk-size",
-                "Push blobs in chunks of this many bytes (0: one request per blob)",
-            )
-            .default_int(0),
-        )
-        .input(
-            InputSpec::text(
-                "mount-from",
-                "Comma-separated repositories of the same registry to mount existing blobs from (a base image's)",
-            )
-            .default_text(""),
-        )
+        .input(&OPERATION)
+        .input(&REFERENCE)
+        .input(&LAYOUT)
+        .input(&IMAGE)
+        .input(&DIGEST_FILE)
+        .input(&PLATFORM)
+        .input(&INSECURE)
+        .input(&CHUNK_SIZE)
+        .input(&MOUNT_FROM)
         .output(
             "digest",
             ValueKind::Text,
@@ -89,44 +84,52 @@ impl Step for RegistryStep {
         )
         .needs(
             CapabilityKind::Net,
-            "reference",
+            REFERENCE.name(),
             "talks to the registry and its token service",
         )
         .needs(
             CapabilityKind::Secret,
-            "registry-auth:HOST",
+            &credential::secret_name("HOST"),
             "the credentials the host holds for the registry",
         )
-        .needs(CapabilityKind::Read, "layout", "reads the layout to push")
-        .needs(CapabilityKind::Write, "layout", "writes the pulled layout")
+        .needs(
+            CapabilityKind::Read,
+            LAYOUT.name(),
+            "reads the layout to push",
+        )
+        .needs(
+            CapabilityKind::Write,
+            LAYOUT.name(),
+            "writes the pulled layout",
+        )
     }
 
-    fn run(_context: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
-        match inputs.text("operation")?.as_str() {
+    fn run(_context: StepContext, inputs: Inputs) -> Result<Outputs, Error> {
+        match OPERATION.get(&inputs)?.as_str() {
             "login" => {
-                let host = inputs.text("reference")?;
+                let host = REFERENCE.get(&inputs)?;
                 let mut registry = client(&host, &inputs)?;
-                registry.login().map_err(StepError::from)?;
+                registry.login()?;
                 kiln_sdk::info!("credentials for {host} accepted");
                 Ok(Outputs::new())
             }
             "push" => {
-                let target = reference(&inputs)?;
-                let layout = ImageLayout::open(inputs.path("layout")?).map_err(StepError::from)?;
-                let image = inputs.optional_text("image")?;
-                let root =
-                    registry::root_descriptor(&layout, image.as_deref().or(target.tag.as_deref()))?;
+                let target = Reference::parse(&REFERENCE.get(&inputs)?)?;
+                let layout = ImageLayout::open(LAYOUT.require(&inputs)?)?;
+                let image = IMAGE.get(&inputs)?;
+                let root = layout.root_descriptor(image.as_deref().or(target.tag.as_deref()))?;
                 let mut registry = client(target.api_host(), &inputs)?;
-                let chunk = inputs.integer("chunk-size")?;
+                let chunk = CHUNK_SIZE.get(&inputs)?;
                 if chunk < 0 {
-                    return Err(StepError::invalid_input(
-                        "input `chunk-size` must be 0 or more bytes",
-                    ));
+                    return Err(Error::invalid_input(format!(
+                        "input `{}` must be 0 or more bytes",
+                        CHUNK_SIZE.name()
+                    )));
                 }
                 let options = registry::PushOptions {
                     chunk_size: (chunk > 0).then_some(chunk as u64),
-                    mount_from: inputs
-                        .text("mount-from")?
+                    mount_from: MOUNT_FROM
+                        .get(&inputs)?
                         .split(',')
                         .map(str::trim)
                         .filter(|r| !r.is_empty())
@@ -142,21 +145,19 @@ impl Step for RegistryStep {
                     report.mounted_blobs,
                     report.skipped_blobs
                 );
-                if let Some(file) = inputs.optional_path("digest-file")? {
-                    std::fs::write(&file, &report.digest)
-                        .map_err(|e| StepError::failed(format!("writing {file}: {e}")))?;
+                if let Some(file) = DIGEST_FILE.get(&inputs)? {
+                    std::fs::write(&file, &report.digest).context(format!("writing {file}"))?;
                 }
                 Ok(Outputs::new()
                     .text("digest", report.digest)
                     .integer("uploaded-bytes", report.uploaded_bytes as i64))
             }
             "pull" => {
-                let source = reference(&inputs)?;
-                let layout =
-                    ImageLayout::open_or_create(inputs.path("layout")?).map_err(StepError::from)?;
+                let source = Reference::parse(&REFERENCE.get(&inputs)?)?;
+                let layout = ImageLayout::open_or_create(LAYOUT.require(&inputs)?)?;
                 let mut registry = client(source.api_host(), &inputs)?;
-                let report =
-                    registry::pull(&mut registry, &source, &layout, &inputs.text("platform")?)?;
+                let platform = Platform::parse(&PLATFORM.get(&inputs)?)?;
+                let report = registry::pull(&mut registry, &source, &layout, &platform)?;
                 kiln_sdk::info!(
                     "pulled {source}@{}: {} blobs downloaded, {} already present",
                     report.digest,
@@ -165,8 +166,9 @@ impl Step for RegistryStep {
                 );
                 Ok(Outputs::new().text("digest", report.digest))
             }
-            other => Err(StepError::invalid_input(format!(
-                "input `operation` must be login, push or pull, not `{other}`"
+            other => Err(Error::invalid_input(format!(
+                "input `{}` must be login, push or pull, not `{other}`",
+                OPERATION.name()
             ))),
         }
     }

@@ -16,7 +16,7 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::InputStream;
 
-use crate::StepError;
+use crate::Error;
 
 /// Why a request did not produce a response.
 #[derive(Debug)]
@@ -51,12 +51,12 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-impl From<HttpError> for StepError {
+impl From<HttpError> for Error {
     fn from(error: HttpError) -> Self {
         match error {
-            HttpError::Denied { .. } => StepError::Denied(error.to_string()),
-            HttpError::InvalidUrl(_) => StepError::InvalidInput(error.to_string()),
-            _ => StepError::Failed(error.to_string()),
+            HttpError::Denied { .. } => Error::denied(error.to_string()),
+            HttpError::InvalidUrl(_) => Error::invalid_input(error.to_string()),
+            _ => Error::failed(error.to_string()),
         }
     }
 }

@@ -2,21 +2,27 @@
 //!
 //! A plugin is a WASI Preview 2 component implementing the `kiln:plugin`
 //! contract (see `wit/plugin.wit`). This crate hides the generated bindings
-//! behind a small, typed API:
+//! behind a small, typed API: inputs declared once ([`input::Input`]), one
+//! [`Error`] type that `?` converts into from the SDK's own errors, and
+//! logging, secrets, files and HTTP through the host.
 //!
 //! ```ignore
-//! use kiln_sdk::{export_step, InputSpec, Inputs, Outputs, PluginInfo, Step, StepContext, StepError};
+//! use kiln_sdk::input::{Given, Input, Text};
+//! use kiln_sdk::{export_step, Context, Error, Inputs, Outputs, PluginInfo, Step, StepContext};
+//!
+//! const NAME: Input<Text, Given> = Input::text("name", "Who to greet").default("world");
 //!
 //! struct Greet;
 //!
 //! impl Step for Greet {
 //!     fn describe() -> PluginInfo {
-//!         PluginInfo::new("greet", env!("CARGO_PKG_VERSION"), "Says hello")
-//!             .input(InputSpec::text("name", "Who to greet").default_text("world"))
+//!         PluginInfo::new("greet", env!("CARGO_PKG_VERSION"), "Says hello").input(&NAME)
 //!     }
-//!     fn run(_ctx: StepContext, inputs: Inputs) -> Result<Outputs, StepError> {
-//!         let name = inputs.text("name")?;
-//!         kiln_sdk::info!("greeting {name}");
+//!     fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, Error> {
+//!         let name = NAME.get(&inputs)?;
+//!         let file = format!("{}/greeting.txt", context.output);
+//!         std::fs::write(&file, format!("hello, {name}\n")).context(format!("writing {file}"))?;
+//!         kiln_sdk::info!("greeted {name}");
 //!         Ok(Outputs::new().text("message", format!("hello, {name}")))
 //!     }
 //! }
@@ -30,12 +36,15 @@
 
 pub mod compress;
 pub mod digest;
+mod error;
 pub mod files;
 pub mod http;
+pub mod input;
 pub mod log;
 mod spec;
 mod values;
 
+pub use error::{Context, Error, ErrorKind, StepError};
 pub use values::{Inputs, Outputs};
 
 /// Bindings generated from `wit/plugin.wit`; most plugins never need them.
@@ -52,7 +61,7 @@ pub mod bindings {
 
 pub use bindings::kiln::plugin::types::{
     Capability, CapabilityKind, InputSpec, NamedValue, NeededArtifact, OutputSpec, PluginInfo,
-    StepContext, StepError, Value, ValueKind,
+    StepContext, Value, ValueKind,
 };
 
 /// What a plugin implements: the two functions of the `step` interface.
@@ -64,12 +73,13 @@ pub trait Step {
 
     /// Run the step. Inputs have been checked against [`Step::describe`]
     /// and defaults filled in by the host.
-    fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, StepError>;
+    fn run(context: StepContext, inputs: Inputs) -> Result<Outputs, Error>;
 }
 
 /// Export a [`Step`] implementation as the component's `step` interface.
 ///
-/// Use it once per plugin crate, at the crate root.
+/// Use it once per plugin crate, at the crate root. This is where an
+/// [`Error`] becomes the contract's `step-error`.
 #[macro_export]
 macro_rules! export_step {
     ($step:ty) => {
@@ -84,9 +94,13 @@ macro_rules! export_step {
             fn run(
                 context: $crate::StepContext,
                 inputs: ::std::vec::Vec<$crate::NamedValue>,
-            ) -> ::std::result::Result<::std::vec::Vec<$crate::NamedValue>, $crate::StepError> {
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<$crate::NamedValue>,
+                $crate::bindings::kiln::plugin::types::StepError,
+            > {
                 <$step as $crate::Step>::run(context, $crate::Inputs::new(inputs))
                     .map($crate::Outputs::into_values)
+                    .map_err($crate::Error::into_contract)
             }
         }
 
@@ -98,27 +112,10 @@ macro_rules! export_step {
 ///
 /// Secrets are not environment variables: the host answers only for names
 /// in the step's grant, and masks their values in everything it prints.
-pub fn secret(name: &str) -> Result<String, StepError> {
+pub fn secret(name: &str) -> Result<String, Error> {
     bindings::kiln::plugin::secrets::get(name).ok_or_else(|| {
-        StepError::Denied(format!(
+        Error::denied(format!(
             "secret {name} is not granted to this step (grant it with `--secret {name}` or `allow: {{ secrets: [{name}] }}`)"
         ))
     })
-}
-
-impl StepError {
-    /// An input is missing or malformed; say which and what is expected.
-    pub fn invalid_input(message: impl Into<String>) -> Self {
-        StepError::InvalidInput(message.into())
-    }
-
-    /// A capability was refused; say what, so the user can grant it.
-    pub fn denied(message: impl Into<String>) -> Self {
-        StepError::Denied(message.into())
-    }
-
-    /// The work failed.
-    pub fn failed(message: impl Into<String>) -> Self {
-        StepError::Failed(message.into())
-    }
 }

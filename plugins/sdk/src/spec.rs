@@ -16,9 +16,10 @@ impl PluginInfo {
         }
     }
 
-    /// Add an input.
-    pub fn input(mut self, input: InputSpec) -> Self {
-        self.inputs.push(input);
+    /// Add an input: an [`crate::input::Input`] declaration (`&NAME`) or
+    /// a plain [`InputSpec`].
+    pub fn input(mut self, input: impl Into<InputSpec>) -> Self {
+        self.inputs.push(input.into());
         self
     }
 
@@ -43,6 +44,9 @@ impl PluginInfo {
     }
 }
 
+/// Plain input declarations, for plugins that name their inputs at the
+/// call site; [`crate::input::Input`] declares an input once for both
+/// `describe()` and `run()`.
 impl InputSpec {
     /// An optional input of the given kind, with no default.
     pub fn new(name: &str, kind: ValueKind, description: &str) -> Self {
@@ -61,55 +65,15 @@ impl InputSpec {
         Self::new(name, ValueKind::Text, description)
     }
 
-    /// An optional boolean input.
-    pub fn boolean(name: &str, description: &str) -> Self {
-        Self::new(name, ValueKind::Boolean, description)
-    }
-
-    /// An optional integer input.
-    pub fn integer(name: &str, description: &str) -> Self {
-        Self::new(name, ValueKind::Integer, description)
-    }
-
-    /// An optional guest-path input.
-    pub fn path(name: &str, description: &str) -> Self {
-        Self::new(name, ValueKind::Path, description)
-    }
-
     /// The caller must give a value.
     pub fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
-    /// Mask the value in everything the host prints.
-    pub fn secret(mut self) -> Self {
-        self.secret = true;
-        self
-    }
-
     /// Default for a text input.
-    pub fn default_text(self, value: &str) -> Self {
-        self.default(Value::Text(value.to_owned()))
-    }
-
-    /// Default for a boolean input.
-    pub fn default_bool(self, value: bool) -> Self {
-        self.default(Value::Boolean(value))
-    }
-
-    /// Default for an integer input.
-    pub fn default_int(self, value: i64) -> Self {
-        self.default(Value::Integer(value))
-    }
-
-    /// Default for a path input.
-    pub fn default_path(self, value: &str) -> Self {
-        self.default(Value::Path(value.to_owned()))
-    }
-
-    fn default(mut self, value: Value) -> Self {
-        self.default = Some(value);
+    pub fn default_text(mut self, value: &str) -> Self {
+        self.default = Some(Value::Text(value.to_owned()));
         self
     }
 }

@@ -1,8 +1,10 @@
-//! Typed access to a step's inputs and a builder for its outputs.
+//! Access to a step's inputs and a builder for its outputs.
 
-use crate::{NamedValue, StepError, Value};
+use crate::input::{self, Kind, Text};
+use crate::{Error, NamedValue, Value};
 
 /// The inputs given to `run`, checked by the host against `describe()`.
+/// Read them through their [`input::Input`] declarations.
 pub struct Inputs {
     values: Vec<NamedValue>,
 }
@@ -21,53 +23,24 @@ impl Inputs {
             .map(|v| &v.value)
     }
 
-    /// A text input; an error names the input when it is absent.
-    pub fn text(&self, name: &str) -> Result<String, StepError> {
-        match self.get(name) {
-            Some(Value::Text(text)) => Ok(text.clone()),
-            other => Err(mismatch(name, "text", other)),
-        }
+    /// The value of `name` as kind `K`, if given or defaulted; a value of
+    /// another kind is an error naming the input.
+    pub fn value<K: Kind>(&self, name: &str) -> Result<Option<K::Value>, Error> {
+        self.get(name)
+            .map(|value| {
+                K::read(value).ok_or_else(|| {
+                    Error::invalid_input(format!("input `{name}` must be a {}", K::NAME))
+                })
+            })
+            .transpose()
     }
 
-    /// A text input that may be absent.
-    pub fn optional_text(&self, name: &str) -> Result<Option<String>, StepError> {
-        self.get(name).map(|_| self.text(name)).transpose()
-    }
-
-    /// A boolean input.
-    pub fn boolean(&self, name: &str) -> Result<bool, StepError> {
-        match self.get(name) {
-            Some(Value::Boolean(flag)) => Ok(*flag),
-            other => Err(mismatch(name, "boolean", other)),
-        }
-    }
-
-    /// An integer input.
-    pub fn integer(&self, name: &str) -> Result<i64, StepError> {
-        match self.get(name) {
-            Some(Value::Integer(number)) => Ok(*number),
-            other => Err(mismatch(name, "integer", other)),
-        }
-    }
-
-    /// A guest-path input that may be absent.
-    pub fn optional_path(&self, name: &str) -> Result<Option<String>, StepError> {
-        self.get(name).map(|_| self.path(name)).transpose()
-    }
-
-    /// A guest-path input.
-    pub fn path(&self, name: &str) -> Result<String, StepError> {
-        match self.get(name) {
-            Some(Value::Path(path)) => Ok(path.clone()),
-            other => Err(mismatch(name, "path", other)),
-        }
-    }
-}
-
-fn mismatch(name: &str, expected: &str, found: Option<&Value>) -> StepError {
-    match found {
-        None => StepError::InvalidInput(format!("input `{name}` is required")),
-        Some(_) => StepError::InvalidInput(format!("input `{name}` must be a {expected}")),
+    /// A text input read by name, for plugins that declare their inputs
+    /// as plain [`crate::InputSpec`]s; an error names the input when it
+    /// is absent.
+    pub fn text(&self, name: &str) -> Result<String, Error> {
+        self.value::<Text>(name)?
+            .ok_or_else(|| input::required(name))
     }
 }
 

@@ -3,57 +3,46 @@
 
 use std::path::Path;
 
-use kiln_dockerfile::parser::Node;
+use kiln_dockerfile::instructions::{Copy, Instruction};
 use kiln_dockerfile::pattern;
 use kiln_oci::archive::{self, Landing};
 use kiln_oci::tree::{self, Entry, Kind, Tree, join};
 
 use super::stage::{Stage, adjust};
-use super::{Runner, flag_value, texts, within};
-use crate::BuildError;
+use super::{Runner, within};
+use kiln_sdk::Error;
 
 impl Runner<'_> {
     /// COPY and ADD: the tree of one layer.
     pub(super) fn copy(
         &mut self,
         stage: &mut Stage,
-        node: &Node,
+        node: &Instruction,
+        copy: &Copy,
+        is_add: bool,
         vars: &[(String, String)],
-    ) -> Result<Tree, BuildError> {
-        let mut from = None;
-        let mut chown = None;
-        let mut chmod = None;
-        for flag in &node.flags {
-            let (name, value) = flag_value(flag);
-            let value = value.map(|v| self.expand(node, v, vars)).transpose()?;
-            match (name, value) {
-                ("from", Some(v)) => from = Some(v),
-                ("chown", Some(v)) => chown = Some(v),
-                ("chmod", Some(v)) => {
-                    chmod = Some(
-                        u32::from_str_radix(&v, 8)
-                            .ok()
-                            .filter(|m| *m <= 0o7777)
-                            .ok_or_else(|| {
-                                self.error(node, format!("--chmod={v} is not an octal mode"))
-                            })?,
-                    )
-                }
-                ("link", _) | ("checksum", _) => {}
-                (name, None) => return Err(self.error(node, format!("--{name} needs a value"))),
-                _ => {}
-            }
-        }
-        let mut words = Vec::new();
-        for word in texts(node) {
-            words.push(self.expand(node, &word, vars)?);
-        }
-        let Some((dest, sources)) = words.split_last() else {
-            return Err(self.error(node, "needs at least one source and a destination"));
+    ) -> Result<Tree, Error> {
+        let expand = |word: &Option<String>| {
+            word.as_deref()
+                .map(|w| self.expand(node, w, vars))
+                .transpose()
         };
-        if sources.is_empty() {
-            return Err(self.error(node, "needs at least one source and a destination"));
+        let from = expand(&copy.from)?;
+        let chown = expand(&copy.chown)?;
+        let chmod = match expand(&copy.chmod)? {
+            Some(v) => Some(
+                u32::from_str_radix(&v, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| self.error(node, format!("--chmod={v} is not an octal mode")))?,
+            ),
+            None => None,
+        };
+        let mut sources = Vec::new();
+        for word in &copy.sources {
+            sources.push(self.expand(node, word, vars)?);
         }
+        let dest = &self.expand(node, &copy.dest, vars)?;
         let owner = match &chown {
             Some(spec) => Some(
                 stage
@@ -62,7 +51,6 @@ impl Runner<'_> {
             ),
             None => None,
         };
-        let is_add = node.instruction == "add";
         // The file system `--from` names, read once for all sources.
         let view: Option<Tree> = match &from {
             Some(name) => Some(self.source_stage(node, name)?.view(self.build)?.clone()),
@@ -71,7 +59,7 @@ impl Runner<'_> {
         // Resolve every source (name as written, target once symlinks are
         // followed, entry) before deciding what the destination is.
         let mut found: Vec<(String, String, Entry)> = Vec::new();
-        for source in sources {
+        for source in &sources {
             if is_add
                 && ["http://", "https://", "git@"]
                     .iter()
@@ -83,7 +71,7 @@ impl Runner<'_> {
             }
             match &view {
                 Some(view) => {
-                    let lookup = |p: &str| -> Result<Option<Entry>, BuildError> {
+                    let lookup = |p: &str| -> Result<Option<Entry>, Error> {
                         Ok(if p.is_empty() {
                             Some(Entry::dir(0))
                         } else {
@@ -182,7 +170,7 @@ impl Runner<'_> {
                 && archive::is_archive(Path::new(&data.source))?
             {
                 let file = std::fs::File::open(&data.source)
-                    .map_err(|e| BuildError::io(Path::new(&data.source), e))?;
+                    .map_err(|e| Error::io(Path::new(&data.source), e))?;
                 // An archive's destination is always a directory.
                 let dir = dest_path.clone();
                 let mut extracted = Tree::default();

@@ -1,18 +1,19 @@
 //! A stage being built: its image, the files it added, and — read only
 //! when an instruction needs them — its base image's files.
 
+use kiln_dockerfile::instructions::Command;
 use kiln_oci::archive::{self, Landing};
+use kiln_oci::image::{self, Image};
 use kiln_oci::tree::{self, Entry, Kind, Tree};
+use kiln_oci::{Platform, registry};
 use serde_json::Value;
 
 use super::Build;
-use crate::BuildError;
-use crate::image::{Image, Platform};
+use kiln_sdk::Error;
 
 /// A stage being built.
 #[derive(Clone)]
 pub(super) struct Stage {
-    pub(super) name: Option<String>,
     pub(super) image: Image,
     /// The files this stage (and stages it derives from) added.
     pub(super) own: Tree,
@@ -31,7 +32,6 @@ pub(super) struct Stage {
 impl Stage {
     pub(super) fn new(image: Image) -> Stage {
         Stage {
-            name: None,
             image,
             own: Tree::default(),
             base_layers: 0,
@@ -44,7 +44,7 @@ impl Stage {
 
     /// A stage the target does not depend on: never built.
     pub(super) fn placeholder() -> Stage {
-        Stage::new(Image::scratch(&Platform {
+        Stage::new(image::empty(&Platform {
             os: String::new(),
             architecture: String::new(),
             variant: None,
@@ -58,6 +58,19 @@ impl Stage {
         vars
     }
 
+    /// ENTRYPOINT/CMD arguments: the exec form as it is, the shell form
+    /// run by the stage's SHELL.
+    pub(super) fn command(&self, command: &Command) -> Vec<String> {
+        match command {
+            Command::Exec(args) => args.clone(),
+            Command::Shell(line) => {
+                let mut command = self.shell.clone();
+                command.push(line.clone());
+                command
+            }
+        }
+    }
+
     /// The working directory, relative to the root.
     pub(super) fn workdir(&self) -> String {
         tree::clean(
@@ -69,9 +82,9 @@ impl Stage {
     }
 
     /// The whole file system: base layers read (once) and own files on top.
-    pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, BuildError> {
+    pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, Error> {
         if self.view.is_none() {
-            crate::image::fetch_layers(
+            registry::fetch_layers(
                 &self.image.layers[..self.base_layers],
                 build.layout,
                 build.insecure,
@@ -102,11 +115,7 @@ impl Stage {
 
     /// The entry at `path`, reading base layers only when the stage's own
     /// files do not answer.
-    pub(super) fn lookup(
-        &mut self,
-        path: &str,
-        build: &Build<'_>,
-    ) -> Result<Option<Entry>, BuildError> {
+    pub(super) fn lookup(&mut self, path: &str, build: &Build<'_>) -> Result<Option<Entry>, Error> {
         if let Some(entry) = self.own.get(path) {
             return Ok(Some(entry.clone()));
         }
@@ -122,7 +131,7 @@ impl Stage {
         &mut self,
         path: &str,
         build: &Build<'_>,
-    ) -> Result<(String, Option<Entry>), BuildError> {
+    ) -> Result<(String, Option<Entry>), Error> {
         tree::resolve(path, true, |p| self.lookup(p, build))
     }
 
@@ -134,7 +143,7 @@ impl Stage {
         path: &str,
         build: &Build<'_>,
         owner: Option<(u64, u64)>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), Error> {
         for parent in tree::parents(path) {
             if layer.get(parent).is_some() {
                 continue;

@@ -1,43 +1,11 @@
 //! Registry authentication: `WWW-Authenticate` challenges, Basic, and
 //! Bearer tokens from the challenge's realm.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
-/// Credentials for one registry, as the host hands them over (the
-/// `registry-auth:HOST` secret, JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum Credential {
-    /// Username and password (or a token used as one, like
-    /// `CI_JOB_TOKEN`).
-    Basic {
-        /// The user.
-        username: String,
-        /// The password or token.
-        password: String,
-    },
-    /// An OAuth2 refresh token, as `docker login` stores for some
-    /// registries.
-    IdentityToken {
-        /// The token.
-        identitytoken: String,
-    },
-}
-
-impl Credential {
-    /// `Basic base64(user:password)`, when this is a username/password.
-    pub fn basic_header(&self) -> Option<String> {
-        match self {
-            Credential::Basic { username, password } => Some(format!(
-                "Basic {}",
-                STANDARD.encode(format!("{username}:{password}"))
-            )),
-            Credential::IdentityToken { .. } => None,
-        }
-    }
-}
+/// The credentials a client authenticates with: the host's hand-off,
+/// named here too because this is where a client meets them.
+pub use crate::credential::Credential;
 
 /// One challenge of a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,11 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn credentials_from_host_json() {
-        let basic: Credential = serde_json::from_str(r#"{"username":"u","password":"p"}"#).unwrap();
-        assert_eq!(basic.basic_header().unwrap(), "Basic dTpw");
-        let token: Credential = serde_json::from_str(r#"{"identitytoken":"t"}"#).unwrap();
-        assert!(token.basic_header().is_none());
+    fn form_escapes() {
         assert_eq!(
             form_escape("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"

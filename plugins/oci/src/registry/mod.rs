@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use kiln_sdk::http::{HttpError, Request, Response};
 
-pub use auth::Credential;
 use auth::{Challenge, TokenResponse, form_escape, parse_challenges};
-pub use pull::{PullReport, ResolvedImage, download, pull, resolve};
-pub use push::{PushOptions, PushReport, REF_NAME, push, root_descriptor};
+pub use pull::{PullReport, ResolvedImage, download, fetch_layers, pull, pull_image, resolve};
+pub use push::{PushOptions, PushReport, push};
 
 use crate::OciError;
+use crate::credential::{self, Credential};
 
 /// Attempts of one request before giving up on 429, 5xx or a lost
 /// connection.
@@ -34,6 +34,13 @@ pub const MAX_DOCUMENT: u64 = 4 << 20;
 
 /// The manifest media types kiln accepts, for `Accept`.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Whether a manifest of `media_type` is an index (OCI's or Docker's
+/// manifest list) rather than one image's manifest.
+fn is_index(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.index.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
 
 /// A request body that can be sent again on retry.
 #[derive(Debug, Clone)]
@@ -139,14 +146,10 @@ impl Registry {
     }
 
     /// A client for `host` with the credentials the kiln host offers for
-    /// it (the secret `registry-auth:HOST`), if any.
-    ///
-    /// Credentials never come from disk or the environment: the kiln host
-    /// resolves them (docker `config.json`, credential helpers, GitLab's
-    /// `CI_REGISTRY*`) and offers them only for hosts the step is granted.
+    /// it, if any (see [`credential`]).
     pub fn connect(host: &str, insecure: bool) -> Result<Registry, OciError> {
-        let credential = match kiln_sdk::secret(&format!("registry-auth:{host}")) {
-            Ok(json) => Some(serde_json::from_str(&json).map_err(|_| {
+        let credential = match kiln_sdk::secret(&credential::secret_name(host)) {
+            Ok(json) => Some(Credential::from_secret(&json).map_err(|_| {
                 OciError::Invalid(format!("the credentials offered for {host} are malformed"))
             })?),
             Err(_) => None,

@@ -2,15 +2,16 @@
 //! one platform), then only the blobs the layout lacks, each checked
 //! against its digest while it is written.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use serde_json::{Map, Value};
 
-use super::push::REF_NAME;
-use super::{Call, MANIFEST_ACCEPT, MAX_DOCUMENT, Registry, pull_scope};
+use super::{Call, MANIFEST_ACCEPT, MAX_DOCUMENT, Registry, is_index, pull_scope};
+use crate::image::Image;
+use crate::layer::Layer;
 use crate::layout::ImageLayout;
-use crate::{OciError, Reference};
+use crate::{OciError, Platform, Reference};
 
 /// What a pull did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,27 +99,18 @@ fn fetch_manifest(
     })
 }
 
-fn is_index_type(media_type: &str) -> bool {
-    media_type == "application/vnd.oci.image.index.v1+json"
-        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
-}
-
-/// Pick the manifest for `platform` (`os/arch[/variant]`) from an index.
-fn select_platform(index: &ImageIndex, platform: &str) -> Result<Descriptor, OciError> {
-    let mut parts = platform.split('/');
-    let (os, arch, variant) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next(),
-    );
+/// Pick the manifest for `platform` from an index.
+fn select_platform(index: &ImageIndex, platform: &Platform) -> Result<Descriptor, OciError> {
     index
         .manifests()
         .iter()
         .find(|d| {
             d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == os
-                    && p.architecture().to_string() == arch
-                    && variant.is_none_or(|v| p.variant().as_deref() == Some(v))
+                platform.matches(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                )
             })
         })
         .cloned()
@@ -149,16 +141,16 @@ pub struct ResolvedImage {
     pub manifest: ImageManifest,
 }
 
-/// Fetch the manifest `reference` names, narrowed to `platform`
-/// (`os/arch[/variant]`) when it is an index; no blobs are downloaded.
+/// Fetch the manifest `reference` names, narrowed to `platform` when it is
+/// an index; no blobs are downloaded.
 pub fn resolve(
     registry: &mut Registry,
     reference: &Reference,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<ResolvedImage, OciError> {
     let repository = &reference.repository;
     let mut fetched = fetch_manifest(registry, repository, reference.manifest_reference())?;
-    if is_index_type(&fetched.media_type) {
+    if is_index(&fetched.media_type) {
         let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| OciError::Invalid(format!("index of {reference}: {e}")))?;
         let chosen = select_platform(&index, platform)?;
@@ -199,7 +191,7 @@ pub fn pull(
     registry: &mut Registry,
     reference: &Reference,
     layout: &ImageLayout,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<PullReport, OciError> {
     let fetched = resolve(registry, reference, platform)?;
     let manifest = &fetched.manifest;
@@ -214,33 +206,10 @@ pub fn pull(
         downloaded_blobs,
         present_blobs,
     };
-    layout.write_blob(&fetched.bytes)?;
-
-    let mut annotations = HashMap::new();
-    let name = reference
-        .tag
-        .clone()
-        .unwrap_or_else(|| fetched.digest.clone());
-    annotations.insert(REF_NAME.to_owned(), name.clone());
-    let mut descriptor = Descriptor::new(
-        MediaType::from(fetched.media_type.as_str()),
-        fetched.bytes.len() as u64,
-        fetched
-            .digest
-            .parse::<oci_spec::image::Digest>()
-            .map_err(|e| OciError::Invalid(e.to_string()))?,
-    );
-    descriptor.set_annotations(Some(annotations));
-    let mut index = layout.index()?;
-    let mut manifests: Vec<Descriptor> = index
-        .manifests()
-        .iter()
-        .filter(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) != Some(&name))
-        .cloned()
-        .collect();
-    manifests.push(descriptor);
-    index.set_manifests(manifests);
-    layout.commit(&index)?;
+    let descriptor =
+        layout.write_descriptor(MediaType::from(fetched.media_type.as_str()), &fetched.bytes)?;
+    let name = reference.tag.clone().unwrap_or(fetched.digest);
+    layout.tag(&descriptor, &[name])?;
     Ok(report)
 }
 
@@ -281,4 +250,101 @@ fn fetch_blob(
         )));
     }
     Ok(())
+}
+
+/// Resolve `reference` for `platform` and download its config into
+/// `layout`: the image a build starts from. Its layers are fetched later,
+/// only if something needs them ([`fetch_layers`]): a pushed image can
+/// name them unread, and the registry mounts them.
+pub fn pull_image(
+    reference: &Reference,
+    platform: &Platform,
+    layout: &ImageLayout,
+    insecure: bool,
+) -> Result<Image, OciError> {
+    let mut client = Registry::connect(reference.api_host(), insecure)?;
+    let resolved = resolve(&mut client, reference, platform)?;
+    let manifest = resolved.manifest;
+    download(
+        &mut client,
+        &reference.repository,
+        std::iter::once(manifest.config()),
+        layout,
+    )?;
+    let config = layout.read_blob(manifest.config())?;
+    let document: Map<String, Value> = serde_json::from_slice(&config).map_err(|e| {
+        OciError::Inconsistent(format!(
+            "the config of {reference} is not an image config: {e}"
+        ))
+    })?;
+    let mut image = Image {
+        document,
+        layers: Vec::new(),
+    };
+    let diff_ids = image.diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(OciError::Inconsistent(format!(
+            "{reference}: its config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            manifest.layers().len()
+        )));
+    }
+    let origin = format!("{}/{}", reference.registry, reference.repository);
+    image.layers = manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(descriptor, diff_id)| Layer {
+            descriptor: oci_layer(descriptor),
+            diff_id,
+            tar_size: None,
+            origin: Some(origin.clone()),
+        })
+        .collect();
+    kiln_sdk::info!("base {reference}@{}", resolved.digest);
+    Ok(image)
+}
+
+/// Download the layers of `layers` that `layout` lacks from the
+/// registries they came from ([`Layer::origin`]).
+pub fn fetch_layers(
+    layers: &[Layer],
+    layout: &ImageLayout,
+    insecure: bool,
+) -> Result<(), OciError> {
+    for layer in layers.iter().filter(|l| !layout.has_blob(&l.descriptor)) {
+        let origin = layer.origin.as_deref().ok_or_else(|| {
+            OciError::Inconsistent(format!(
+                "layer {} is neither in the layout nor from a registry",
+                layer.descriptor.digest()
+            ))
+        })?;
+        let reference =
+            Reference::parse(origin).map_err(|e| OciError::Inconsistent(e.to_string()))?;
+        let mut client = Registry::connect(reference.api_host(), insecure)?;
+        kiln_sdk::info!(
+            "fetching base layer {} from {origin}",
+            layer.descriptor.digest()
+        );
+        download(
+            &mut client,
+            &reference.repository,
+            std::iter::once(&layer.descriptor),
+            layout,
+        )?;
+    }
+    Ok(())
+}
+
+/// A base layer's descriptor with Docker media types turned into their OCI
+/// equivalents (the bytes are the same), so the built manifest is pure OCI.
+fn oci_layer(descriptor: &Descriptor) -> Descriptor {
+    let media_type = match descriptor.media_type().to_string().as_str() {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        "application/vnd.docker.image.rootfs.diff.tar" => MediaType::ImageLayer,
+        _ => descriptor.media_type().clone(),
+    };
+    let mut converted = descriptor.clone();
+    converted.set_media_type(media_type);
+    converted
 }

@@ -2,9 +2,9 @@
 //! registry has), then manifests, children before the index, each with its
 //! exact bytes and media type.
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use super::{Call, Payload, Registry, pull_scope, push_scope, with_query};
+use super::{Call, Payload, Registry, is_index, pull_scope, push_scope, with_query};
 use crate::layout::ImageLayout;
 use crate::{OciError, Reference};
 
@@ -32,47 +32,6 @@ pub struct PushReport {
     pub skipped_blobs: usize,
     /// Blobs mounted from another repository.
     pub mounted_blobs: usize,
-}
-
-/// The annotation naming a manifest in a layout's index.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-
-/// The manifest of `layout` to push: the only one, or the one whose
-/// `ref.name` is `name`.
-pub fn root_descriptor(layout: &ImageLayout, name: Option<&str>) -> Result<Descriptor, OciError> {
-    let index = layout.index()?;
-    let manifests = index.manifests();
-    let named = |d: &&Descriptor| {
-        d.annotations()
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .is_some_and(|n| Some(n.as_str()) == name)
-    };
-    if let Some(found) = manifests.iter().find(named) {
-        return Ok(found.clone());
-    }
-    match manifests.as_slice() {
-        [only] => Ok(only.clone()),
-        [] => Err(OciError::Invalid(format!(
-            "{} holds no image (index.json lists no manifests)",
-            layout.root().display()
-        ))),
-        many => Err(OciError::Invalid(format!(
-            "{} holds {} images; name one with its {REF_NAME} annotation",
-            layout.root().display(),
-            many.len()
-        ))),
-    }
-}
-
-fn is_index(media_type: &MediaType) -> bool {
-    match media_type {
-        MediaType::ImageIndex => true,
-        MediaType::Other(other) => {
-            other == "application/vnd.docker.distribution.manifest.list.v2+json"
-        }
-        _ => false,
-    }
 }
 
 /// Push the image `root` of `layout` to `target` (tag, or its digest when
@@ -130,7 +89,7 @@ impl Pusher<'_> {
     fn manifest(&mut self, descriptor: &Descriptor, reference: &str) -> Result<(), OciError> {
         let bytes = self.layout.read_blob(descriptor)?;
         let media_type = descriptor.media_type().to_string();
-        if is_index(descriptor.media_type()) {
+        if is_index(&media_type) {
             let index: ImageIndex = serde_json::from_slice(&bytes)
                 .map_err(|e| OciError::Invalid(format!("index {}: {e}", descriptor.digest())))?;
             for child in index.manifests() {

@@ -1,0 +1,495 @@
+//! Stages and what they build on, decided once for everyone who must
+//! agree: the `dockerfile-build` plugin builds from a [`Plan`], and the
+//! host grants the registries of [`base_images`] before the build runs.
+//!
+//! A plan knows the global scope (the predefined platform ARGs, then the
+//! ARGs before the first FROM with `--build-arg` values), which stages a
+//! target needs, and what each stage's FROM and a `COPY --from` name: an
+//! earlier stage, `scratch`, or an image to pull.
+
+use crate::instructions::{self, ArgDecl, From, Instruction, InstructionError, Kind, Located};
+use crate::parser::Dockerfile;
+use crate::shell::{self, ShellError};
+use kiln_oci::Platform;
+
+/// Variables in scope, later entries shadowing earlier ones.
+pub type Scope = Vec<(String, String)>;
+
+/// A stage: its FROM and the instructions after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// The FROM instruction.
+    pub from: Located<From>,
+    /// The instructions up to the next FROM.
+    pub instructions: Vec<Instruction>,
+}
+
+impl Stage {
+    /// The stage's name (`FROM ... AS NAME`).
+    pub fn name(&self) -> Option<&str> {
+        self.from.value.name.as_deref()
+    }
+}
+
+/// What a FROM or `COPY --from` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// `FROM scratch`: the empty image.
+    Scratch,
+    /// An image reference, to pull.
+    Image(String),
+}
+
+/// A Dockerfile evaluated as far as it can be before anything is built.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The escape token, for expanding words.
+    pub escape: char,
+    /// The stages, in order.
+    pub stages: Vec<Stage>,
+    /// The global scope FROM lines are expanded with.
+    pub global: Scope,
+    /// TARGETPLATFORM and friends.
+    predefined: Scope,
+    /// `--build-arg` values.
+    build_args: Vec<(String, String)>,
+}
+
+/// Why a Dockerfile cannot be planned or built; [`Error::in_file`] says
+/// where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// It does not parse.
+    #[error(transparent)]
+    Parse(#[from] crate::parser::ParseError),
+    /// An instruction is not valid.
+    #[error(transparent)]
+    Instruction(#[from] InstructionError),
+    /// `--target` names no stage.
+    #[error("there is no stage named `{target}` (stages: {})", stages.join(", "))]
+    UnknownTarget {
+        /// The target asked for.
+        target: String,
+        /// The stages there are.
+        stages: Vec<String>,
+    },
+    /// Only ARGs, no stage.
+    #[error("no FROM instruction")]
+    NoStage,
+    /// The platform to build for is not `os/arch[/variant]`.
+    #[error(transparent)]
+    Platform(#[from] kiln_oci::platform::PlatformError),
+}
+
+impl Error {
+    /// The message with the Dockerfile's name in front, as every
+    /// Dockerfile error is shown: `Dockerfile:3: COPY: …`.
+    pub fn in_file(&self, file: &str) -> String {
+        match self {
+            Error::Parse(e) if e.line == 0 => format!("{file}: {e}"),
+            Error::Parse(_) | Error::Instruction(_) => format!("{file}:{self}"),
+            _ => format!("{file}: {self}"),
+        }
+    }
+}
+
+/// The ARGs BuildKit predefines for `platform` (as the build's target and
+/// as the platform it builds on: kiln builds for the platform it is
+/// asked for, whatever it runs on). Unlike BuildKit, which makes them
+/// visible to FROM only once a global `ARG` declares them, kiln puts them
+/// in the global scope: `FROM --platform=$BUILDPLATFORM` works either way.
+pub fn predefined_args(platform: &Platform) -> Scope {
+    let variant = platform.variant.clone().unwrap_or_default();
+    let mut args = Vec::new();
+    for prefix in ["TARGET", "BUILD"] {
+        args.push((format!("{prefix}PLATFORM"), platform.to_string()));
+        args.push((format!("{prefix}OS"), platform.os.clone()));
+        args.push((format!("{prefix}ARCH"), platform.architecture.clone()));
+        args.push((format!("{prefix}VARIANT"), variant.clone()));
+    }
+    args
+}
+
+impl Plan {
+    /// Type `dockerfile`'s instructions, group them into stages and
+    /// evaluate the global ARGs for `platform` and `build_args`.
+    pub fn new(
+        dockerfile: &Dockerfile,
+        build_args: &[(String, String)],
+        platform: &Platform,
+    ) -> Result<Plan, Error> {
+        let predefined = predefined_args(platform);
+        let mut plan = Plan {
+            escape: dockerfile.escape,
+            stages: Vec::new(),
+            global: predefined.clone(),
+            predefined,
+            build_args: build_args.to_vec(),
+        };
+        for instruction in instructions::convert(dockerfile)? {
+            let Located {
+                keyword,
+                start_line,
+                end_line,
+                value,
+            } = instruction;
+            match (value, plan.stages.last_mut()) {
+                (Kind::From(from), _) => plan.stages.push(Stage {
+                    from: Located {
+                        keyword,
+                        start_line,
+                        end_line,
+                        value: from,
+                    },
+                    instructions: Vec::new(),
+                }),
+                (Kind::Arg(decls), None) => {
+                    let at = Located {
+                        keyword,
+                        start_line,
+                        end_line,
+                        value: (),
+                    };
+                    let values = plan
+                        .arg_values(&decls, &plan.global)
+                        .map_err(|e| at.error(e))?;
+                    plan.global
+                        .extend(values.into_iter().filter_map(|(k, v)| Some((k, v?))));
+                }
+                (value, Some(stage)) => stage.instructions.push(Located {
+                    keyword,
+                    start_line,
+                    end_line,
+                    value,
+                }),
+                (_, None) => {
+                    return Err(Located {
+                        keyword,
+                        start_line,
+                        end_line,
+                        value: (),
+                    }
+                    .error("the first instruction must be FROM (or ARG before it)")
+                    .into());
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The values of an ARG instruction's declarations: the build
+    /// argument if given, else the default (expanded in `scope`), else
+    /// what `scope` or the predefined ARGs hold; `None` when unset.
+    pub fn arg_values(
+        &self,
+        decls: &[ArgDecl],
+        scope: &[(String, String)],
+    ) -> Result<Vec<(String, Option<String>)>, ShellError> {
+        let lookup = |vars: &[(String, String)], name: &str| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        decls
+            .iter()
+            .map(|decl| {
+                let default = decl
+                    .default
+                    .as_deref()
+                    .map(|value| self.expand(value, scope))
+                    .transpose()?;
+                let value = lookup(&self.build_args, &decl.name)
+                    .or(default)
+                    .or_else(|| lookup(scope, &decl.name))
+                    .or_else(|| lookup(&self.predefined, &decl.name));
+                Ok((decl.name.clone(), value))
+            })
+            .collect()
+    }
+
+    /// `word` with variables of `scope` expanded.
+    pub fn expand(&self, word: &str, scope: &[(String, String)]) -> Result<String, ShellError> {
+        shell::process_word(word, &scope, self.escape)
+    }
+
+    /// The stage `--target` names (case-insensitive), or the last.
+    pub fn target(&self, target: Option<&str>) -> Result<usize, Error> {
+        match target {
+            Some(target) => self
+                .stages
+                .iter()
+                .position(|s| s.name().is_some_and(|n| n.eq_ignore_ascii_case(target)))
+                .ok_or_else(|| Error::UnknownTarget {
+                    target: target.to_owned(),
+                    stages: self
+                        .stages
+                        .iter()
+                        .filter_map(|s| s.name().map(str::to_owned))
+                        .collect(),
+                }),
+            None => self.stages.len().checked_sub(1).ok_or(Error::NoStage),
+        }
+    }
+
+    /// The stage named `name` (case-insensitive) among the first `before`
+    /// stages, the latest if several, or the one at index `name` there.
+    fn earlier(&self, name: &str, before: usize) -> Option<usize> {
+        if let Ok(index) = name.parse::<usize>() {
+            return (index < before).then_some(index);
+        }
+        self.stages[..before]
+            .iter()
+            .rposition(|s| s.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+    }
+
+    /// What stage `index`'s FROM builds on, its image expanded with the
+    /// global scope.
+    pub fn base(&self, index: usize) -> Result<Base, InstructionError> {
+        let from = &self.stages[index].from;
+        let image = self
+            .expand(&from.value.image, &self.global)
+            .map_err(|e| from.error(e))?;
+        Ok(self.named(&image, index))
+    }
+
+    /// What `name` (already expanded) means as the base of stage `index`:
+    /// an earlier stage by name, `scratch`, or an image.
+    fn named(&self, name: &str, index: usize) -> Base {
+        match self
+            .earlier(name, index)
+            .filter(|_| name.parse::<usize>().is_err())
+        {
+            Some(stage) => Base::Stage(stage),
+            None if name.eq_ignore_ascii_case("scratch") => Base::Scratch,
+            None => Base::Image(name.to_owned()),
+        }
+    }
+
+    /// The platform stage `index` is built for: its `--platform`
+    /// expanded with the global scope, else `default`.
+    pub fn platform(&self, index: usize, default: &Platform) -> Result<Platform, Error> {
+        let from = &self.stages[index].from;
+        match &from.value.platform {
+            Some(flag) => {
+                let text = self.expand(flag, &self.global).map_err(|e| from.error(e))?;
+                Ok(Platform::parse(&text)?)
+            }
+            None => Ok(default.clone()),
+        }
+    }
+
+    /// What `COPY --from=NAME` (already expanded) reads in stage `index`:
+    /// an earlier stage by name or index, or an image. An index that is
+    /// not an earlier stage is an error of `copy`.
+    pub fn copy_source<T>(
+        &self,
+        index: usize,
+        name: &str,
+        copy: &Located<T>,
+    ) -> Result<Base, InstructionError> {
+        if let Some(stage) = self.earlier(name, index) {
+            return Ok(Base::Stage(stage));
+        }
+        if let Ok(number) = name.parse::<usize>() {
+            return Err(copy.error(format!(
+                "--from={number}: there is no earlier stage {number}"
+            )));
+        }
+        Ok(Base::Image(name.to_owned()))
+    }
+
+    /// Which stages `target` needs: itself, its FROM chain and `--from`s,
+    /// as BuildKit decides; a stage nothing needs is never built. A name
+    /// that cannot be known before the build (a `--from` with a variable,
+    /// which the stage's own scope expands) could be any earlier stage.
+    pub fn needed(&self, target: usize) -> Vec<bool> {
+        let mut needed = vec![false; self.stages.len()];
+        let mut todo = vec![target];
+        while let Some(index) = todo.pop() {
+            if needed[index] {
+                continue;
+            }
+            needed[index] = true;
+            match self.base(index) {
+                Ok(Base::Stage(stage)) => todo.push(stage),
+                Ok(_) => {}
+                Err(_) => todo.extend(0..index),
+            }
+            for from in self.copy_froms(index) {
+                match from {
+                    name if name.contains('$') => todo.extend(0..index),
+                    name => todo.extend(self.earlier(name, index)),
+                }
+            }
+        }
+        needed
+    }
+
+    /// The `--from` values of stage `index`'s COPYs, as written.
+    fn copy_froms(&self, index: usize) -> impl Iterator<Item = &str> {
+        self.stages[index]
+            .instructions
+            .iter()
+            .filter_map(|i| match &i.value {
+                Kind::Copy(copy) => copy.from.as_deref(),
+                _ => None,
+            })
+    }
+
+    /// The registry images the stages name in FROM and `COPY --from`, in
+    /// order and once each, with the global scope expanded; stages,
+    /// indexes and `scratch` left out. A `--from` is expanded with the
+    /// global scope only (the stage's own ARGs and ENV are known once it
+    /// is built), and a name that expands to nothing or fails is left
+    /// out, as is a bare number (a stage index, or no image): its pull is
+    /// refused by the sandbox, naming the host.
+    pub fn base_images(&self) -> Vec<String> {
+        let mut images: Vec<String> = Vec::new();
+        for index in 0..self.stages.len() {
+            let mut bases: Vec<Base> = self.base(index).into_iter().collect();
+            for from in self.copy_froms(index) {
+                if let Ok(name) = self.expand(from, &self.global) {
+                    bases.push(self.named(&name, index));
+                }
+            }
+            for base in bases {
+                if let Base::Image(image) = base
+                    && !image.is_empty()
+                    && image.parse::<usize>().is_err()
+                    && !images.contains(&image)
+                {
+                    images.push(image);
+                }
+            }
+        }
+        images
+    }
+}
+
+/// The registry images a Dockerfile's FROM and `COPY --from` name, for
+/// `platform` (`os/arch[/variant]`) and `build_args`: what the host must
+/// let the build reach. See [`Plan::base_images`].
+///
+/// The platform is text so that a caller without kiln-oci's types (the
+/// host) passes what the user typed.
+///
+/// ```
+/// let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\n";
+/// let images = kiln_dockerfile::base_images(source, &[("TAG".into(), "3".into())], "linux/amd64");
+/// assert_eq!(images.unwrap(), ["busybox:3"]);
+/// ```
+pub fn base_images(
+    source: &str,
+    build_args: &[(String, String)],
+    platform: &str,
+) -> Result<Vec<String>, Error> {
+    let dockerfile = crate::parser::parse(source)?;
+    let platform = Platform::parse(platform)?;
+    Ok(Plan::new(&dockerfile, build_args, &platform)?.base_images())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(source: &str) -> Plan {
+        let dockerfile = crate::parser::parse(source).unwrap();
+        Plan::new(
+            &dockerfile,
+            &[],
+            &Platform::parse("linux/arm64/v8").unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn base_images_skip_stages_and_expand_args() {
+        let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=127.0.0.1:5000/tools:2 /b /b\n";
+        let images = base_images(source, &[("TAG".into(), "3".into())], "linux/amd64").unwrap();
+        assert_eq!(images, ["busybox:3", "127.0.0.1:5000/tools:2"]);
+    }
+
+    #[test]
+    fn base_images_see_the_platform_args_as_the_plugin_does() {
+        let source = "FROM --platform=$BUILDPLATFORM tools-${TARGETARCH}${TARGETVARIANT} AS tools\nFROM registry.example.com/run:${TARGETOS}\nCOPY --from=tools /t /t\nCOPY --from=0 /t /u\nCOPY --from=${TARGETARCH}/helper /h /h\nFROM Tools\nFROM scratch\n";
+        let images = base_images(source, &[], "linux/arm64/v8").unwrap();
+        assert_eq!(
+            images,
+            [
+                "tools-arm64v8",
+                "registry.example.com/run:linux",
+                "arm64/helper"
+            ]
+        );
+        let p = plan(source);
+        assert_eq!(p.base(2), Ok(Base::Stage(0)));
+        assert_eq!(p.base(3), Ok(Base::Scratch));
+        assert_eq!(
+            p.platform(0, &Platform::parse("linux/amd64").unwrap())
+                .unwrap()
+                .to_string(),
+            "linux/arm64/v8"
+        );
+        assert!(base_images(source, &[], "arm64").is_err());
+    }
+
+    #[test]
+    fn global_args_take_build_args_then_defaults() {
+        let source = "ARG A=one\nARG B=${A}-two\nARG C\nFROM x\n";
+        let dockerfile = crate::parser::parse(source).unwrap();
+        let platform = Platform::parse("linux/amd64").unwrap();
+        let p = Plan::new(&dockerfile, &[("A".into(), "uno".into())], &platform).unwrap();
+        let scope = &p.global;
+        assert!(scope.contains(&("A".into(), "uno".into())));
+        assert!(scope.contains(&("B".into(), "uno-two".into())));
+        assert!(!scope.iter().any(|(k, _)| k == "C"));
+        assert!(scope.contains(&("TARGETARCH".into(), "amd64".into())));
+    }
+
+    #[test]
+    fn targets_and_needed_stages() {
+        let p = plan(
+            "FROM a AS one\nFROM b AS two\nFROM one AS three\nCOPY --from=two /x /x\nFROM c AS unused\n",
+        );
+        assert_eq!(p.target(Some("THREE")), Ok(2));
+        assert_eq!(p.target(None), Ok(3));
+        assert_eq!(p.needed(2), [true, true, true, false]);
+        assert_eq!(
+            p.target(Some("four")).unwrap_err().in_file("Dockerfile"),
+            "Dockerfile: there is no stage named `four` (stages: one, two, three, unused)"
+        );
+        let p = plan("FROM a\nCOPY --from=${X} /x /x\nFROM b\nCOPY --from=$X /y /y\n");
+        assert_eq!(p.needed(1), [true, true]);
+        let copy = &p.stages[1].instructions[0];
+        assert_eq!(p.copy_source(1, "0", copy), Ok(Base::Stage(0)));
+        assert_eq!(
+            p.copy_source(1, "5", copy).unwrap_err().to_string(),
+            "4: COPY: --from=5: there is no earlier stage 5"
+        );
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let dockerfile = crate::parser::parse("ENV A=1\nFROM x\n").unwrap();
+        let error =
+            Plan::new(&dockerfile, &[], &Platform::parse("linux/amd64").unwrap()).unwrap_err();
+        assert_eq!(
+            error.in_file("Dockerfile"),
+            "Dockerfile:1: ENV: the first instruction must be FROM (or ARG before it)"
+        );
+        let error =
+            base_images("FROM x\nCOPY --mount=type=secret a b\n", &[], "linux/amd64").unwrap_err();
+        assert_eq!(
+            error.in_file("ctx/Dockerfile"),
+            "ctx/Dockerfile:2: COPY: unknown or unsupported flag `--mount=type=secret`"
+        );
+        let error = base_images("", &[], "linux/amd64").unwrap_err();
+        assert_eq!(
+            error.in_file("Dockerfile"),
+            "Dockerfile: file with no instructions"
+        );
+    }
+}
