@@ -5,20 +5,20 @@
 //! The host decides the grant: the build context read-only as workspace,
 //! the output layout writable, a directory of the Dockerfile when it lies
 //! outside the context, and the registries named by `FROM` and
-//! `COPY --from` (found by parsing the Dockerfile here, with its ARGs) —
-//! nothing else.
+//! `COPY --from` (found by `kiln_dockerfile::base_images`, the stage
+//! evaluation the plugin itself builds with) — nothing else.
 
 use std::path::{Path, PathBuf};
 
-use kiln_dockerfile::{parser, shell};
 use kiln_grant::{HostPattern, ProcessEnv, StepGrant};
+use kiln_oci::Reference;
 use kiln_runtime::RuntimeConfig;
 use kiln_runtime::plugins::PluginRef;
-use kiln_runtime::policy::{GUEST_OUTPUT, GUEST_WORKSPACE, Mount, StepDirs};
+use kiln_runtime::policy::{GUEST_OUTPUT, Mount, StepDirs};
 use kiln_runtime::report::StepResult;
 use kiln_runtime::step::StepRequest;
 
-use crate::registry::{PushOptions, RegistryOptions, file_in_dir, registry_host, repository};
+use crate::registry::{PushOptions, RegistryOptions, file_in_dir};
 use crate::{Error, Kiln};
 
 /// Where an image goes, as `--output` names it.
@@ -175,8 +175,9 @@ impl Kiln {
         let _lock = kiln_store::lock_layout(&layout).map_err(Error::usage)?;
 
         let mut inputs = vec![
-            ("context".to_owned(), GUEST_WORKSPACE.to_owned()),
             ("dockerfile".to_owned(), dockerfile_input),
+            // The layout is the output directory itself (the plugin's
+            // default is a directory inside it).
             ("output".to_owned(), GUEST_OUTPUT.to_owned()),
             ("tags".to_owned(), args.tags.join("\n")),
             ("build-args".to_owned(), args.build_args.join("\n")),
@@ -207,29 +208,38 @@ impl Kiln {
             .iter()
             .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
-        let bases = base_images(&source, &build_args)
-            .map_err(|e| Error::usage(format!("{}:{e}", dockerfile.display())))?;
+        // The images the Dockerfile names, decided by the same code the
+        // plugin builds with (ARGs, predefined platform ARGs, stages).
+        let bases = kiln_dockerfile::base_images(&source, &build_args, &args.platform)
+            .map_err(|e| Error::usage(e.in_file(&dockerfile.display().to_string())))?
+            .iter()
+            .map(|base| Reference::parse(base).map_err(Error::usage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tags = args
+            .tags
+            .iter()
+            .map(|tag| Reference::parse(tag).map_err(Error::usage))
+            .collect::<Result<Vec<_>, _>>()?;
         // Base layers need not be downloaded when the layout is only pushed,
         // to the registry the bases come from: the push mounts them.
         let push_only = args.outputs.is_empty()
-            && args
-                .tags
+            && tags
                 .iter()
-                .all(|tag| bases.iter().all(|b| registry_host(b) == registry_host(tag)));
+                .all(|tag| bases.iter().all(|b| b.api_host() == tag.api_host()));
         inputs.push(("complete-layout".into(), (!push_only).to_string()));
         // The registries the Dockerfile names are untrusted input: reachable
         // on public addresses only. Those the user named (`--allow-net`, or a
         // `-t` reference, whose registry the build pushes to) are trusted by
         // name, so a local registry works when the user points at it.
         let mut untrusted_net = Vec::new();
-        for host in bases.iter().map(|b| registry_host(b)) {
+        for host in bases.iter().map(Reference::api_host) {
             let pattern: HostPattern = host.parse().map_err(Error::usage)?;
             if !untrusted_net.contains(&pattern) {
                 untrusted_net.push(pattern);
             }
         }
         let mut net = args.allow_net.clone();
-        for host in args.tags.iter().map(|t| registry_host(t)) {
+        for host in tags.iter().map(Reference::api_host) {
             let pattern: HostPattern = host.parse().map_err(Error::usage)?;
             if untrusted_net.contains(&pattern) && !net.contains(&pattern) {
                 net.push(pattern);
@@ -257,12 +267,11 @@ impl Kiln {
         if !args.push {
             return Ok(report);
         }
-        for tag in &args.tags {
-            let host = registry_host(tag);
+        for (tag, reference) in args.tags.iter().zip(&tags) {
             let mount_from = bases
                 .iter()
-                .filter(|b| registry_host(b) == host)
-                .filter_map(|b| repository(b))
+                .filter(|b| b.api_host() == reference.api_host())
+                .map(|b| b.repository.clone())
                 .collect();
             let push = PushOptions {
                 layout: layout.clone(),
@@ -295,88 +304,18 @@ fn build_cache_layout(context: &Path) -> Option<Result<PathBuf, kiln_store::Stor
     )
 }
 
-/// The registry images a Dockerfile names in `FROM` and `COPY --from`,
-/// with ARGs expanded (stage names and `scratch` left out). An image named
-/// through a variable the host cannot expand is skipped: its pull is then
-/// refused by the sandbox with a message naming the host.
-pub fn base_images(source: &str, build_args: &[(String, String)]) -> Result<Vec<String>, String> {
-    let dockerfile = parser::parse(source).map_err(|e| e.to_string())?;
-    let mut scope: Vec<(String, String)> = Vec::new();
-    let mut stages: Vec<String> = Vec::new();
-    let mut images = Vec::new();
-    let mut seen_from = false;
-    for node in &dockerfile.instructions {
-        let words: Vec<String> = node
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                parser::Arg::Text(t) => Some(t.clone()),
-                parser::Arg::Instruction(_) => None,
-            })
-            .collect();
-        let expand = |scope: &Vec<(String, String)>, word: &str| {
-            shell::process_word(word, scope, dockerfile.escape).ok()
-        };
-        let mut named = Vec::new();
-        match node.instruction.as_str() {
-            "arg" if !seen_from => {
-                for word in &words {
-                    let (name, default) = match word.split_once('=') {
-                        Some((n, v)) => (n.to_owned(), expand(&scope, v)),
-                        None => (word.clone(), None),
-                    };
-                    let given = build_args
-                        .iter()
-                        .rev()
-                        .find(|(k, _)| *k == name)
-                        .map(|(_, v)| v.clone());
-                    if let Some(value) = given.or(default) {
-                        scope.push((name, value));
-                    }
-                }
-            }
-            "from" => {
-                seen_from = true;
-                named.extend(words.first().and_then(|w| expand(&scope, w)));
-                if let [_, r#as, name] = words.as_slice()
-                    && r#as.eq_ignore_ascii_case("as")
-                {
-                    stages.push(name.to_lowercase());
-                }
-            }
-            "copy" => {
-                for flag in &node.flags {
-                    if let Some(value) = flag.strip_prefix("--from=") {
-                        named.extend(expand(&scope, value));
-                    }
-                }
-            }
-            _ => {}
-        }
-        for image in named {
-            let lower = image.to_lowercase();
-            if lower != "scratch" && !stages.contains(&lower) && image.parse::<usize>().is_err() {
-                images.push(image);
-            }
-        }
-    }
-    Ok(images)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base_images_skip_stages_and_expand_args() {
-        let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=127.0.0.1:5000/tools:2 /b /b\n";
-        let images = base_images(source, &[("TAG".into(), "3".into())]).unwrap();
-        assert_eq!(images, ["busybox:3", "127.0.0.1:5000/tools:2"]);
-        assert_eq!(
-            repository("127.0.0.1:5000/group/base:1").as_deref(),
-            Some("group/base")
-        );
+    fn outputs_name_their_kind() {
         assert_eq!("oci:out".parse::<Output>(), Ok(Output::Oci("out".into())));
+        assert_eq!(
+            "docker-archive:a.tar".parse::<Output>(),
+            Ok(Output::DockerArchive("a.tar".into()))
+        );
         assert!("tar:x".parse::<Output>().is_err());
+        assert!("oci:".parse::<Output>().is_err());
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_grant::{HostPattern, MemorySize, ProcessEnv, StepGrant, ValueSource};
+use kiln_oci::Reference;
 use kiln_runtime::RuntimeConfig;
 use kiln_runtime::credentials;
 use kiln_runtime::plugins::PluginRef;
@@ -74,27 +75,13 @@ pub struct LoginOptions {
     pub registry_options: RegistryOptions,
 }
 
-/// The registry host of an image reference, by docker's rules: the first
-/// path component when it looks like a host, Docker Hub otherwise. The
-/// plugin parses the reference fully; the host needs the registry only to
-/// grant it.
-pub(crate) fn registry_host(reference: &str) -> String {
-    let name = reference.split('@').next().unwrap_or_default();
-    match name.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_owned(),
-        _ => "registry-1.docker.io".to_owned(),
-    }
-}
-
-/// `registry/repo/path:tag` → `repo/path` (for cross-repository mounts).
-pub(crate) fn repository(reference: &str) -> Option<String> {
-    let name = reference.split('@').next()?;
-    let (_, path) = name.split_once('/')?;
-    let path = match path.rsplit_once(':') {
-        Some((p, tag)) if !tag.contains('/') => p,
-        _ => path,
-    };
-    Some(path.to_owned())
+/// The registry host a reference's API lives on, which the step is
+/// granted by name: parsed as the plugin parses it (one reference type).
+fn registry_of(reference: &str) -> Result<String, Error> {
+    Ok(Reference::parse(reference)
+        .map_err(Error::usage)?
+        .api_host()
+        .to_owned())
 }
 
 /// The directory and file name of a file the step writes, its directory
@@ -195,7 +182,7 @@ impl Kiln {
             grant.write.push(dir);
         }
         self.run_registry(
-            &registry_host(&options.reference),
+            &registry_of(&options.reference)?,
             inputs,
             grant,
             mounts,
@@ -225,7 +212,7 @@ impl Kiln {
             ..StepGrant::default()
         };
         self.run_registry(
-            &registry_host(&options.reference),
+            &registry_of(&options.reference)?,
             inputs,
             grant,
             Vec::new(),

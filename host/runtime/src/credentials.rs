@@ -13,47 +13,17 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use kiln_grant::ValueSource;
+pub use kiln_oci::credential::{Credential, secret_name};
 
-/// The secret name under which credentials for `host` are offered.
-pub fn secret_name(host: &str) -> String {
-    format!("registry-auth:{host}")
-}
-
-/// Credentials for one registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// A username and password (or token).
-    Basic {
-        /// The user.
-        username: String,
-        /// The password.
-        password: String,
-    },
-    /// An OAuth2 refresh token.
-    IdentityToken(String),
-}
-
-impl Credential {
-    /// The JSON the registry plugin reads.
-    pub fn to_secret(&self) -> String {
-        match self {
-            Credential::Basic { username, password } => {
-                json!({ "username": username, "password": password })
-            }
-            Credential::IdentityToken(token) => json!({ "identitytoken": token }),
-        }
-        .to_string()
-    }
-
-    /// The values to mask in output.
-    pub fn sensitive(&self) -> Vec<String> {
-        match self {
-            Credential::Basic { username, password } => vec![
-                password.clone(),
-                STANDARD.encode(format!("{username}:{password}")),
-            ],
-            Credential::IdentityToken(token) => vec![token.clone()],
-        }
+/// The values to mask in output: the secret itself and the forms it
+/// travels in (the Basic header's base64).
+pub fn sensitive(credential: &Credential) -> Vec<String> {
+    match credential {
+        Credential::Basic { username, password } => vec![
+            password.clone(),
+            STANDARD.encode(format!("{username}:{password}")),
+        ],
+        Credential::IdentityToken { identitytoken } => vec![identitytoken.clone()],
     }
 }
 
@@ -82,24 +52,11 @@ fn normalise_key(key: &str) -> String {
 /// Credentials for `host`, or none (anonymous).
 pub fn resolve(host: &str, values: &dyn ValueSource) -> Option<Credential> {
     if let Some(json) = values.get(&secret_name(host)) {
-        return parse_secret(&json);
+        return Credential::from_secret(&json).ok();
     }
     gitlab(host, values).or_else(|| docker_config(host, values))
 }
 
-fn parse_secret(json: &str) -> Option<Credential> {
-    let value: Value = serde_json::from_str(json).ok()?;
-    if let Some(token) = value["identitytoken"].as_str() {
-        return Some(Credential::IdentityToken(token.to_owned()));
-    }
-    Some(Credential::Basic {
-        username: value["username"].as_str()?.to_owned(),
-        password: value["password"].as_str()?.to_owned(),
-    })
-}
-
-/// `CI_REGISTRY` + `CI_REGISTRY_USER` + `CI_REGISTRY_PASSWORD`, or the job
-/// token, inside a GitLab job.
 fn gitlab(host: &str, values: &dyn ValueSource) -> Option<Credential> {
     let registry = values.get("CI_REGISTRY")?;
     if normalise_key(&registry) != host.to_ascii_lowercase() {
@@ -160,7 +117,9 @@ fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
 
 fn auth_entry(entry: &Value) -> Option<Credential> {
     if let Some(token) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
-        return Some(Credential::IdentityToken(token.to_owned()));
+        return Some(Credential::IdentityToken {
+            identitytoken: token.to_owned(),
+        });
     }
     if let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
         let decoded = String::from_utf8(STANDARD.decode(auth).ok()?).ok()?;
@@ -202,7 +161,9 @@ fn run_helper(helper: &str, server: &str, values: &dyn ValueSource) -> Option<Cr
     let username = answer["Username"].as_str()?.to_owned();
     let secret = answer["Secret"].as_str()?.to_owned();
     Some(if username == "<token>" {
-        Credential::IdentityToken(secret)
+        Credential::IdentityToken {
+            identitytoken: secret,
+        }
     } else {
         Credential::Basic {
             username,
@@ -291,7 +252,9 @@ mod tests {
         );
         assert_eq!(
             resolve("token.example.com", &values),
-            Some(Credential::IdentityToken("t0k".into()))
+            Some(Credential::IdentityToken {
+                identitytoken: "t0k".into()
+            })
         );
         assert_eq!(resolve("other.example.com", &values), None);
 

@@ -13,8 +13,8 @@ use kiln_pipeline::{Pipeline, export};
 use kiln_runtime::plugins;
 use kiln_runtime::report::{StepStatus, StepSummary};
 
-use scheduler::RunError;
 use crate::{Error, Kiln};
+use scheduler::RunError;
 
 /// `kiln run`: which pipeline, which of its steps, and how.
 #[derive(Debug, Clone, clap::Args)]

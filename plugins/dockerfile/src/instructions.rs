@@ -176,13 +176,6 @@ pub struct InstructionError {
     pub message: String,
 }
 
-/// Parse `source` into typed instructions (an ONBUILD trigger, or a
-/// Dockerfile read without stages).
-pub fn parse(source: &str) -> Result<Vec<Instruction>, crate::Error> {
-    let dockerfile = parser::parse(source)?;
-    Ok(convert(&dockerfile)?)
-}
-
 /// The typed instructions of a parsed Dockerfile.
 pub fn convert(dockerfile: &parser::Dockerfile) -> Result<Vec<Instruction>, InstructionError> {
     dockerfile
@@ -542,10 +535,8 @@ mod tests {
     use super::*;
 
     fn one(line: &str) -> Result<Kind, InstructionError> {
-        let instructions = parse(&format!("FROM scratch\n{line}\n")).map_err(|e| match e {
-            crate::Error::Instruction(e) => e,
-            other => panic!("{other}"),
-        })?;
+        let dockerfile = parser::parse(&format!("FROM scratch\n{line}\n")).unwrap();
+        let instructions = convert(&dockerfile)?;
         Ok(instructions[1].value.clone())
     }
 
@@ -582,8 +573,8 @@ mod tests {
                 retries: Some(3),
             })
         );
-        let parsed =
-            parse("FROM --platform=$BUILDPLATFORM base AS build\nONBUILD ARG X=1\n").unwrap();
+        let source = "FROM --platform=$BUILDPLATFORM base AS build\nONBUILD ARG X=1\n";
+        let parsed = convert(&parser::parse(source).unwrap()).unwrap();
         assert_eq!(
             parsed[0].value,
             Kind::From(From {

@@ -83,6 +83,13 @@ pub enum Error {
     Platform(#[from] kiln_oci::platform::PlatformError),
 }
 
+/// Parse `source` into typed instructions, without stages (an ONBUILD
+/// trigger).
+pub fn parse_instructions(source: &str) -> Result<Vec<Instruction>, Error> {
+    let dockerfile = crate::parser::parse(source)?;
+    Ok(instructions::convert(&dockerfile)?)
+}
+
 impl Error {
     /// The message with the Dockerfile's name in front, as every
     /// Dockerfile error is shown: `Dockerfile:3: COPY: …`.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::OciError;
 use crate::error::io;
-use crate::layer::copy;
+use crate::blob::copy;
 use crate::tree::{self, Entry, FileData, Kind, Tree, join};
 
 /// Entries one archive may hold: the tree of a build is kept in memory.

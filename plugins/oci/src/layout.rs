@@ -15,7 +15,7 @@ use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
 use crate::OciError;
 use crate::error::io;
-use crate::layer::parse_digest;
+use crate::blob::{copy, parse_digest};
 use kiln_sdk::digest::Sha256;
 
 /// The `oci-layout` file's contents.
@@ -207,7 +207,7 @@ impl ImageLayout {
         expected: Option<&str>,
     ) -> Result<(String, u64), OciError> {
         let mut writer = self.blob_writer()?;
-        crate::layer::copy(reader, &mut writer).map_err(io(&writer.staging))?;
+        copy(reader, &mut writer).map_err(io(&writer.staging))?;
         writer.commit(expected)
     }
 

@@ -24,6 +24,7 @@ macro_rules! guest {
 
 guest! {
     pub mod archive;
+    mod blob;
     mod error;
     pub mod image;
     pub mod layer;

@@ -21,7 +21,7 @@
 
 use std::marker::PhantomData;
 
-use crate::{Error, InputSpec, Inputs, Value, ValueKind};
+use crate::{Error, InputSpec, NamedValue, Value, ValueKind};
 
 /// The type of an input's value, as the contract's `value-kind` says it.
 pub trait Kind {
@@ -246,4 +246,45 @@ impl<K: Kind, P> From<&Input<K, P>> for InputSpec {
 /// The error for an input that is absent though it must be given.
 pub(crate) fn required(name: &str) -> Error {
     Error::invalid_input(format!("input `{name}` is required"))
+}
+
+/// The inputs given to `run`, checked by the host against `describe()`.
+/// Read them through their [`Input`] declarations.
+pub struct Inputs {
+    values: Vec<NamedValue>,
+}
+
+impl Inputs {
+    /// Wrap the raw inputs (used by [`crate::export_step!`]).
+    pub fn new(values: Vec<NamedValue>) -> Self {
+        Inputs { values }
+    }
+
+    /// The raw value of `name`, if given or defaulted.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| &v.value)
+    }
+
+    /// The value of `name` as kind `K`, if given or defaulted; a value of
+    /// another kind is an error naming the input.
+    pub fn value<K: Kind>(&self, name: &str) -> Result<Option<K::Value>, Error> {
+        self.get(name)
+            .map(|value| {
+                K::read(value).ok_or_else(|| {
+                    Error::invalid_input(format!("input `{name}` must be a {}", K::NAME))
+                })
+            })
+            .transpose()
+    }
+
+    /// A text input read by name, for plugins that declare their inputs
+    /// as plain [`crate::InputSpec`]s; an error names the input when it
+    /// is absent.
+    pub fn text(&self, name: &str) -> Result<String, Error> {
+        self.value::<Text>(name)?
+            .ok_or_else(|| required(name))
+    }
 }

@@ -42,10 +42,11 @@ pub mod http;
 pub mod input;
 pub mod log;
 mod spec;
-mod values;
+mod outputs;
 
 pub use error::{Context, Error, ErrorKind, StepError};
-pub use values::{Inputs, Outputs};
+pub use input::Inputs;
+pub use outputs::Outputs;
 
 /// Bindings generated from `wit/plugin.wit`; most plugins never need them.
 #[doc(hidden)]

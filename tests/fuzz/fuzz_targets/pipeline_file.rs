@@ -1,16 +1,14 @@
-//! `kiln::pipeline`: any `kiln.yml` text is validated into a pipeline or
+//! `kiln_pipeline`: any `kiln.yml` text is validated into a pipeline or
 //! refused with an error naming a position in the file. A valid pipeline
 //! has names from the safe alphabet, its rules decide, and its GitLab
 //! export prints as YAML that reads back as the same document.
 //!
-//! Build with `--features host` (the host crate builds the guest plugins
-//! for wasm32-wasip2 in its build script).
+//! Build with `--features host`.
 #![no_main]
 
 use std::path::PathBuf;
 
-use kiln::export;
-use kiln::pipeline::{Pipeline, rules};
+use kiln_pipeline::{Pipeline, export, rules};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

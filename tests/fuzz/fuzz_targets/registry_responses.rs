@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use kiln_oci::ImageLayout;
-use kiln_oci::registry::auth::{Credential, TokenResponse, form_escape, parse_challenges};
+use kiln_oci::credential::Credential;
+use kiln_oci::registry::auth::{TokenResponse, form_escape, parse_challenges};
 use kiln_oci::registry::{Registry, pull_scope, with_query};
 use kiln_oci::spec::{ImageIndex, ImageManifest};
 use libfuzzer_sys::fuzz_target;

@@ -295,7 +295,7 @@ impl Sandbox {
             .filter_map(HostPattern::exact_authority)
         {
             if let Some(credential) = credentials::resolve(&host, values) {
-                masked.extend(credential.sensitive());
+                masked.extend(credentials::sensitive(&credential));
                 secrets.insert(credentials::secret_name(&host), credential.to_secret());
             }
         }

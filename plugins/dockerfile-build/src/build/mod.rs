@@ -219,7 +219,7 @@ impl<'a> Runner<'a> {
         };
         stage.image.config().remove("OnBuild");
         for trigger in triggers {
-            let parsed = instructions::parse(&trigger).map_err(|e| match e {
+            let parsed = kiln_dockerfile::stages::parse_instructions(&trigger).map_err(|e| match e {
                 kiln_dockerfile::Error::Instruction(e) => self.located(e),
                 other => Error::invalid_input(format!(
                     "ONBUILD trigger `{trigger}` of the base image: {other}"

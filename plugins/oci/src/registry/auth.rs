@@ -3,10 +3,6 @@
 
 use serde::Deserialize;
 
-/// The credentials a client authenticates with: the host's hand-off,
-/// named here too because this is where a client meets them.
-pub use crate::credential::Credential;
-
 /// One challenge of a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
