@@ -53,7 +53,7 @@ impl Scratch {
             scratch: self,
         };
         let decoded = lzma_rs::xz_decompress(&mut reader, &mut bounded)
-            .map_err(|e| OciError::Invalid(format!("{what}: xz: {e:?}")))
+            .map_err(|e| OciError::Invalid(format!("{what}: xz: {e}")))
             .and_then(|()| io::Write::flush(&mut bounded).map_err(|e| io(&path)(e)))
             .and_then(|()| File::open(&path).map_err(|e| io(&path)(e)));
         // The open file stays readable; the name is not needed any more.

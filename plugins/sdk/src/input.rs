@@ -284,7 +284,6 @@ impl Inputs {
     /// as plain [`crate::InputSpec`]s; an error names the input when it
     /// is absent.
     pub fn text(&self, name: &str) -> Result<String, Error> {
-        self.value::<Text>(name)?
-            .ok_or_else(|| required(name))
+        self.value::<Text>(name)?.ok_or_else(|| required(name))
     }
 }

@@ -41,8 +41,8 @@ pub mod files;
 pub mod http;
 pub mod input;
 pub mod log;
-mod spec;
 mod outputs;
+mod spec;
 
 pub use error::{Context, Error, ErrorKind, StepError};
 pub use input::Inputs;

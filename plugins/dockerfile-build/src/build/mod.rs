@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use kiln_dockerfile::instructions::{
-    self, Command, Healthcheck, Instruction, InstructionError, Kind, Located, expose_ports,
+    Command, Healthcheck, Instruction, InstructionError, Kind, Located, expose_ports,
 };
 use kiln_dockerfile::stages::{Base, Plan};
 use kiln_dockerfile::{parser, shell};
@@ -219,12 +219,13 @@ impl<'a> Runner<'a> {
         };
         stage.image.config().remove("OnBuild");
         for trigger in triggers {
-            let parsed = kiln_dockerfile::stages::parse_instructions(&trigger).map_err(|e| match e {
-                kiln_dockerfile::Error::Instruction(e) => self.located(e),
-                other => Error::invalid_input(format!(
-                    "ONBUILD trigger `{trigger}` of the base image: {other}"
-                )),
-            })?;
+            let parsed =
+                kiln_dockerfile::stages::parse_instructions(&trigger).map_err(|e| match e {
+                    kiln_dockerfile::Error::Instruction(e) => self.located(e),
+                    other => Error::invalid_input(format!(
+                        "ONBUILD trigger `{trigger}` of the base image: {other}"
+                    )),
+                })?;
             let file = std::mem::replace(
                 &mut self.lines,
                 trigger.lines().map(str::to_owned).collect(),
