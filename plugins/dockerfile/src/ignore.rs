@@ -10,6 +10,7 @@
 //! parent directories, decides whether it is excluded.
 
 use crate::pattern::{Glob, PatternError};
+use kiln_oci::path::clean;
 use std::fmt;
 
 /// The patterns of one `.dockerignore`, in file order.
@@ -153,26 +154,6 @@ impl Rule {
     }
 }
 
-/// Go's `path.Clean`: the shortest equivalent path, `.` for empty.
-fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|last| *last != "..") => _ = parts.pop(),
-            ".." if rooted => {}
-            part => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,18 +266,5 @@ mod tests {
         assert!(rules.may_reinclude_below("src"));
         assert!(!rules.may_reinclude_below("target"));
         assert!(!parse("*").unwrap().may_reinclude_below("src"));
-    }
-
-    #[test]
-    fn clean_matches_go() {
-        for (path, want) in [
-            ("", "."),
-            ("a//b/./c/..", "a/b"),
-            ("/../a", "/a"),
-            ("../a", "../a"),
-            ("a/..", "."),
-        ] {
-            assert_eq!(clean(path), want, "{path:?}");
-        }
     }
 }

@@ -303,7 +303,7 @@ fn safe_relative(raw: &str) -> Option<String> {
     if raw.starts_with('/') || raw.split('/').any(|part| part == "..") {
         return None;
     }
-    Some(tree::clean(raw))
+    Some(crate::path::clean_inside_root(raw))
 }
 
 /// A writer that charges what it writes to the extraction budget: xz is

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod credential;
+pub mod path;
 pub mod platform;
 pub mod reference;
 

@@ -199,23 +199,6 @@ pub fn resolve<E>(
     Ok((done.join("/"), last))
 }
 
-/// `path` made absolute-and-clean like Go's `path.Clean("/" + path)`, then
-/// returned without its leading `/`: `./a//b/../c` → `a/c`. `..` never
-/// climbs above the root.
-pub fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    parts.join("/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,9 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn cleaning_and_parents() {
-        assert_eq!(clean("/./a//b/../c/"), "a/c");
-        assert_eq!(clean("../../x"), "x");
+    fn parents_of_a_path() {
         assert_eq!(parents("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
     }
 }

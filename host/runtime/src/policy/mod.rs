@@ -196,9 +196,9 @@ impl MountTable {
         // so nothing above a mount can be named (`/workspace/..` is `/`,
         // which no mount covers).
         let absolute = if path.starts_with('/') {
-            normalize_guest_path(path)
+            kiln_oci::path::clean(path)
         } else {
-            normalize_guest_path(&format!("{GUEST_WORKSPACE}/{path}"))
+            kiln_oci::path::clean(&format!("{GUEST_WORKSPACE}/{path}"))
         };
         let path = absolute.as_str();
         let (dir, rest) = self
@@ -240,22 +240,6 @@ impl MountTable {
                 .saturating_add(stat.st_ctime_nsec as u64),
         })
     }
-}
-
-/// `path` (absolute) with `.` and `..` resolved lexically and repeated
-/// slashes folded; `..` at the root stays at the root.
-fn normalize_guest_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            name => parts.push(name),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// What [`MountTable::metadata`] tells about a path.

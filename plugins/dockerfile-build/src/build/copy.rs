@@ -78,7 +78,7 @@ impl Runner<'_> {
                             view.get(p).cloned()
                         })
                     };
-                    let wanted = tree::clean(source);
+                    let wanted = kiln_oci::path::clean_inside_root(source);
                     let names: Vec<String> = if pattern::has_wildcards(&wanted) {
                         view.iter()
                             .filter(|(p, _)| pattern::matches(&wanted, p).unwrap_or(false))

@@ -12,7 +12,7 @@ use kiln_dockerfile::{parser, shell};
 use kiln_oci::archive::Scratch;
 use kiln_oci::image::{self, Image, rfc3339};
 use kiln_oci::layer::{self, Compression};
-use kiln_oci::tree::{self, Tree, join};
+use kiln_oci::tree::{Tree, join};
 use kiln_oci::{ImageLayout, Platform, Reference, registry};
 use serde_json::{Value, json};
 
@@ -472,9 +472,9 @@ impl<'a> Runner<'a> {
 /// absolute, cleaned.
 fn within(workdir: &str, path: &str) -> String {
     if path.starts_with('/') {
-        tree::clean(path)
+        kiln_oci::path::clean_inside_root(path)
     } else {
-        tree::clean(&join(workdir, path))
+        kiln_oci::path::clean_inside_root(&join(workdir, path))
     }
 }
 

@@ -73,7 +73,7 @@ impl Stage {
 
     /// The working directory, relative to the root.
     pub(super) fn workdir(&self) -> String {
-        tree::clean(
+        kiln_oci::path::clean_inside_root(
             self.image
                 .field("WorkingDir")
                 .and_then(Value::as_str)
