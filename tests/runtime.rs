@@ -92,4 +92,13 @@ async fn the_runtime_survives_every_failure_and_runs_the_next_step() {
             .unwrap_or_else(|e| panic!("hello after {attack}: {e}"));
         assert_eq!(outputs[0].value, Value::Text(format!("hello, {attack}!")));
     }
+    // One loaded plugin is described once, however many steps run it.
+    let described = reporter
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.as_str() == "[t] described")
+        .count();
+    assert_eq!(described, 1);
 }

@@ -22,6 +22,14 @@ pub enum Error {
         /// How it failed.
         failure: StepFailure,
     },
+    /// A plugin could not be loaded or described.
+    #[error("{plugin}: {failure}")]
+    Plugin {
+        /// The plugin's name.
+        plugin: String,
+        /// Why.
+        failure: StepFailure,
+    },
     /// The work failed outside any step (the runtime, storing credentials).
     #[error("{0}")]
     Failed(String),
@@ -33,7 +41,7 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         match self {
             Error::Usage(_) | Error::Pipeline(_) => true,
-            Error::Step { failure, .. } => failure.is_usage(),
+            Error::Step { failure, .. } | Error::Plugin { failure, .. } => failure.is_usage(),
             Error::Failed(_) => false,
         }
     }

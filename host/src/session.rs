@@ -44,8 +44,8 @@ impl Kiln {
 
     /// What a plugin's `describe()` says.
     pub async fn describe(&self, plugin: &PluginRef) -> Result<PluginInfo, Error> {
-        let failed = |failure| Error::Step {
-            step: plugin.label(),
+        let failed = |failure| Error::Plugin {
+            plugin: plugin.label(),
             failure,
         };
         let loaded = step::load(&self.runtime, plugin).map_err(failed)?;

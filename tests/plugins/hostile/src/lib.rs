@@ -13,6 +13,8 @@ struct Hostile;
 
 impl Step for Hostile {
     fn describe() -> PluginInfo {
+        // Lets a test count how often the host asks.
+        kiln_sdk::debug!("described");
         PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "Tries to escape its sandbox (test fixture)")
             .input(
                 InputSpec::text(
