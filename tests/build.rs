@@ -437,6 +437,30 @@ fn the_build_context_is_a_wall() {
 }
 
 #[test]
+fn a_copy_from_completed_by_a_stage_arg_builds_and_the_layout_is_named() {
+    // The host sees `${S}-x` with the global scope only (`-x`, not an image
+    // reference); the plugin completes it with the stage's ARG.
+    let project = Project::new(&[
+        (
+            "ctx/Dockerfile",
+            "FROM scratch AS tools-x\nCOPY a.txt /a.txt\nFROM scratch\nARG S=tools\nCOPY --from=${S}-x /a.txt /b.txt\n",
+        ),
+        ("ctx/a.txt", "a\n"),
+    ]);
+    let run = project.build(&["--output", "oci:out"]);
+    let layout = output_value(&run, "layout");
+    assert_eq!(
+        Path::new(&layout),
+        project.path().join("out").canonicalize().unwrap()
+    );
+    // The layout is named with the build's outputs, before anything else.
+    let stdout = run.ok();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("digest="), "{lines:?}");
+    assert!(lines[1].starts_with("layout="), "{lines:?}");
+}
+
+#[test]
 fn run_is_refused_naming_the_file_and_line() {
     let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);
     let run = project.build(&["--output", "oci:out"]);

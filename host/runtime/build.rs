@@ -78,6 +78,12 @@ fn main() {
         })
         .collect();
     builtins.sort();
+    if let Some(pair) = builtins.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        panic!(
+            "two crates under plugins/ declare the built-in `{}`; give each a name of its own",
+            pair[0].0
+        );
+    }
     let mut table = String::from(
         "/// Built-in plugins: name and component bytes, in name order.\npub(crate) static BUILTINS: &[(&str, &[u8])] = &[\n",
     );
@@ -136,7 +142,14 @@ fn value(manifest: &str, table: &str, key: &str) -> Option<String> {
             && let Some((k, v)) = line.split_once('=')
             && k.trim() == key
         {
-            return Some(v.trim().trim_matches('"').to_owned());
+            // A value is a plain word or a quoted one with no `"` inside;
+            // a `#` comment may follow.
+            let v = v.trim();
+            let v = match v.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+                None => v.split('#').next().unwrap_or_default().trim(),
+            };
+            return Some(v.to_owned());
         }
     }
     None

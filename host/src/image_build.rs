@@ -84,6 +84,8 @@ pub struct BuildOptions {
     /// reached on public addresses only: the Dockerfile is untrusted input.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub allow_net: Vec<HostPattern>,
+    // Flattened options carry their own help; a doc comment here would
+    // replace it, hence no doc comment.
     #[command(flatten)]
     #[allow(missing_docs)]
     pub registry: RegistryOptions,
@@ -208,13 +210,18 @@ impl Kiln {
             .iter()
             .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
+        kiln_oci::Platform::parse(&args.platform)
+            .map_err(|e| Error::usage(format!("--platform: {e}")))?;
         // The images the Dockerfile names, decided by the same code the
         // plugin builds with (ARGs, predefined platform ARGs, stages).
         let bases = kiln_dockerfile::base_images(&source, &build_args, &args.platform)
             .map_err(|e| Error::usage(e.in_file(&dockerfile.display().to_string())))?
             .iter()
-            .map(|base| Reference::parse(base).map_err(Error::usage))
-            .collect::<Result<Vec<_>, _>>()?;
+            // A name the host cannot read as a reference (a `--from` that
+            // only the stage's own ARGs complete) is left to the plugin,
+            // whose pull the sandbox refuses if it names an ungranted host.
+            .filter_map(|base| Reference::parse(base).ok())
+            .collect::<Vec<_>>();
         let tags = args
             .tags
             .iter()
@@ -258,7 +265,17 @@ impl Kiln {
             hidden: Vec::new(),
         };
         let request = StepRequest::new("build", plugin, inputs, grant, dirs);
-        let build = self.run_request(request, &ProcessEnv).await?;
+        // The layout is named with the build's outputs, before any push, so
+        // a failed push still says where the image is.
+        let mut outcome = self.execute(request, &ProcessEnv).await;
+        if let Ok(build) = &mut outcome
+            && args.outputs.iter().any(|o| matches!(o, Output::Oci(_)))
+        {
+            build
+                .outputs
+                .push(("layout".into(), layout.display().to_string()));
+        }
+        let build = self.report(outcome)?;
         let mut report = BuildReport {
             build,
             layout: layout.clone(),

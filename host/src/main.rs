@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use kiln::image_build::{BuildOptions, Output};
+use kiln::image_build::BuildOptions;
 use kiln::pipeline::{self, RunOptions};
 use kiln::registry::{LoginOptions, PullOptions, PushOptions};
 use kiln::step::StepOptions;
@@ -226,10 +226,7 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             kiln()?.pull(&options).await?;
         }
         Command::Build { options, .. } => {
-            let report = kiln()?.build(&options).await?;
-            if !json && options.outputs.iter().any(|o| matches!(o, Output::Oci(_))) {
-                println!("layout={}", report.layout.display());
-            }
+            kiln()?.build(&options).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

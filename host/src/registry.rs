@@ -39,6 +39,8 @@ pub struct PushOptions {
     /// A repository of the same registry to mount existing blobs from (repeatable).
     #[arg(long, value_name = "REPOSITORY")]
     pub mount_from: Vec<String>,
+    // Flattened options carry their own help; a doc comment here would
+    // replace it, hence no doc comment.
     #[command(flatten)]
     #[allow(missing_docs)]
     pub registry: RegistryOptions,
@@ -54,6 +56,8 @@ pub struct PullOptions {
     /// The platform to pick from a multi-platform image.
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
+    // Flattened options carry their own help; a doc comment here would
+    // replace it, hence no doc comment.
     #[command(flatten)]
     #[allow(missing_docs)]
     pub registry: RegistryOptions,
@@ -70,6 +74,8 @@ pub struct LoginOptions {
     /// Read the password from standard input (the only way: never on the command line).
     #[arg(long, required = true)]
     pub password_stdin: bool,
+    // Flattened options carry their own help; a doc comment here would
+    // replace it, hence no doc comment.
     #[command(flatten)]
     #[allow(missing_docs)]
     pub registry_options: RegistryOptions,

@@ -9,7 +9,7 @@ use kiln_runtime::inputs::display;
 use kiln_runtime::plugins::{self, PluginRef};
 use kiln_runtime::report::{Reporter, StepResult};
 use kiln_runtime::step::{self, StepRequest};
-use kiln_runtime::{PluginInfo, Runtime, RuntimeConfig};
+use kiln_runtime::{PluginInfo, Runtime, RuntimeConfig, StepFailure};
 
 use crate::Error;
 
@@ -75,10 +75,21 @@ impl Kiln {
         request: StepRequest,
         values: &dyn ValueSource,
     ) -> Result<StepResult, Error> {
+        let outcome = self.execute(request, values).await;
+        self.report(outcome)
+    }
+
+    /// Run one step on its own without reporting it yet (the caller may
+    /// add to its outputs).
+    pub(crate) async fn execute(
+        &self,
+        request: StepRequest,
+        values: &dyn ValueSource,
+    ) -> Result<StepResult, (StepResult, StepFailure)> {
         let started = Instant::now();
         let outcome = step::run(&self.runtime, &request, self.reporter.clone(), values).await;
         let mut result = StepResult {
-            step: request.name.clone(),
+            step: request.name,
             outputs: Vec::new(),
             error: None,
             duration_ms: started.elapsed().as_millis(),
@@ -89,14 +100,29 @@ impl Kiln {
                     .iter()
                     .map(|o| (o.name.clone(), display(&o.value)))
                     .collect();
-                self.reporter.step_result(&result);
                 Ok(result)
             }
             Err(failure) => {
                 result.error = Some(failure.to_string());
+                Err((result, failure))
+            }
+        }
+    }
+
+    /// Tell the reporter how a step ended; a failure becomes the error.
+    pub(crate) fn report(
+        &self,
+        outcome: Result<StepResult, (StepResult, StepFailure)>,
+    ) -> Result<StepResult, Error> {
+        match outcome {
+            Ok(result) => {
+                self.reporter.step_result(&result);
+                Ok(result)
+            }
+            Err((result, failure)) => {
                 self.reporter.step_result(&result);
                 Err(Error::Step {
-                    step: request.name,
+                    step: result.step,
                     failure,
                 })
             }

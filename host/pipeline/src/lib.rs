@@ -2,6 +2,8 @@
 //! expand variables. Every error names `file:line:column`, what was found
 //! and what is expected.
 
+#![deny(missing_docs)]
+
 pub mod export;
 pub mod file;
 pub mod rules;

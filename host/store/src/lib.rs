@@ -14,6 +14,8 @@
 //! a temporary directory renamed into place; reads re-hash every byte and
 //! refuse anything that does not match the manifest.
 
+#![deny(missing_docs)]
+
 mod artifacts;
 mod cache;
 mod dirs;

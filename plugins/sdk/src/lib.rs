@@ -69,7 +69,8 @@ pub use bindings::kiln::plugin::types::{
 ///
 /// Export the implementing type with [`export_step!`].
 pub trait Step {
-    /// Describe the plugin; called before every run, so keep it cheap.
+    /// Describe the plugin. The host asks once per loaded component and
+    /// keeps the answer, so it must not depend on anything but the code.
     fn describe() -> PluginInfo;
 
     /// Run the step. Inputs have been checked against [`Step::describe`]
