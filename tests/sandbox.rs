@@ -302,15 +302,16 @@ fn the_example_step_runs_and_writes_its_output() {
 fn bad_usage_exits_2_with_the_fix() {
     let f = Fixture::new();
     std::fs::write(f.workspace().join("garbage.wasm"), b"\0asm garbage").unwrap();
+    let unknown = format!(
+        "no built-in plugin named `helo` (built-ins: {})",
+        kiln_runtime::plugins::names().join(", ")
+    );
     let cases: [(&[&str], &str); 5] = [
         (
             &["step", "hello", "--input", "nmae=x"],
             "unknown input `nmae` for plugin hello (it accepts: name, repeat)",
         ),
-        (
-            &["step", "helo"],
-            "no built-in plugin named `helo` (built-ins: dockerfile-build, hello, maven-artifact, registry)",
-        ),
+        (&["step", "helo"], &unknown),
         (
             &["step", "oci://example.com/p@sha256:00"],
             "plugins from OCI registries (oci://…@sha256:…) are not yet supported",
@@ -328,5 +329,24 @@ fn bad_usage_exits_2_with_the_fix() {
         let run = Run::of(f.kiln(args));
         assert_eq!(run.output.status.code(), Some(2), "{args:?}");
         assert!(run.stderr().contains(message), "{args:?}: {}", run.stderr());
+    }
+}
+
+#[test]
+fn plugin_list_shows_every_built_in_its_manifest_declares() {
+    let f = Fixture::new();
+    let run = Run::of(f.kiln(&["plugin", "list", "--json"]));
+    let infos: serde_json::Value = serde_json::from_str(&run.ok()).unwrap();
+    let listed: Vec<&str> = infos
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|info| info["name"].as_str().unwrap())
+        .collect();
+    // The build script embeds each crate under plugins/ whose manifest
+    // declares `[package.metadata.kiln] builtin`, under that name.
+    assert_eq!(listed, kiln_runtime::plugins::names());
+    for name in ["hello", "registry", "dockerfile-build", "maven-artifact"] {
+        assert!(listed.contains(&name), "{name} missing from {listed:?}");
     }
 }
