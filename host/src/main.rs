@@ -169,8 +169,7 @@ fn reporter(json: bool) -> Arc<dyn Reporter> {
 }
 
 async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
-    // The runtime starts only for commands that run plugins.
-    let kiln = || Kiln::new(reporter(json));
+    let kiln = Kiln::new(reporter(json));
     match command {
         Command::Export {
             target: ExportTarget::Gitlab { file },
@@ -178,7 +177,7 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         Command::Plugin {
             command: PluginCommand::List(_),
         } => {
-            let infos = kiln()?.builtins().await?;
+            let infos = kiln.builtins().await?;
             if json {
                 JsonReporter::emit(&infos);
             } else {
@@ -190,7 +189,7 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         } => {
             let plugin = kiln_runtime::plugins::PluginRef::parse(&plugin)
                 .map_err(|e| Error::Usage(e.to_string()))?;
-            let info = kiln()?.describe(&plugin).await?;
+            let info = kiln.describe(&plugin).await?;
             if json {
                 JsonReporter::emit(&info);
             } else {
@@ -198,10 +197,10 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             }
         }
         Command::Step { options, .. } => {
-            kiln()?.run_step(&options).await?;
+            kiln.run_step(&options).await?;
         }
         Command::Run { options, .. } => {
-            if !kiln()?.run_pipeline(&options).await?.passed() {
+            if !kiln.run_pipeline(&options).await?.passed() {
                 return Ok(ExitCode::from(EXIT_FAILED));
             }
         }
@@ -213,20 +212,20 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
                     Error::Usage(format!("reading the password from standard input: {e}"))
                 })?;
             let password = password.trim_end_matches(['\n', '\r']);
-            let stored = kiln()?.login(&options, password).await?;
+            let stored = kiln.login(&options, password).await?;
             eprintln!(
                 "Login Succeeded (credentials stored in {})",
                 stored.display()
             );
         }
         Command::Push { options, .. } => {
-            kiln()?.push(&options).await?;
+            kiln.push(&options).await?;
         }
         Command::Pull { options, .. } => {
-            kiln()?.pull(&options).await?;
+            kiln.pull(&options).await?;
         }
         Command::Build { options, .. } => {
-            kiln()?.build(&options).await?;
+            kiln.build(&options).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

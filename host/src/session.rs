@@ -1,7 +1,7 @@
 //! [`Kiln`]: what every operation shares — one wasm runtime (so plugins
 //! are compiled once per process) and the reporter step events go to.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use kiln_grant::ValueSource;
@@ -9,32 +9,37 @@ use kiln_runtime::inputs::display;
 use kiln_runtime::plugins::{self, PluginRef};
 use kiln_runtime::report::{Reporter, StepResult};
 use kiln_runtime::step::{self, StepRequest};
-use kiln_runtime::{PluginInfo, Runtime, RuntimeConfig, StepFailure};
+use kiln_runtime::{PluginInfo, Runtime, RuntimeConfig};
 
 use crate::Error;
 
 /// A kiln session: the runtime and the reporter. Create one per process
 /// and call the operations on it.
 pub struct Kiln {
-    runtime: Arc<Runtime>,
+    runtime: OnceLock<Arc<Runtime>>,
     reporter: Arc<dyn Reporter>,
 }
 
 impl Kiln {
-    /// Start the runtime (compiled plugins cached under `$KILN_CACHE_DIR`);
-    /// step events go to `reporter`.
-    pub fn new(reporter: Arc<dyn Reporter>) -> Result<Kiln, Error> {
-        let runtime = Runtime::new(RuntimeConfig::from_env())
-            .map_err(|e| Error::Failed(format!("cannot start the wasm runtime: {e}")))?;
-        Ok(Kiln {
-            runtime: Arc::new(runtime),
+    /// A session whose step events go to `reporter`. The runtime starts
+    /// when the first step needs it, so an operation checks its arguments
+    /// first and a usage error is reported as one.
+    pub fn new(reporter: Arc<dyn Reporter>) -> Kiln {
+        Kiln {
+            runtime: OnceLock::new(),
             reporter,
-        })
+        }
     }
 
-    /// The runtime steps run in.
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
+    /// The runtime steps run in (compiled plugins cached under
+    /// `$KILN_CACHE_DIR`), started on first use.
+    pub fn runtime(&self) -> Result<&Arc<Runtime>, Error> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
+        let runtime = Runtime::new(RuntimeConfig::from_env())
+            .map_err(|e| Error::Failed(format!("cannot start the wasm runtime: {e}")))?;
+        Ok(self.runtime.get_or_init(|| Arc::new(runtime)))
     }
 
     /// Where step events go.
@@ -48,15 +53,11 @@ impl Kiln {
             plugin: plugin.label(),
             failure,
         };
-        let loaded = step::load(&self.runtime, plugin).map_err(failed)?;
-        step::describe(
-            &self.runtime,
-            &loaded,
-            &plugin.label(),
-            self.reporter.clone(),
-        )
-        .await
-        .map_err(failed)
+        let runtime = self.runtime()?;
+        let loaded = step::load(runtime, plugin).map_err(failed)?;
+        step::describe(runtime, &loaded, &plugin.label(), self.reporter.clone())
+            .await
+            .map_err(failed)
     }
 
     /// What every built-in's `describe()` says, in name order.
@@ -80,20 +81,29 @@ impl Kiln {
     }
 
     /// Run one step on its own without reporting it yet (the caller may
-    /// add to its outputs).
+    /// add to its outputs). A failure comes with the result to report.
     pub(crate) async fn execute(
         &self,
         request: StepRequest,
         values: &dyn ValueSource,
-    ) -> Result<StepResult, (StepResult, StepFailure)> {
+    ) -> Result<StepResult, (StepResult, Error)> {
         let started = Instant::now();
-        let outcome = step::run(&self.runtime, &request, self.reporter.clone(), values).await;
         let mut result = StepResult {
-            step: request.name,
+            step: request.name.clone(),
             outputs: Vec::new(),
             error: None,
-            duration_ms: started.elapsed().as_millis(),
+            duration_ms: 0,
         };
+        let outcome = match self.runtime() {
+            Ok(runtime) => step::run(runtime, &request, self.reporter.clone(), values)
+                .await
+                .map_err(|failure| Error::Step {
+                    step: request.name,
+                    failure,
+                }),
+            Err(error) => Err(error),
+        };
+        result.duration_ms = started.elapsed().as_millis();
         match outcome {
             Ok(outputs) => {
                 result.outputs = outputs
@@ -102,9 +112,12 @@ impl Kiln {
                     .collect();
                 Ok(result)
             }
-            Err(failure) => {
-                result.error = Some(failure.to_string());
-                Err((result, failure))
+            Err(error) => {
+                result.error = Some(match &error {
+                    Error::Step { failure, .. } => failure.to_string(),
+                    other => other.to_string(),
+                });
+                Err((result, error))
             }
         }
     }
@@ -112,20 +125,10 @@ impl Kiln {
     /// Tell the reporter how a step ended; a failure becomes the error.
     pub(crate) fn report(
         &self,
-        outcome: Result<StepResult, (StepResult, StepFailure)>,
+        outcome: Result<StepResult, (StepResult, Error)>,
     ) -> Result<StepResult, Error> {
-        match outcome {
-            Ok(result) => {
-                self.reporter.step_result(&result);
-                Ok(result)
-            }
-            Err((result, failure)) => {
-                self.reporter.step_result(&result);
-                Err(Error::Step {
-                    step: result.step,
-                    failure,
-                })
-            }
-        }
+        let (Ok(result) | Err((result, _))) = &outcome;
+        self.reporter.step_result(result);
+        outcome.map_err(|(_, error)| error)
     }
 }

@@ -78,7 +78,7 @@ impl Kiln {
         let steps = scheduler::run(
             pipeline,
             options,
-            self.runtime().clone(),
+            self.runtime()?.clone(),
             self.reporter().clone(),
             &ProcessEnv,
         )
