@@ -171,6 +171,52 @@ fn d_http_to_hosts_not_granted_is_refused_and_never_sent() {
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
 
+/// A body sent with `Request::body` reaches a server that reads only
+/// `content-length` bodies: Python's `http.server`, which answers with
+/// what it read.
+#[test]
+fn a_request_body_reaches_pythons_http_server() {
+    let f = Fixture::new();
+    let script = r#"
+import http.server, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + 5))
+        self.end_headers()
+        self.wfile.write(b"read " + body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+print(server.server_address[1], flush=True)
+server.handle_request()
+"#;
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (tests/run installs it)");
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(python.stdout.as_mut().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let authority = format!("127.0.0.1:{}", port.trim());
+    let run = f.attack(
+        "post",
+        &format!("http://{authority}/"),
+        &["--allow-net", &authority],
+    );
+    let _ = python.kill();
+    assert!(
+        run.succeeded().contains("loot=200 read exfiltrated"),
+        "{}",
+        run.all()
+    );
+}
+
 #[test]
 fn e_an_endless_loop_is_stopped_by_the_timeout() {
     let f = Fixture::new();

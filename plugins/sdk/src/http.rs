@@ -108,7 +108,9 @@ impl Request {
         self
     }
 
-    /// Send `bytes` as the body.
+    /// Send `bytes` as the body, with its `content-length` (unless a
+    /// header already gives one): servers that do not read chunked
+    /// uploads, such as Python's `http.server`, then see the body.
     pub fn body(mut self, bytes: Vec<u8>) -> Self {
         self.body = Body::Bytes(bytes);
         self
@@ -142,8 +144,17 @@ impl Request {
     }
 
     /// Hand the request to the host; the body is still to be written.
-    fn start(self) -> Result<Started, HttpError> {
+    fn start(mut self) -> Result<Started, HttpError> {
         let target = Target::parse(&self.url)?;
+        if let Body::Bytes(bytes) = &self.body
+            && !self
+                .headers
+                .iter()
+                .any(|(name, _)| name == "content-length")
+        {
+            let length = bytes.len().to_string().into_bytes();
+            self.headers.push(("content-length".into(), length));
+        }
         let fields = Fields::from_list(&self.headers)
             .map_err(|e| HttpError::InvalidHeader(format!("{e:?}")))?;
         let request = OutgoingRequest::new(fields);

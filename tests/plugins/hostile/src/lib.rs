@@ -19,7 +19,7 @@ impl Step for Hostile {
             .input(
                 InputSpec::text(
                     "attack",
-                    "read-file | write-file | env | http | spin | sleep | alloc | trap | log-flood | stdout-flood | leak-secret | stat | empty-fields | deny-flood | open-files | split-secret | write-partial",
+                    "read-file | write-file | env | http | post | spin | sleep | alloc | trap | log-flood | stdout-flood | leak-secret | stat | empty-fields | deny-flood | open-files | split-secret | write-partial",
                 )
                 .required(),
             )
@@ -45,6 +45,14 @@ impl Step for Hostile {
                 .map_err(|e| StepError::denied(format!("reading ${target}: {e}")))?,
             "http" => {
                 let response = kiln_sdk::http::get(&target).send()?;
+                let status = response.status();
+                let body = response.text(1 << 20)?;
+                format!("{status} {body}")
+            }
+            "post" => {
+                let response = kiln_sdk::http::Request::new("POST", &target)
+                    .body(b"exfiltrated".to_vec())
+                    .send()?;
                 let status = response.status();
                 let body = response.text(1 << 20)?;
                 format!("{status} {body}")
