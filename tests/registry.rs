@@ -187,6 +187,20 @@ fn scenario(auth: Auth) {
     let via_skopeo: Vec<String> = blobs(&copied).into_iter().map(|(n, _)| n).collect();
     assert_eq!(original, via_skopeo);
 
+    // Without a tag the image is pushed as `latest`, as docker does.
+    let untagged = format!("{host}/test/untagged");
+    user.run(&["push", layout.to_str().unwrap(), &untagged]).ok();
+    let latest = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{untagged}:latest")),
+    );
+    assert!(
+        latest.contains(&format!("\"Digest\": \"{digest}\"")),
+        "{latest}"
+    );
+
     // A second push of the same image sends no blob.
     let before = registry.blob_uploads();
     let again = user

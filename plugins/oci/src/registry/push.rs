@@ -34,8 +34,9 @@ pub struct PushReport {
     pub mounted_blobs: usize,
 }
 
-/// Push the image `root` of `layout` to `target` (tag, or its digest when
-/// the reference has none).
+/// Push the image `root` of `layout` to `target`: under its tag, by its
+/// digest when the reference names only a digest, and as `latest` when it
+/// names neither (as `docker push` and `skopeo copy` do).
 pub fn push(
     registry: &mut Registry,
     layout: &ImageLayout,
@@ -50,10 +51,11 @@ pub fn push(
         options,
         report: PushReport::default(),
     };
-    let reference = target
-        .tag
-        .clone()
-        .unwrap_or_else(|| root.digest().to_string());
+    let reference = match (&target.tag, &target.digest) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(_)) => root.digest().to_string(),
+        (None, None) => "latest".to_owned(),
+    };
     pusher.manifest(root, &reference)?;
     pusher.report.digest = root.digest().to_string();
     Ok(pusher.report)
