@@ -721,6 +721,78 @@ fn bases_by_digest_by_platform_and_with_onbuild_triggers() {
         let config = blob(&built, manifest["config"]["digest"].as_str().unwrap());
         assert_eq!(config["architecture"], architecture);
     }
+    // Both at once (buildx's list form): one index naming each platform's
+    // image, the COPY layer written once and shared, pushed as an index.
+    let app = format!("{host}/app:2");
+    let both = project.build(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--output",
+        "oci:both",
+        "-t",
+        &app,
+        "--push",
+    ]);
+    let built = project.path().join("both");
+    let index = blob(&built, &output_value(&both, "digest"));
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    let architectures: Vec<&str> = entries
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(architectures, ["amd64", "arm64"]);
+    let top_layers: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let manifest = blob(&built, e["digest"].as_str().unwrap());
+            let config = blob(&built, manifest["config"]["digest"].as_str().unwrap());
+            assert_eq!(config["architecture"], e["platform"]["architecture"]);
+            manifest["layers"].as_array().unwrap().last().unwrap()["digest"].clone()
+        })
+        .collect();
+    assert_eq!(top_layers[0], top_layers[1], "the COPY layer is shared");
+    let raw: Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{app}")),
+    ))
+    .unwrap();
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2, "{raw}");
+    let arm: Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--override-arch", "arm64"])
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{app}")),
+    ))
+    .unwrap();
+    assert_eq!(arm["Architecture"], "arm64", "{arm}");
+    // A docker archive holds one image; a malformed list says which entry.
+    let archive = project.build(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--output",
+        "docker-archive:both.tar",
+    ]);
+    assert_eq!(archive.code(), Some(2), "{}", archive.all());
+    assert!(
+        archive
+            .stderr()
+            .contains("a docker archive holds one image"),
+        "{}",
+        archive.stderr()
+    );
+    let typo = project.build(&["--platform", "linux/amd64,linux", "--output", "oci:none"]);
+    assert_eq!(typo.code(), Some(2), "{}", typo.all());
+    assert!(
+        typo.stderr().contains("platform `linux` is not OS/ARCH"),
+        "{}",
+        typo.stderr()
+    );
     let run = project.build(&["--platform", "linux/s390x", "--output", "oci:none"]);
     assert!(
         run.stderr()

@@ -189,7 +189,8 @@ fn scenario(auth: Auth) {
 
     // Without a tag the image is pushed as `latest`, as docker does.
     let untagged = format!("{host}/test/untagged");
-    user.run(&["push", layout.to_str().unwrap(), &untagged]).ok();
+    user.run(&["push", layout.to_str().unwrap(), &untagged])
+        .ok();
     let latest = run_ok(
         Command::new("skopeo")
             .arg("inspect")

@@ -63,7 +63,8 @@ pub struct BuildOptions {
     /// The stage to build (default: the last).
     #[arg(long)]
     pub target: Option<String>,
-    /// The platform to build for.
+    /// The platform to build for, or several separated by commas
+    /// (linux/amd64,linux/arm64) for a multi-platform image.
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
     /// Where to write the image: oci:DIR or docker-archive:FILE (repeatable).
@@ -210,18 +211,24 @@ impl Kiln {
             .iter()
             .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
-        kiln_oci::Platform::parse(&args.platform)
+        let platforms = kiln_oci::Platform::parse_list(&args.platform)
             .map_err(|e| Error::usage(format!("--platform: {e}")))?;
-        // The images the Dockerfile names, decided by the same code the
-        // plugin builds with (ARGs, predefined platform ARGs, stages).
-        let bases = kiln_dockerfile::base_images(&source, &build_args, &args.platform)
-            .map_err(|e| Error::usage(e.in_file(&dockerfile.display().to_string())))?
-            .iter()
+        // The images the Dockerfile names for each platform, decided by the
+        // same code the plugin builds with (ARGs, predefined platform ARGs,
+        // stages).
+        let mut bases: Vec<Reference> = Vec::new();
+        for platform in &platforms {
+            let named = kiln_dockerfile::base_images(&source, &build_args, &platform.to_string())
+                .map_err(|e| Error::usage(e.in_file(&dockerfile.display().to_string())))?;
             // A name the host cannot read as a reference (a `--from` that
             // only the stage's own ARGs complete) is left to the plugin,
             // whose pull the sandbox refuses if it names an ungranted host.
-            .filter_map(|base| Reference::parse(base).ok())
-            .collect::<Vec<_>>();
+            for base in named.iter().filter_map(|b| Reference::parse(b).ok()) {
+                if !bases.contains(&base) {
+                    bases.push(base);
+                }
+            }
+        }
         let tags = args
             .tags
             .iter()

@@ -46,8 +46,11 @@ const TAGS: Input<Text> = Input::text(
 const BUILD_ARGS: Input<Text> =
     Input::text("build-args", "Build arguments, one NAME=VALUE per line");
 const TARGET: Input<Text> = Input::text("target", "The stage to build (default: the last)");
-const PLATFORM: Input<Text, Given> =
-    Input::text("platform", "OS/ARCH[/VARIANT] to build for").default("linux/amd64");
+const PLATFORM: Input<Text, Given> = Input::text(
+    "platform",
+    "OS/ARCH[/VARIANT] to build for, or several separated by commas for a multi-platform image (an OCI index)",
+)
+.default("linux/amd64");
 const COMPRESSION: Input<Text, Given> =
     Input::text("compression", "Layer compression: gzip or zstd").default("gzip");
 const SOURCE_DATE_EPOCH: Input<Integer, Given> = Input::integer(
@@ -168,36 +171,59 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
     // One per build, so builds sharing a layout never share extracted files.
     let scratch_dir = output.join(format!(".kiln-scratch-{started}"));
     let scratch = Scratch::create(scratch_dir, limit << 20)?;
-    let request = build::Build {
-        dockerfile_name: &name,
-        source: &source,
-        context: &context,
-        build_args: &build_args,
-        target: target.as_deref(),
-        platform: Platform::parse(&PLATFORM.get(inputs)?)?,
-        compression: Compression::parse(&COMPRESSION.get(inputs)?)?,
-        epoch,
-        layout: &layout,
-        scratch: &scratch,
-        insecure,
-    };
-    let result = build::run(&request);
-    let built = match result {
-        Ok(built) => built,
-        Err(e) => {
-            scratch.remove();
-            return Err(e);
+    let platforms = Platform::parse_list(&PLATFORM.get(inputs)?)?;
+    let archive = DOCKER_ARCHIVE.get(inputs)?;
+    if platforms.len() > 1 && archive.is_some() {
+        scratch.remove();
+        return Err(Error::invalid_input(format!(
+            "a docker archive holds one image, and `{}` names {} platforms: write the multi-platform image with --output oci:DIR or --push, or build the archive for one platform",
+            PLATFORM.get(inputs)?,
+            platforms.len()
+        )));
+    }
+    let compression = Compression::parse(&COMPRESSION.get(inputs)?)?;
+    // One image per platform, each from its own base; layers with the same
+    // content (a COPY of the application) are written once, through the
+    // layer cache.
+    let mut builds = Vec::new();
+    for platform in platforms {
+        let request = build::Build {
+            dockerfile_name: &name,
+            source: &source,
+            context: &context,
+            build_args: &build_args,
+            target: target.as_deref(),
+            platform: platform.clone(),
+            compression,
+            epoch,
+            layout: &layout,
+            scratch: &scratch,
+            insecure,
+        };
+        match build::run(&request) {
+            Ok(built) => builds.push((platform, built)),
+            Err(e) => {
+                scratch.remove();
+                return Err(e);
+            }
         }
-    };
+    }
     scratch.remove();
     // A layout is complete unless the caller only pushes to the registry
     // the base images come from, which mounts their layers.
-    let archive = DOCKER_ARCHIVE.get(inputs)?;
-    if COMPLETE_LAYOUT.get(inputs)? || archive.is_some() {
-        registry::fetch_layers(&built.image.layers, &layout, insecure)?;
-    }
+    let complete = COMPLETE_LAYOUT.get(inputs)? || archive.is_some();
     let created = kiln_oci::image::rfc3339(epoch);
-    let manifest = built.image.write(&layout, &created)?;
+    let mut images = Vec::new();
+    for (platform, built) in &builds {
+        if complete {
+            registry::fetch_layers(&built.image.layers, &layout, insecure)?;
+        }
+        images.push((platform.clone(), built.image.write(&layout, &created)?));
+    }
+    let root = match &images[..] {
+        [(_, manifest)] => manifest.clone(),
+        _ => kiln_oci::image::write_index(&layout, &images)?,
+    };
     let mut names: Vec<String> = tags
         .iter()
         .map(|t| t.tag.clone().unwrap_or_else(|| "latest".into()))
@@ -206,25 +232,26 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
         names.push("latest".into());
     }
     names.dedup();
-    layout.tag(&manifest, &names)?;
-    if let Some(archive) = archive {
+    layout.tag(&root, &names)?;
+    if let (Some(archive), [(_, built)]) = (archive, &builds[..]) {
         let repo_tags: Vec<String> = tags.iter().map(ToString::to_string).collect();
         tarball::write(
             &built.image,
-            &manifest,
+            &root,
             &layout,
             &repo_tags,
             Path::new(&archive),
         )?;
     }
+    let (written, reused) = builds.iter().fold((0, 0), |(w, r), (_, built)| {
+        (w + built.written, r + built.reused)
+    });
     kiln_sdk::info!(
-        "built {} ({} layers written, {} reused) into {}",
-        manifest.digest(),
-        built.written,
-        built.reused,
+        "built {} ({written} layers written, {reused} reused) into {}",
+        root.digest(),
         output.display()
     );
-    Ok(Outputs::new().text("digest", manifest.digest().to_string()))
+    Ok(Outputs::new().text("digest", root.digest().to_string()))
 }
 
 /// `NAME=VALUE` lines (blank lines ignored); a line without `=` is an

@@ -151,6 +151,36 @@ impl Image {
     }
 }
 
+/// Write an OCI image index naming one image per platform (a
+/// multi-platform image, as `buildx --platform a,b` makes), and return its
+/// descriptor. Each entry says its platform, so a client picks its own.
+pub fn write_index(
+    layout: &ImageLayout,
+    images: &[(Platform, Descriptor)],
+) -> Result<Descriptor, OciError> {
+    let manifests = images
+        .iter()
+        .map(|(platform, descriptor)| {
+            let mut entry = serde_json::to_value(descriptor)
+                .map_err(|e| OciError::Inconsistent(format!("image index: {e}")))?;
+            let mut named = json!({"architecture": platform.architecture, "os": platform.os});
+            if let Some(variant) = &platform.variant {
+                named["variant"] = json!(variant);
+            }
+            entry["platform"] = named;
+            Ok(entry)
+        })
+        .collect::<Result<Vec<Value>, OciError>>()?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| OciError::Inconsistent(format!("image index: {e}")))?;
+    layout.write_descriptor(MediaType::ImageIndex, &bytes)
+}
+
 /// `value` made an object if it is not one.
 fn object(value: &mut Value) -> &mut Map<String, Value> {
     if !value.is_object() {

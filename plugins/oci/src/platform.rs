@@ -18,9 +18,10 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
-/// A platform that is not `os/arch[/variant]`; the message says so.
+/// A platform that is not `os/arch[/variant]`; the message says what was
+/// given and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("platform `{0}` is not OS/ARCH[/VARIANT] (for example linux/amd64)")]
+#[error("{0}")]
 pub struct PlatformError(pub String);
 
 impl Platform {
@@ -33,19 +34,49 @@ impl Platform {
     /// assert!(kiln_oci::Platform::parse("linux").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<Platform, PlatformError> {
+        if text.contains(',') {
+            return Err(PlatformError(format!(
+                "`{text}` names several platforms where one is expected"
+            )));
+        }
         let parts: Vec<&str> = text.split('/').collect();
+        let word = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        };
         match parts[..] {
-            [os, architecture] | [os, architecture, _]
-                if !os.is_empty() && !architecture.is_empty() =>
-            {
+            [os, architecture] | [os, architecture, _] if parts.iter().all(|p| word(p)) => {
                 Ok(Platform {
                     os: os.to_owned(),
                     architecture: architecture.to_owned(),
                     variant: parts.get(2).map(|v| (*v).to_owned()),
                 })
             }
-            _ => Err(PlatformError(text.to_owned())),
+            _ => Err(PlatformError(format!(
+                "platform `{text}` is not OS/ARCH[/VARIANT] (for example linux/amd64)"
+            ))),
         }
+    }
+
+    /// Parse buildx's list form, `linux/amd64,linux/arm64`: each platform
+    /// once, in the order given.
+    ///
+    /// ```
+    /// let list = kiln_oci::Platform::parse_list("linux/amd64, linux/arm64,linux/amd64").unwrap();
+    /// assert_eq!(list.len(), 2);
+    /// assert!(kiln_oci::Platform::parse_list("linux/amd64,").is_err());
+    /// ```
+    pub fn parse_list(text: &str) -> Result<Vec<Platform>, PlatformError> {
+        let mut platforms: Vec<Platform> = Vec::new();
+        for item in text.split(',') {
+            let platform = Platform::parse(item.trim())?;
+            if !platforms.contains(&platform) {
+                platforms.push(platform);
+            }
+        }
+        Ok(platforms)
     }
 
     /// Whether an image for `os`/`architecture`/`variant` (as an index's
@@ -85,7 +116,15 @@ mod tests {
         assert!(v7.matches("linux", "arm", Some("v7")));
         assert!(!v7.matches("linux", "arm", Some("v6")));
         assert!(!v7.matches("linux", "arm", None));
-        for bad in ["linux", "/amd64", "linux/", "a/b/c/d", ""] {
+        for bad in [
+            "linux",
+            "/amd64",
+            "linux/",
+            "a/b/c/d",
+            "",
+            "linux/amd64,linux/arm64",
+            "linux/am d64",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
     }
