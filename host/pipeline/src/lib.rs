@@ -204,8 +204,8 @@ pub struct Pipeline {
     pub project_dir: PathBuf,
     /// Stage names in order.
     pub stages: Vec<String>,
-    /// Declared variables.
-    pub variables: Vec<(String, VariableDecl)>,
+    /// Declared variables, with where each is declared.
+    pub variables: Vec<(String, VariableDecl, Position)>,
     /// Steps in file order.
     pub steps: Vec<Step>,
 }
@@ -325,7 +325,11 @@ struct Validator<'a> {
     project_dir: &'a Path,
 }
 
-type Validated = (Vec<String>, Vec<(String, VariableDecl)>, Vec<Step>);
+type Validated = (
+    Vec<String>,
+    Vec<(String, VariableDecl, Position)>,
+    Vec<Step>,
+);
 
 impl Validator<'_> {
     fn error(&self, position: Position, message: impl Into<String>) -> PipelineError {
@@ -357,7 +361,7 @@ impl Validator<'_> {
         for (name, decl) in &raw.variables {
             check_name(name)
                 .map_err(|m| self.error(at(decl), format!("variable `{name}`: {m}")))?;
-            variables.push((name.clone(), decl.value.clone()));
+            variables.push((name.clone(), decl.value.clone(), at(decl)));
         }
 
         let mut steps = Vec::new();

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::Pipeline;
+use super::{Pipeline, PipelineError, Position};
 use kiln_grant::{SecretMask, ValueSource};
 
 /// GitLab's predefined variables that kiln knows about.
@@ -44,7 +44,12 @@ pub struct Variables {
 
 impl Variables {
     /// Resolve the variables of `pipeline`, taking values from `env` first.
-    pub fn resolve(pipeline: &Pipeline, env: &dyn ValueSource) -> Variables {
+    /// A value from the file may name other variables (`IMAGE:
+    /// ${CI_REGISTRY}/webapp`), in any order, as GitLab expands them; one
+    /// that cannot be expanded (unset, or a circle) is an error naming its
+    /// line, before anything runs. Values from the environment are taken
+    /// as they are (GitLab has expanded them).
+    pub fn resolve(pipeline: &Pipeline, env: &dyn ValueSource) -> Result<Variables, PipelineError> {
         let mut vars = Variables::default();
         for name in PREDEFINED {
             if let Some(value) = env.get(name) {
@@ -63,9 +68,17 @@ impl Variables {
                 .entry("CI_COMMIT_SHORT_SHA".into())
                 .or_insert_with(|| sha.chars().take(SHORT_SHA).collect());
         }
-        for (name, decl) in &pipeline.variables {
-            if let Some(value) = env.get(name).or_else(|| decl.value.clone()) {
-                vars.values.insert(name.clone(), value);
+        let mut from_file = Vec::new();
+        for (name, decl, position) in &pipeline.variables {
+            match env.get(name) {
+                Some(value) => {
+                    vars.values.insert(name.clone(), value);
+                }
+                None => {
+                    if let Some(value) = &decl.value {
+                        from_file.push((name.as_str(), value.as_str(), *position));
+                    }
+                }
             }
             if decl.secret {
                 vars.secret.insert(name.clone());
@@ -74,7 +87,54 @@ impl Variables {
         for name in ALWAYS_SECRET {
             vars.secret.insert((*name).to_owned());
         }
-        vars
+        vars.expand_declared(pipeline, from_file)?;
+        Ok(vars)
+    }
+
+    /// Expand the file's values, each once every variable it names is
+    /// known.
+    fn expand_declared(
+        &mut self,
+        pipeline: &Pipeline,
+        mut pending: Vec<(&str, &str, Position)>,
+    ) -> Result<(), PipelineError> {
+        /// Marks a reference to a variable still to be expanded.
+        const WAITING: &str = "\0waiting";
+        let error = |name: &str, position: Position, message: String| PipelineError {
+            file: pipeline.file.clone(),
+            position,
+            message: format!("variable `{name}`: {message}"),
+        };
+        while !pending.is_empty() {
+            let names: Vec<&str> = pending.iter().map(|(name, _, _)| *name).collect();
+            let mut waiting = Vec::new();
+            for (name, text, position) in pending {
+                let expanded = self.expand_with(text, |reference| {
+                    names.contains(&reference).then(|| Err(WAITING.to_owned()))
+                });
+                match expanded {
+                    Ok(value) => {
+                        self.values.insert(name.to_owned(), value);
+                    }
+                    Err(e) if e == WAITING => waiting.push((name, text, position)),
+                    Err(e) => return Err(error(name, position, e)),
+                }
+            }
+            if waiting.len() == names.len() {
+                let (name, _, position) = waiting[0];
+                let circle: Vec<&str> = waiting.iter().map(|(name, _, _)| *name).collect();
+                return Err(error(
+                    name,
+                    position,
+                    format!(
+                        "the values of {} name each other in a circle; give one of them a value that names none of them",
+                        circle.join(", ")
+                    ),
+                ));
+            }
+            pending = waiting;
+        }
+        Ok(())
     }
 
     /// The value of `name`, if set.
@@ -254,6 +314,58 @@ mod tests {
                 .collect(),
             secret: BTreeSet::new(),
         }
+    }
+
+    fn pipeline(variables: &str) -> Pipeline {
+        let text = format!(
+            "stages: [build]\nvariables:\n{variables}steps:\n  a:\n    stage: build\n    run: [\"true\"]\n"
+        );
+        Pipeline::parse("kiln.yml", &text, std::env::temp_dir()).unwrap()
+    }
+
+    struct Env(&'static [(&'static str, &'static str)]);
+
+    impl ValueSource for Env {
+        fn get(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn variables_name_other_variables_in_any_order() {
+        let declared = pipeline(
+            "  IMAGE: ${REGISTRY}/webapp:$TAG\n  REGISTRY: ${HOST}:5000\n  TAG: v1\n  PRICE: $$5\n",
+        );
+        // HOST is in the environment but not declared: only declared and
+        // predefined names are known.
+        let error = Variables::resolve(&declared, &Env(&[("HOST", "ignored")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("kiln.yml:4:"), "{error}");
+        assert!(
+            error.contains("variable `REGISTRY`: variable `HOST` is not set"),
+            "{error}"
+        );
+
+        let declared = pipeline(
+            "  IMAGE: ${REGISTRY}/webapp:$TAG\n  REGISTRY: reg:5000\n  TAG: v1\n  PRICE: $$5\n",
+        );
+        let vars = Variables::resolve(&declared, &Env(&[("TAG", "env-tag")])).unwrap();
+        assert_eq!(vars.get("IMAGE"), Some("reg:5000/webapp:env-tag"));
+        assert_eq!(vars.get("PRICE"), Some("$5"));
+
+        let circle = pipeline("  A: x${B}\n  B: ${A}y\n  C: ok\n");
+        let error = Variables::resolve(&circle, &Env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("kiln.yml:3:"), "{error}");
+        assert!(
+            error.contains("A, B name each other in a circle"),
+            "{error}"
+        );
     }
 
     #[test]

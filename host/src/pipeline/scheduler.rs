@@ -65,7 +65,7 @@ pub async fn run(
     reporter: Arc<dyn Reporter>,
     env: &dyn ValueSource,
 ) -> Result<Vec<StepSummary>, RunError> {
-    let variables = Arc::new(Variables::resolve(&pipeline, env));
+    let variables = Arc::new(Variables::resolve(&pipeline, env)?);
     // A checkout can hold a symlink where the store goes: the store is
     // opened without following one, and refused if it is one.
     let store = StoreRoot::open(
