@@ -210,6 +210,7 @@ server.handle_request()
         &["--allow-net", &authority],
     );
     let _ = python.kill();
+    let _ = python.wait();
     assert!(
         run.succeeded().contains("loot=200 read exfiltrated"),
         "{}",
