@@ -92,6 +92,17 @@ fn run_steps_and_sandboxed_steps_exchange_artifacts() {
             && manifest.contains("\"sha256\": \"sha256:"),
         "{manifest}"
     );
+
+    // With --json, each plugin step's end event carries its outputs as
+    // structured values.
+    let json = project.run(&["run", "--json"]).ok();
+    let greet = json
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["event"] == "step_end" && event["step"] == "greet")
+        .unwrap_or_else(|| panic!("no step_end for greet in {json}"));
+    assert_eq!(greet["outputs"]["message"], "hello, pipeline!", "{greet}");
+    assert!(greet["outputs"]["file"].is_string(), "{greet}");
 }
 
 #[test]

@@ -208,6 +208,17 @@ fn scenario(auth: Auth) {
         .run(&["push", layout.to_str().unwrap(), &reference])
         .ok();
     assert_eq!(output_value(&again, "uploaded-bytes"), "0");
+    // JSON results carry integers as numbers.
+    let json = user
+        .run(&["push", "--json", layout.to_str().unwrap(), &reference])
+        .ok();
+    let result = json
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["event"] == "result")
+        .unwrap_or_else(|| panic!("no result event in {json}"));
+    assert_eq!(result["outputs"]["uploaded-bytes"], 0, "{result}");
+    assert_eq!(result["outputs"]["digest"], digest.as_str(), "{result}");
     assert_eq!(
         registry.blob_uploads(),
         before,

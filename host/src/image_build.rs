@@ -280,7 +280,7 @@ impl Kiln {
         {
             build
                 .outputs
-                .push(("layout".into(), layout.display().to_string()));
+                .push(("layout".into(), layout.display().to_string().into()));
         }
         let build = self.report(outcome)?;
         let mut report = BuildReport {

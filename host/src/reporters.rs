@@ -145,7 +145,10 @@ impl Reporter for HumanReporter {
 
     fn step_result(&self, result: &StepResult) {
         for (name, value) in &result.outputs {
-            println!("{name}={value}");
+            match value {
+                serde_json::Value::String(text) => println!("{name}={text}"),
+                other => println!("{name}={other}"),
+            }
         }
     }
 
@@ -212,7 +215,7 @@ enum JsonEvent<'a> {
         step: &'a str,
         ok: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
-        outputs: Option<BTreeMap<&'a str, &'a str>>,
+        outputs: Option<BTreeMap<&'a str, &'a serde_json::Value>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a str>,
         duration_ms: u128,
@@ -267,7 +270,7 @@ impl Reporter for JsonReporter {
                 result
                     .outputs
                     .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .map(|(name, value)| (name.as_str(), value))
                     .collect()
             }),
             error: result.error.as_deref(),

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use kiln_grant::ValueSource;
-use kiln_runtime::inputs::display;
+use kiln_runtime::inputs::json;
 use kiln_runtime::plugins::{self, PluginRef};
 use kiln_runtime::report::{Reporter, StepResult};
 use kiln_runtime::step::{self, StepRequest};
@@ -108,7 +108,7 @@ impl Kiln {
             Ok(outputs) => {
                 result.outputs = outputs
                     .iter()
-                    .map(|o| (o.name.clone(), display(&o.value)))
+                    .map(|o| (o.name.clone(), json(&o.value)))
                     .collect();
                 Ok(result)
             }

@@ -96,6 +96,16 @@ pub fn display(value: &Value) -> String {
     }
 }
 
+/// A value as JSON events carry it: text and paths as strings, integers
+/// as numbers, booleans as booleans.
+pub fn json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Text(text) | Value::Path(text) => text.clone().into(),
+        Value::Boolean(flag) => (*flag).into(),
+        Value::Integer(number) => (*number).into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

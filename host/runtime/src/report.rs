@@ -3,6 +3,8 @@
 //! Text reaching a reporter has been masked and charged to the step's
 //! budget by [`crate::log::StepLog`].
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// Severity of a log line, from the plugin or from the host.
@@ -81,6 +83,9 @@ pub struct StepSummary {
     /// without failing the pipeline, as GitLab does not create the job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded: Option<String>,
+    /// A plugin step's outputs, typed as in JSON (masked).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, serde_json::Value>,
 }
 
 impl StepSummary {
@@ -115,8 +120,9 @@ pub trait Reporter: Send + Sync {
 pub struct StepResult {
     /// The step.
     pub step: String,
-    /// Its outputs, name and value as text, in the plugin's order.
-    pub outputs: Vec<(String, String)>,
+    /// Its outputs, name and value (typed as in JSON), in the plugin's
+    /// order.
+    pub outputs: Vec<(String, serde_json::Value)>,
     /// Why it failed.
     pub error: Option<String>,
     /// How long it ran.

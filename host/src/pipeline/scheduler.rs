@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use kiln_grant::{StepGrant, ValueSource};
 use kiln_pipeline::{Action, Exclusion, Pipeline, PipelineError, Step, Variables, rules};
 use kiln_runtime::Runtime;
-use kiln_runtime::inputs::display;
+use kiln_runtime::inputs::{display, json};
 use kiln_runtime::log::StepLog;
 use kiln_runtime::plugins::PluginRef;
 use kiln_runtime::policy::operator::OperatorPolicies;
@@ -23,6 +23,9 @@ use kiln_store::{ArtifactStore, CacheStore, StoreRoot, select_files};
 
 use super::RunOptions;
 use super::shell;
+
+/// A step's outputs by name, typed as in JSON.
+type Outputs = std::collections::BTreeMap<String, serde_json::Value>;
 
 /// A pipeline that cannot start; nothing has run.
 #[derive(Debug, thiserror::Error)]
@@ -341,12 +344,13 @@ async fn schedule(
         };
         let (name, stage, sandboxed, started) =
             running_names.remove(&id).expect("every task is named");
-        let (status_now, error) = match result {
-            Ok(()) => (StepStatus::Ok, None),
-            Err(Some(message)) => (StepStatus::Failed, Some(message)),
+        let (status_now, error, outputs) = match result {
+            Ok(outputs) => (StepStatus::Ok, None, outputs),
+            Err(Some(message)) => (StepStatus::Failed, Some(message), Outputs::new()),
             Err(None) => (
                 StepStatus::Cancelled,
                 Some("cancelled: another step failed".to_owned()),
+                Outputs::new(),
             ),
         };
         let summary = StepSummary {
@@ -357,6 +361,7 @@ async fn schedule(
             duration_ms: started.elapsed().as_millis(),
             error,
             excluded: None,
+            outputs,
         };
         shared.reporter.step_finished(&summary);
         if status_now == StepStatus::Failed && !failed {
@@ -387,12 +392,14 @@ fn skipped(step: &Step, excluded: Option<&str>) -> StepSummary {
         duration_ms: 0,
         error: None,
         excluded: excluded.map(str::to_owned),
+        outputs: Outputs::new(),
     }
 }
 
 /// Run one step and store what it hands on. Returns a masked one-line
 /// reason on failure.
-async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
+/// Run one step; a plugin step's outputs come back (typed, masked).
+async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String> {
     let step = &prepared.step;
     let project = &shared.pipeline.project_dir;
     let mask = shared.variables.mask();
@@ -402,7 +409,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
         mask.clone(),
         u64::MAX,
     ));
-    let result: Result<(), String> = match &step.action {
+    let result: Result<Outputs, String> = match &step.action {
         Action::Shell { commands, timeout } => {
             for need in &step.needs {
                 let manifest = shared.artifacts.manifest(need).map_err(|e| e.to_string())?;
@@ -420,7 +427,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
             shell::run(commands, project, env.into_iter(), *timeout, log.clone()).await?;
             save_artifacts(shared, step, project, &log)?;
             save_cache(shared, prepared, project, &log);
-            Ok(())
+            Ok(Outputs::new())
         }
         Action::Plugin { plugin, .. } => {
             let fresh = |area: &str| {
@@ -489,7 +496,10 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<(), String> {
             }
             save_artifacts(shared, step, &output, &log)?;
             save_cache(shared, prepared, &cache_dir, &log);
-            Ok(())
+            Ok(outputs
+                .iter()
+                .map(|o| (o.name.clone(), json(&o.value)))
+                .collect())
         }
     };
     result.map_err(|message| mask.apply(&message))
