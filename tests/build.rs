@@ -461,6 +461,124 @@ fn a_copy_from_completed_by_a_stage_arg_builds_and_the_layout_is_named() {
 }
 
 #[test]
+fn buildx_habits_work() {
+    let project = Project::new(&[
+        (
+            "ctx/Dockerfile",
+            "ARG GREETING\nFROM scratch\nARG GREETING\nLABEL greeting=$GREETING\nCOPY a.txt /\n",
+        ),
+        ("ctx/a.txt", "a\n"),
+    ]);
+    // --build-arg NAME takes the value from the environment; an argument
+    // no ARG declares is named in a warning; --label adds to the
+    // Dockerfile's; buildx's -o form; --iidfile and --metadata-file.
+    let mut command = kiln(
+        project.path(),
+        &[
+            "build",
+            "--build-arg",
+            "GREETING",
+            "--build-arg",
+            "GRETING=typo",
+            "--label",
+            "team=ci",
+            "-o",
+            "type=oci,dest=out,tar=false",
+            "--iidfile",
+            "id.txt",
+            "--metadata-file",
+            "meta.json",
+            "--progress",
+            "plain",
+            "ctx",
+        ],
+    );
+    command.env("GREETING", "hello from the environment");
+    let run = Run::of(command);
+    let digest = output_value(&run, "digest");
+    assert!(
+        run.stderr()
+            .contains("build argument GRETING is not declared by any ARG in Dockerfile"),
+        "{}",
+        run.stderr()
+    );
+    let layout = project.path().join("out");
+    let manifest = blob(&layout, &digest);
+    let config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(
+        config["config"]["Labels"]["greeting"],
+        "hello from the environment"
+    );
+    assert_eq!(config["config"]["Labels"]["team"], "ci");
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("id.txt")).unwrap(),
+        digest
+    );
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(project.path().join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], digest.as_str());
+
+    // -q prints the digest alone; --no-cache writes every layer anew.
+    let quiet = project.build(&[
+        "-q",
+        "--no-cache",
+        "--output",
+        "oci:out",
+        "--iidfile",
+        "q.txt",
+    ]);
+    let printed = std::fs::read_to_string(project.path().join("q.txt")).unwrap();
+    assert!(printed.starts_with("sha256:"), "{printed}");
+    assert_eq!(quiet.ok(), format!("{printed}\n"));
+    assert_eq!(quiet.stderr(), "");
+    let verbose = project.build(&["--no-cache", "--output", "oci:out"]);
+    assert!(
+        verbose.stderr().contains("wrote layer"),
+        "{}",
+        verbose.stderr()
+    );
+    let cached = project.build(&["--output", "oci:out"]);
+    assert!(
+        cached.stderr().contains("reused layer"),
+        "{}",
+        cached.stderr()
+    );
+
+    // -f - reads the Dockerfile from standard input.
+    let mut piped = kiln(
+        project.path(),
+        &["build", "-f", "-", "-o", "oci:piped", "ctx"],
+    );
+    piped
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = piped.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"FROM scratch\nCOPY a.txt /from-stdin.txt\n",
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // buildx outputs kiln does not write say what to use.
+    let tar = project.build(&["-o", "type=oci,dest=image.tar"]);
+    assert_eq!(tar.code(), Some(2), "{}", tar.all());
+    assert!(tar.stderr().contains("add tar=false"), "{}", tar.stderr());
+    let local = project.build(&["-o", "type=local,dest=dir"]);
+    assert!(
+        local.stderr().contains("kiln does not write type=local"),
+        "{}",
+        local.stderr()
+    );
+}
+
+#[test]
 fn run_is_refused_naming_the_file_and_line() {
     let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);
     let run = project.build(&["--output", "oci:out"]);

@@ -297,6 +297,22 @@ fn scenario(auth: Auth) {
     assert_eq!(blobs(&pulled).len(), before_pull);
 
     interrupted_push(registry, &user, work.path());
+
+    if auth != Auth::Anonymous {
+        // `kiln logout` forgets what `kiln login` stored, as docker does.
+        let config = user.home.path().join(".docker/config.json");
+        let out = user.run(&["logout", &host]);
+        assert_eq!(out.code(), Some(0), "{}", out.all());
+        assert!(
+            out.stderr().contains("Removed the credentials"),
+            "{}",
+            out.all()
+        );
+        let left = std::fs::read_to_string(&config).unwrap();
+        assert!(!left.contains(&host), "{left}");
+        let again = user.run(&["logout", &host]);
+        assert!(again.stderr().contains("Not logged in"), "{}", again.all());
+    }
 }
 
 /// A layout with one large, incompressible layer, written directly.

@@ -21,26 +21,67 @@ use kiln_runtime::step::StepRequest;
 use crate::registry::{PushOptions, RegistryOptions, file_in_dir};
 use crate::{Error, Kiln};
 
-/// Where an image goes, as `--output` names it.
+/// Where an image goes, as `--output` names it: kiln's `oci:DIR` and
+/// `docker-archive:FILE`, or buildx's `type=…,dest=…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// `oci:DIR`: an OCI image layout.
     Oci(PathBuf),
     /// `docker-archive:FILE`: a `docker save` tar.
     DockerArchive(PathBuf),
+    /// `type=registry`: push to every `-t` reference (as `--push`).
+    Registry,
+}
+
+impl Output {
+    /// buildx's form: `type=oci,dest=DIR,tar=false`, `type=docker,dest=FILE`,
+    /// `type=registry` (or `type=image,push=true`). Types kiln does not
+    /// write are refused naming what to use instead.
+    fn from_buildx(text: &str) -> Result<Output, String> {
+        let mut fields = std::collections::BTreeMap::new();
+        for field in text.split(',') {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| format!("`{field}` in `{text}` is not KEY=VALUE"))?;
+            fields.insert(key.trim(), value.trim());
+        }
+        let dest = || {
+            fields
+                .get("dest")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("`{text}` needs dest=PATH"))
+        };
+        match fields.get("type").copied() {
+            Some("oci") if fields.get("tar") == Some(&"false") => Ok(Output::Oci(dest()?)),
+            Some("oci") => Err(format!(
+                "`{text}`: kiln writes an OCI image layout directory, not a tar of one; add tar=false (or write oci:DIR)"
+            )),
+            Some("docker") => Ok(Output::DockerArchive(dest()?)),
+            Some("registry") => Ok(Output::Registry),
+            Some("image") if fields.get("push") == Some(&"true") => Ok(Output::Registry),
+            Some(other) => Err(format!(
+                "`{text}`: kiln does not write type={other}; use type=oci,dest=DIR,tar=false, type=docker,dest=FILE or type=registry"
+            )),
+            None => Err(format!("`{text}` names no type=")),
+        }
+    }
 }
 
 impl std::str::FromStr for Output {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Output, String> {
+        if text.starts_with("type=") || text.contains(",type=") {
+            return Output::from_buildx(text);
+        }
         match text.split_once(':') {
             Some(("oci", dir)) if !dir.is_empty() => Ok(Output::Oci(dir.into())),
             Some(("docker-archive", file)) if !file.is_empty() => {
                 Ok(Output::DockerArchive(file.into()))
             }
             _ => Err(format!(
-                "`{text}` is not an output; use oci:DIR or docker-archive:FILE"
+                "`{text}` is not an output; use oci:DIR, docker-archive:FILE or buildx's type=…,dest=…"
             )),
         }
     }
@@ -51,15 +92,31 @@ impl std::str::FromStr for Output {
 pub struct BuildOptions {
     /// The build context directory.
     pub context: PathBuf,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile; - reads it from standard
+    /// input).
     #[arg(long, short = 'f')]
     pub file: Option<PathBuf>,
     /// Name the image REGISTRY/REPOSITORY:TAG (repeatable).
     #[arg(long = "tag", short = 't', value_name = "REFERENCE")]
     pub tags: Vec<String>,
-    /// A build argument NAME=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    /// A build argument NAME=VALUE, or NAME to take its value from the
+    /// environment (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
+    /// Set a label NAME=VALUE on the image (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE")]
+    pub labels: Vec<String>,
+    /// Build every layer anew instead of reusing those of earlier builds.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the image's digest (its manifest, or index for several
+    /// platforms) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to FILE (buildx's keys:
+    /// containerimage.digest, image.name).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// The stage to build (default: the last).
     #[arg(long)]
     pub target: Option<String>,
@@ -128,12 +185,19 @@ impl Kiln {
             .map_err(|_| Error::usage(format!("{}: no such Dockerfile", dockerfile.display())))?;
         let source = std::fs::read_to_string(&dockerfile)
             .map_err(|e| Error::usage(format!("{}: {e}", dockerfile.display())))?;
-        if args.outputs.is_empty() && !args.push {
+        // `type=registry` is buildx's spelling of --push.
+        let push = args.push || args.outputs.contains(&Output::Registry);
+        let files: Vec<&Output> = args
+            .outputs
+            .iter()
+            .filter(|o| **o != Output::Registry)
+            .collect();
+        if files.is_empty() && !push {
             return Err(Error::usage(
                 "nothing to do: give --output oci:DIR, --output docker-archive:FILE or --push",
             ));
         }
-        if args.push && args.tags.is_empty() {
+        if push && args.tags.is_empty() {
             return Err(Error::usage(
                 "--push needs at least one -t REGISTRY/REPOSITORY:TAG",
             ));
@@ -154,9 +218,9 @@ impl Kiln {
                 format!("/dockerfile/{}", name.to_string_lossy())
             }
         };
-        let layout = match args.outputs.iter().find_map(|o| match o {
+        let layout = match files.iter().find_map(|o| match o {
             Output::Oci(dir) => Some(dir.clone()),
-            Output::DockerArchive(_) => None,
+            _ => None,
         }) {
             Some(dir) => dir,
             None => build_cache_layout(&context)
@@ -177,13 +241,32 @@ impl Kiln {
         // writes index.json, and interleaving them could lose a build.
         let _lock = kiln_store::lock_layout(&layout).map_err(Error::usage)?;
 
+        // `--build-arg NAME` takes NAME's value from the environment, and
+        // is left out when it is not set there (as docker does).
+        let build_args: Vec<(String, String)> = args
+            .build_args
+            .iter()
+            .filter_map(|arg| match arg.split_once('=') {
+                Some((name, value)) => Some((name.to_owned(), value.to_owned())),
+                None => std::env::var(arg).ok().map(|value| (arg.clone(), value)),
+            })
+            .collect();
         let mut inputs = vec![
             ("dockerfile".to_owned(), dockerfile_input),
             // The layout is the output directory itself (the plugin's
             // default is a directory inside it).
             ("output".to_owned(), GUEST_OUTPUT.to_owned()),
             ("tags".to_owned(), args.tags.join("\n")),
-            ("build-args".to_owned(), args.build_args.join("\n")),
+            (
+                "build-args".to_owned(),
+                build_args
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            ("labels".to_owned(), args.labels.join("\n")),
+            ("no-cache".to_owned(), args.no_cache.to_string()),
             ("platform".to_owned(), args.platform.clone()),
             ("compression".to_owned(), args.compression.clone()),
             ("insecure".to_owned(), args.registry.insecure.to_string()),
@@ -194,7 +277,7 @@ impl Kiln {
         if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
             inputs.push(("source-date-epoch".into(), epoch));
         }
-        for output in &args.outputs {
+        for output in &files {
             if let Output::DockerArchive(file) = output {
                 let (dir, name) = file_in_dir(file, "")?;
                 mounts.push(Mount {
@@ -206,11 +289,6 @@ impl Kiln {
             }
         }
 
-        let build_args: Vec<(String, String)> = args
-            .build_args
-            .iter()
-            .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect();
         let platforms = kiln_oci::Platform::parse_list(&args.platform)
             .map_err(|e| Error::usage(format!("--platform: {e}")))?;
         // The images the Dockerfile names for each platform, decided by the
@@ -236,7 +314,7 @@ impl Kiln {
             .collect::<Result<Vec<_>, _>>()?;
         // Base layers need not be downloaded when the layout is only pushed,
         // to the registry the bases come from: the push mounts them.
-        let push_only = args.outputs.is_empty()
+        let push_only = files.is_empty()
             && tags
                 .iter()
                 .all(|tag| bases.iter().all(|b| b.api_host() == tag.api_host()));
@@ -276,7 +354,7 @@ impl Kiln {
         // a failed push still says where the image is.
         let mut outcome = self.execute(request, &ProcessEnv).await;
         if let Ok(build) = &mut outcome
-            && args.outputs.iter().any(|o| matches!(o, Output::Oci(_)))
+            && files.iter().any(|o| matches!(o, Output::Oci(_)))
         {
             build
                 .outputs
@@ -288,27 +366,68 @@ impl Kiln {
             layout: layout.clone(),
             pushes: Vec::new(),
         };
-        if !args.push {
-            return Ok(report);
+        if push {
+            for (tag, reference) in args.tags.iter().zip(&tags) {
+                let mount_from = bases
+                    .iter()
+                    .filter(|b| b.api_host() == reference.api_host())
+                    .map(|b| b.repository.clone())
+                    .collect();
+                let push = PushOptions {
+                    layout: layout.clone(),
+                    reference: tag.clone(),
+                    digest_file: None,
+                    chunk_size: None,
+                    mount_from,
+                    registry: args.registry.clone(),
+                };
+                report.pushes.push(self.push(&push).await?);
+            }
         }
-        for (tag, reference) in args.tags.iter().zip(&tags) {
-            let mount_from = bases
-                .iter()
-                .filter(|b| b.api_host() == reference.api_host())
-                .map(|b| b.repository.clone())
-                .collect();
-            let push = PushOptions {
-                layout: layout.clone(),
-                reference: tag.clone(),
-                digest_file: None,
-                chunk_size: None,
-                mount_from,
-                registry: args.registry.clone(),
-            };
-            report.pushes.push(self.push(&push).await?);
-        }
+        report.write_files(args)?;
         Ok(report)
     }
+}
+
+impl BuildReport {
+    /// The image's digest: its manifest's, or its index's for several
+    /// platforms.
+    pub fn digest(&self) -> Option<&str> {
+        self.build
+            .outputs
+            .iter()
+            .find(|(name, _)| name == "digest")
+            .and_then(|(_, value)| value.as_str())
+    }
+
+    /// `--iidfile` and `--metadata-file`, each written whole or not at all.
+    fn write_files(&self, args: &BuildOptions) -> Result<(), Error> {
+        let digest = self.digest().unwrap_or_default();
+        if let Some(file) = &args.iidfile {
+            write_whole(file, digest.as_bytes())?;
+        }
+        if let Some(file) = &args.metadata_file {
+            let metadata = serde_json::json!({
+                "containerimage.digest": digest,
+                "image.name": args.tags.join(","),
+            });
+            write_whole(file, &serde_json::to_vec_pretty(&metadata).expect("JSON"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Write `bytes` to `file` through a temporary file beside it, renamed
+/// into place, so a reader never sees half of it.
+fn write_whole(file: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let (dir, name) = file_in_dir(file, "")?;
+    let failed = |e: std::io::Error| Error::Failed(format!("{}: {e}", file.display()));
+    let mut staged = tempfile::NamedTempFile::new_in(&dir).map_err(failed)?;
+    std::io::Write::write_all(&mut staged, bytes).map_err(failed)?;
+    staged
+        .persist(dir.join(name))
+        .map_err(|e| failed(e.error))?;
+    Ok(())
 }
 
 /// A persistent layout for builds that only push or write an archive, so

@@ -19,7 +19,7 @@ use kiln::step::StepOptions;
 use kiln::{Error, Kiln};
 use kiln_runtime::report::Reporter;
 
-use reporters::{HumanReporter, JsonReporter};
+use reporters::{HumanReporter, JsonReporter, QuietReporter};
 
 /// Exit code when the work ran and failed.
 const EXIT_FAILED: u8 = 1;
@@ -44,6 +44,50 @@ struct Format {
     /// Print one JSON event per line instead of human output.
     #[arg(long)]
     json: bool,
+    /// Print only the result (a build's image digest) and errors.
+    #[arg(long, short = 'q', conflicts_with = "json")]
+    quiet: bool,
+    /// How to show progress: bars on a terminal (auto), bars (tty), lines
+    /// (plain), or nothing (quiet, as -q).
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+}
+
+/// `--progress` as buildx spells it.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Progress {
+    /// Bars when standard error is a terminal, lines otherwise.
+    Auto,
+    /// Bars.
+    Tty,
+    /// Lines.
+    Plain,
+    /// Nothing but the result and errors.
+    Quiet,
+}
+
+impl Format {
+    fn quiet(&self) -> bool {
+        self.quiet || self.progress == Progress::Quiet
+    }
+
+    fn reporter(&self) -> Arc<dyn Reporter> {
+        if self.json {
+            Arc::new(JsonReporter)
+        } else if self.quiet() {
+            Arc::new(QuietReporter)
+        } else {
+            let bars = match self.progress {
+                Progress::Auto => HumanReporter::on_terminal(),
+                Progress::Tty => true,
+                Progress::Plain | Progress::Quiet => false,
+            };
+            Arc::new(HumanReporter::new(
+                std::env::var_os("KILN_VERBOSE").is_some(),
+                bars,
+            ))
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -95,6 +139,11 @@ enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// Forget the credentials stored for a registry, like `docker logout`.
+    Logout {
+        /// The registry host, e.g. registry.example.com:5000.
+        registry: String,
+    },
     /// Translate a pipeline file for another CI system.
     Export {
         #[command(subcommand)]
@@ -125,23 +174,30 @@ enum PluginCommand {
     },
 }
 
+impl Command {
+    /// How this command prints (`kiln export` has one way).
+    fn format(&self) -> Option<&Format> {
+        match self {
+            Command::Step { format, .. }
+            | Command::Run { format, .. }
+            | Command::Login { format, .. }
+            | Command::Push { format, .. }
+            | Command::Pull { format, .. }
+            | Command::Build { format, .. }
+            | Command::Plugin {
+                command: PluginCommand::List(format) | PluginCommand::Inspect { format, .. },
+            } => Some(format),
+            Command::Export { .. } | Command::Logout { .. } => None,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     kiln_runtime::policy::operator::set_extra_files(cli.policy);
-    let json = match &cli.command {
-        Command::Step { format: f, .. }
-        | Command::Run { format: f, .. }
-        | Command::Login { format: f, .. }
-        | Command::Push { format: f, .. }
-        | Command::Pull { format: f, .. }
-        | Command::Build { format: f, .. }
-        | Command::Plugin {
-            command: PluginCommand::List(f) | PluginCommand::Inspect { format: f, .. },
-        } => f.json,
-        Command::Export { .. } => false,
-    };
-    match run(cli.command, json).await {
+    let json = cli.command.format().is_some_and(|f| f.json);
+    match run(cli.command).await {
         Ok(code) => code,
         Err(error) => {
             // In JSON mode a failed step has already been reported as a
@@ -158,22 +214,37 @@ async fn main() -> ExitCode {
     }
 }
 
-fn reporter(json: bool) -> Arc<dyn Reporter> {
-    if json {
-        Arc::new(JsonReporter)
-    } else {
-        Arc::new(HumanReporter::new(
-            std::env::var_os("KILN_VERBOSE").is_some(),
-        ))
-    }
+/// The Dockerfile `-f -` names, read from standard input into a
+/// directory of its own (which the build mounts like any Dockerfile
+/// outside the context).
+fn dockerfile_from_stdin() -> Result<tempfile::TempDir, Error> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| Error::Failed(format!("cannot create a scratch directory: {e}")))?;
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Usage(format!("reading the Dockerfile from standard input: {e}")))?;
+    std::fs::write(dir.path().join("Dockerfile"), text)
+        .map_err(|e| Error::Failed(format!("writing the Dockerfile from standard input: {e}")))?;
+    Ok(dir)
 }
 
-async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
-    let kiln = Kiln::new(reporter(json));
+async fn run(command: Command) -> Result<ExitCode, Error> {
+    let format = command.format();
+    let json = format.is_some_and(|f| f.json);
+    let quiet = format.is_some_and(Format::quiet);
+    let kiln = Kiln::new(format.map_or_else(|| Arc::new(QuietReporter) as _, Format::reporter));
     match command {
         Command::Export {
             target: ExportTarget::Gitlab { file },
         } => print!("{}", pipeline::export_gitlab(&file)?),
+        Command::Logout { registry } => match kiln::registry::logout(&registry)? {
+            Some(file) => eprintln!(
+                "Removed the credentials for {registry} from {}",
+                file.display()
+            ),
+            None => eprintln!("Not logged in to {registry}"),
+        },
         Command::Plugin {
             command: PluginCommand::List(_),
         } => {
@@ -213,10 +284,12 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
                 })?;
             let password = password.trim_end_matches(['\n', '\r']);
             let stored = kiln.login(&options, password).await?;
-            eprintln!(
-                "Login Succeeded (credentials stored in {})",
-                stored.display()
-            );
+            if !quiet {
+                eprintln!(
+                    "Login Succeeded (credentials stored in {})",
+                    stored.display()
+                );
+            }
         }
         Command::Push { options, .. } => {
             kiln.push(&options).await?;
@@ -224,8 +297,19 @@ async fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         Command::Pull { options, .. } => {
             kiln.pull(&options).await?;
         }
-        Command::Build { options, .. } => {
-            kiln.build(&options).await?;
+        Command::Build { mut options, .. } => {
+            let _stdin = match options.file.as_deref() {
+                Some(path) if path == std::path::Path::new("-") => {
+                    let dir = dockerfile_from_stdin()?;
+                    options.file = Some(dir.path().join("Dockerfile"));
+                    Some(dir)
+                }
+                _ => None,
+            };
+            let report = kiln.build(&options).await?;
+            if quiet {
+                println!("{}", report.digest().unwrap_or_default());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -232,12 +232,7 @@ impl Kiln {
     /// credentials against the registry, then store them as `docker login`
     /// does. Returns where they were stored.
     pub async fn login(&self, options: &LoginOptions, password: &str) -> Result<PathBuf, Error> {
-        let registry = &options.registry;
-        let host = registry
-            .split_once("://")
-            .map_or(registry.as_str(), |(_, rest)| rest)
-            .trim_end_matches('/')
-            .to_owned();
+        let host = registry_host_of(&options.registry);
         let credential = credentials::Credential::Basic {
             username: options.username.clone(),
             password: password.to_owned(),
@@ -263,6 +258,24 @@ impl Kiln {
             Error::Failed(format!("the credentials work but could not be stored: {e}"))
         })
     }
+}
+
+/// `kiln logout REGISTRY`: forget the credentials `kiln login` (or
+/// `docker login`) stored for it. Returns the file they were removed
+/// from, or `None` when there were none.
+pub fn logout(registry: &str) -> Result<Option<PathBuf>, Error> {
+    let host = registry_host_of(registry);
+    credentials::remove(&host, &ProcessEnv)
+        .map_err(|e| Error::Failed(format!("cannot remove the credentials for {host}: {e}")))
+}
+
+/// The host a `login`/`logout` argument names: `https://HOST/` → `HOST`.
+fn registry_host_of(registry: &str) -> String {
+    registry
+        .split_once("://")
+        .map_or(registry, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// The process environment, plus the credentials being logged in with.

@@ -27,13 +27,19 @@ struct ProgressState {
 }
 
 impl HumanReporter {
-    /// A reporter that hides `debug` and `trace` lines unless `verbose`.
-    pub fn new(verbose: bool) -> Self {
+    /// A reporter that hides `debug` and `trace` lines unless `verbose`,
+    /// and draws progress bars when `bars` says so (else lines).
+    pub fn new(verbose: bool, bars: bool) -> Self {
         HumanReporter {
             verbose,
-            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+            bars: bars.then(MultiProgress::new),
             state: Mutex::new(ProgressState::default()),
         }
+    }
+
+    /// Whether bars suit standard error: it is a terminal.
+    pub fn on_terminal() -> bool {
+        std::io::stderr().is_terminal()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ProgressState> {
@@ -180,6 +186,15 @@ impl Reporter for HumanReporter {
         }
         self.line(table.trim_end());
     }
+}
+
+/// Nothing at all (`--quiet`): the command prints its result and errors
+/// only.
+pub struct QuietReporter;
+
+impl Reporter for QuietReporter {
+    fn log(&self, _: &str, _: Level, _: &str, _: &[(String, String)]) {}
+    fn progress(&self, _: &str, _: &str, _: u64, _: Option<u64>) {}
 }
 
 /// One JSON object per line on stdout, for machines.

@@ -181,6 +181,37 @@ pub fn store(
     password: &str,
     values: &dyn ValueSource,
 ) -> std::io::Result<PathBuf> {
+    edit_config(values, |auths| {
+        auths.insert(
+            host.to_owned(),
+            json!({ "auth": STANDARD.encode(format!("{username}:{password}")) }),
+        );
+        true
+    })
+}
+
+/// Remove the stored credentials for `host` (under any of the names
+/// docker writes it as), as `docker logout` does. Returns the file when
+/// something was removed.
+pub fn remove(host: &str, values: &dyn ValueSource) -> std::io::Result<Option<PathBuf>> {
+    let names = aliases(host);
+    let mut removed = false;
+    let path = edit_config(values, |auths| {
+        let before = auths.len();
+        auths.retain(|key, _| !names.iter().any(|n| normalise_key(n) == normalise_key(key)));
+        removed = auths.len() != before;
+        removed
+    })?;
+    Ok(removed.then_some(path))
+}
+
+/// Change the `auths` of the docker config file with `edit`, and, when it
+/// says it changed something, replace the file atomically, private to the
+/// user.
+fn edit_config(
+    values: &dyn ValueSource,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>) -> bool,
+) -> std::io::Result<PathBuf> {
     let path = config_path(values)
         .ok_or_else(|| std::io::Error::other("no home directory for the docker config"))?;
     let mut config: Value = std::fs::read_to_string(&path)
@@ -193,7 +224,10 @@ pub fn store(
     if !config["auths"].is_object() {
         config["auths"] = json!({});
     }
-    config["auths"][host] = json!({ "auth": STANDARD.encode(format!("{username}:{password}")) });
+    let auths = config["auths"].as_object_mut().expect("made an object");
+    if !edit(auths) {
+        return Ok(path);
+    }
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
     std::fs::create_dir_all(&dir)?;
     let mut file = tempfile::NamedTempFile::new_in(&dir)?;

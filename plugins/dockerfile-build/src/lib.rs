@@ -45,6 +45,15 @@ const TAGS: Input<Text> = Input::text(
 );
 const BUILD_ARGS: Input<Text> =
     Input::text("build-args", "Build arguments, one NAME=VALUE per line");
+const LABELS: Input<Text> = Input::text(
+    "labels",
+    "Labels set on the image after the Dockerfile's, one NAME=VALUE per line",
+);
+const NO_CACHE: Input<Boolean, Given> = Input::boolean(
+    "no-cache",
+    "Write every layer anew instead of reusing those of earlier builds",
+)
+.default(false);
 const TARGET: Input<Text> = Input::text("target", "The stage to build (default: the last)");
 const PLATFORM: Input<Text, Given> = Input::text(
     "platform",
@@ -92,6 +101,8 @@ impl Step for DockerfileBuild {
         .input(&OUTPUT)
         .input(&TAGS)
         .input(&BUILD_ARGS)
+        .input(&LABELS)
+        .input(&NO_CACHE)
         .input(&TARGET)
         .input(&PLATFORM)
         .input(&COMPRESSION)
@@ -148,7 +159,12 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
         ))
     })?;
     let context = Context::open(&context_dir, epoch)?;
-    let build_args = parse_build_args(&BUILD_ARGS.get(inputs)?.unwrap_or_default())?;
+    let build_args = parse_pairs(
+        &BUILD_ARGS.get(inputs)?.unwrap_or_default(),
+        "build argument",
+    )?;
+    let labels = parse_pairs(&LABELS.get(inputs)?.unwrap_or_default(), "label")?;
+    let no_cache = NO_CACHE.get(inputs)?;
     let tags: Vec<Reference> = TAGS
         .get(inputs)?
         .unwrap_or_default()
@@ -199,6 +215,8 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
             layout: &layout,
             scratch: &scratch,
             insecure,
+            no_cache,
+            labels: &labels,
         };
         match build::run(&request) {
             Ok(built) => builds.push((platform, built)),
@@ -255,17 +273,15 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
 }
 
 /// `NAME=VALUE` lines (blank lines ignored); a line without `=` is an
-/// error naming it.
-fn parse_build_args(text: &str) -> Result<Vec<(String, String)>, Error> {
+/// error naming it as a `what`.
+fn parse_pairs(text: &str, what: &str) -> Result<Vec<(String, String)>, Error> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             line.split_once('=')
                 .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| {
-                    Error::invalid_input(format!("build argument `{line}` is not NAME=VALUE"))
-                })
+                .ok_or_else(|| Error::invalid_input(format!("{what} `{line}` is not NAME=VALUE")))
         })
         .collect()
 }

@@ -55,6 +55,8 @@ pub struct Plan {
     predefined: Scope,
     /// `--build-arg` values.
     build_args: Vec<(String, String)>,
+    /// The names the ARGs before the first FROM declare.
+    global_args: Vec<String>,
 }
 
 /// Why a Dockerfile cannot be planned or built; [`Error::in_file`] says
@@ -134,6 +136,7 @@ impl Plan {
             global: predefined.clone(),
             predefined,
             build_args: build_args.to_vec(),
+            global_args: Vec::new(),
         };
         for instruction in instructions::convert(dockerfile)? {
             let Located {
@@ -162,6 +165,8 @@ impl Plan {
                     let values = plan
                         .arg_values(&decls, &plan.global)
                         .map_err(|e| at.error(e))?;
+                    plan.global_args
+                        .extend(decls.iter().map(|decl| decl.name.clone()));
                     plan.global
                         .extend(values.into_iter().filter_map(|(k, v)| Some((k, v?))));
                 }
@@ -184,6 +189,37 @@ impl Plan {
             }
         }
         Ok(plan)
+    }
+
+    /// The `--build-arg` names no ARG of the Dockerfile declares, which
+    /// BuildKit warns about (a typo, or an argument meant for another
+    /// Dockerfile). The proxy variables BuildKit predefines are exempt.
+    pub fn unused_build_args(&self) -> Vec<&str> {
+        const PROXIES: &[&str] = &[
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "FTP_PROXY",
+            "NO_PROXY",
+            "ALL_PROXY",
+        ];
+        let declared = |name: &str| {
+            self.global_args.iter().any(|arg| arg == name)
+                || self.stages.iter().any(|stage| {
+                    stage.instructions.iter().any(|i| match &i.value {
+                        Kind::Arg(decls) => decls.iter().any(|decl| decl.name == name),
+                        _ => false,
+                    })
+                })
+        };
+        let mut unused: Vec<&str> = self
+            .build_args
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| !PROXIES.contains(&name.to_ascii_uppercase().as_str()))
+            .filter(|name| !declared(name))
+            .collect();
+        unused.dedup();
+        unused
     }
 
     /// The values of an ARG instruction's declarations: the build
@@ -476,6 +512,18 @@ mod tests {
             p.copy_source(1, "5", copy).unwrap_err().to_string(),
             "4: COPY: --from=5: there is no earlier stage 5"
         );
+    }
+
+    #[test]
+    fn build_args_no_arg_declares_are_named() {
+        let dockerfile =
+            crate::parser::parse("ARG VERSION\nFROM scratch\nARG USED\nCOPY a b\n").unwrap();
+        let args: Vec<(String, String)> = ["VERSION", "USED", "TYPO", "http_proxy"]
+            .iter()
+            .map(|name| ((*name).to_owned(), "1".to_owned()))
+            .collect();
+        let plan = Plan::new(&dockerfile, &args, &Platform::parse("linux/amd64").unwrap()).unwrap();
+        assert_eq!(plan.unused_build_args(), ["TYPO"]);
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct Build<'a> {
     pub scratch: &'a Scratch,
     /// Plain HTTP to base images' registries.
     pub insecure: bool,
+    /// Write every layer anew (`--no-cache`), ignoring the layer cache.
+    pub no_cache: bool,
+    /// Labels set on the final image, after the Dockerfile's (`--label`).
+    pub labels: &'a [(String, String)],
 }
 
 /// The result: the final stage's image.
@@ -68,6 +72,12 @@ pub fn run(build: &Build<'_>) -> Result<Built, Error> {
     let dockerfile = parser::parse(build.source).map_err(|e| in_file(e.into()))?;
     let plan = Plan::new(&dockerfile, build.build_args, &build.platform).map_err(in_file)?;
     let target = plan.target(build.target).map_err(in_file)?;
+    for name in plan.unused_build_args() {
+        kiln_sdk::warn!(
+            "build argument {name} is not declared by any ARG in {}: it has no effect",
+            build.dockerfile_name
+        );
+    }
     let mut runner = Runner {
         build,
         plan: &plan,
@@ -79,7 +89,12 @@ pub fn run(build: &Build<'_>) -> Result<Built, Error> {
         reused: 0,
         created: rfc3339(build.epoch),
     };
-    let image = runner.run(target)?;
+    let mut image = runner.run(target)?;
+    for (name, value) in build.labels {
+        image
+            .config_object("Labels")
+            .insert(name.clone(), value.clone().into());
+    }
     let (written, reused) = (runner.written, runner.reused);
     runner.cache.save()?;
     Ok(Built {
@@ -440,7 +455,12 @@ impl<'a> Runner<'a> {
     /// Turn `tree` into a layer (or reuse the cached one) and add it.
     fn commit_layer(&mut self, stage: &mut Stage, tree: Tree, history: &str) -> Result<(), Error> {
         let key = LayerCache::key(&tree, self.build.compression);
-        let layer = match self.cache.get(&key, self.build.layout) {
+        let cached = if self.build.no_cache {
+            None
+        } else {
+            self.cache.get(&key, self.build.layout)
+        };
+        let layer = match cached {
             Some(layer) => {
                 self.reused += 1;
                 kiln_sdk::info!("  reused layer {}", layer.descriptor.digest());
