@@ -381,9 +381,13 @@ fn finding_10_a_step_sees_only_its_needs() {
         "stages: [a, b]\nsteps:\n  greet:\n    stage: a\n    uses: hello\n  other:\n    stage: a\n    uses: hello\n  snoop:\n    stage: b\n    needs: [greet]\n    uses: ./hostile.wasm\n    with:\n      attack: read-file\n      target: /workspace/.kiln/artifacts/other/manifest.json\n",
     );
     let run = p.kiln(&["run", "--sandboxed-only"]);
-    assert_failed(
-        &run,
-        "denied: reading /workspace/.kiln/artifacts/other/manifest.json",
+    // The message names the project's own path, not the guest's.
+    assert_failed(&run, "denied: reading /");
+    assert!(
+        run.all().contains("/.kiln/artifacts/other/manifest.json")
+            && !run.all().contains("/workspace/"),
+        "{}",
+        run.all()
     );
     assert!(!run.all().contains("\"step\""), "{}", run.all());
     // Its own need is where the contract says.

@@ -218,6 +218,33 @@ server.handle_request()
     );
 }
 
+/// Failures read as words: no WASI errno, no Debug dump of an error code.
+#[test]
+fn failures_are_worded_for_people() {
+    let f = Fixture::new();
+    let missing = f.attack("read-file", "/workspace/missing.txt", &[]);
+    assert_eq!(missing.code(), Some(1), "{}", missing.all());
+    // The user's own directory, not the guest's `/workspace`.
+    let host_path = format!("{}/missing.txt", f.workspace().display());
+    assert!(
+        missing.stderr().contains(&host_path) && !missing.stderr().contains("os error"),
+        "{}",
+        missing.stderr()
+    );
+    let unresolvable = f.attack(
+        "http",
+        "http://kiln-test.invalid/",
+        &["--allow-net", "kiln-test.invalid"],
+    );
+    let stderr = unresolvable.stderr();
+    assert!(
+        stderr.contains("kiln-test.invalid")
+            && !stderr.contains("Payload")
+            && !stderr.contains("ErrorCode"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn e_an_endless_loop_is_stopped_by_the_timeout() {
     let f = Fixture::new();

@@ -55,12 +55,37 @@ fn shorten(mut line: String, max: usize) -> String {
     line
 }
 
+/// `text` with each `guest` path (whole path components only: not
+/// `/workspaces`, not `/x/workspace`) replaced by `host`.
+fn replace_path(text: &str, guest: &str, host: &str) -> String {
+    let part_of_path = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(guest) {
+        if at < copied {
+            continue;
+        }
+        let before = text[..at].chars().next_back();
+        let after = text[at + guest.len()..].chars().next();
+        if !before.is_some_and(part_of_path) && after.is_none_or(|c| c == '/' || !part_of_path(c)) {
+            out.push_str(&text[copied..at]);
+            out.push_str(host);
+            copied = at + guest.len();
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// The log channel of one running step: masks secrets, counts bytes against
 /// the step's budget, and forwards to the reporter.
 pub struct StepLog {
     step: String,
     reporter: Arc<dyn Reporter>,
     mask: SecretMask,
+    /// Guest directories and the host directories behind them, longest
+    /// guest path first.
+    paths: Vec<(String, String)>,
     limit: u64,
     used: AtomicU64,
     exceeded: AtomicBool,
@@ -73,10 +98,30 @@ impl StepLog {
             step: step.to_owned(),
             reporter,
             mask,
+            paths: Vec::new(),
             limit,
             used: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
         }
+    }
+
+    /// Show the host directory wherever a line names a guest one (`pairs`
+    /// of guest and host paths): a plugin only knows `/workspace`, the
+    /// user only their own directories.
+    pub fn with_host_paths(mut self, mut pairs: Vec<(String, String)>) -> Self {
+        pairs.retain(|(guest, host)| guest != host && !guest.is_empty());
+        pairs.sort_by_key(|(guest, _)| std::cmp::Reverse(guest.len()));
+        self.paths = pairs;
+        self
+    }
+
+    /// `text` as it is shown: secrets masked, guest paths as host paths.
+    pub fn show(&self, text: &str) -> String {
+        let mut shown = self.mask.apply(text);
+        for (guest, host) in &self.paths {
+            shown = replace_path(&shown, guest, host);
+        }
+        shown
     }
 
     /// The step name lines are prefixed with.
@@ -153,7 +198,7 @@ impl StepLog {
                 format!("{} more fields dropped", fields.len() - MAX_FIELDS),
             ));
         }
-        let message = shorten(self.mask.apply(message), MAX_SHOWN_LINE);
+        let message = shorten(self.show(message), MAX_SHOWN_LINE);
         let printed = message.len()
             + shown
                 .iter()
@@ -168,7 +213,7 @@ impl StepLog {
     /// (limits, settings); masked, not charged.
     pub fn host(&self, level: Level, message: &str) {
         self.reporter
-            .log(&self.step, level, &self.mask.apply(message), &[]);
+            .log(&self.step, level, &self.show(message), &[]);
     }
 
     /// A line the host prints because of something the plugin did (a
@@ -176,7 +221,7 @@ impl StepLog {
     /// the plugin's own lines, so a plugin cannot make the host print for
     /// it without limit.
     pub fn caused_by_plugin(&self, level: Level, message: &str) -> Result<(), LogLimitExceeded> {
-        let message = shorten(self.mask.apply(message), MAX_SHOWN_LINE);
+        let message = shorten(self.show(message), MAX_SHOWN_LINE);
         self.charge((message.len() + RECORD_COST) as u64)?;
         self.reporter.log(&self.step, level, &message, &[]);
         Ok(())
@@ -189,7 +234,7 @@ impl StepLog {
         done: u64,
         total: Option<u64>,
     ) -> Result<(), LogLimitExceeded> {
-        let task = shorten(self.mask.apply(task), MAX_SHOWN_FIELD);
+        let task = shorten(self.show(task), MAX_SHOWN_FIELD);
         self.charge((task.len() + RECORD_COST) as u64)?;
         self.reporter.progress(&self.step, &task, done, total);
         Ok(())
@@ -227,6 +272,27 @@ mod tests {
                 .is_err()
         );
         assert!(log.limit_exceeded());
+    }
+
+    #[test]
+    fn guest_paths_are_shown_as_host_paths() {
+        assert_eq!(
+            replace_path(
+                "reading /workspace/a and /workspace",
+                "/workspace",
+                "/home/me/p"
+            ),
+            "reading /home/me/p/a and /home/me/p"
+        );
+        assert_eq!(
+            replace_path(
+                "/workspaces /x/workspace /workspace.txt",
+                "/workspace",
+                "/h"
+            ),
+            "/workspaces /x/workspace /workspace.txt"
+        );
+        assert_eq!(replace_path("at=/output:", "/output", "/o"), "at=/o:");
     }
 
     #[test]

@@ -117,12 +117,10 @@ pub async fn run(
         for secret in secrets {
             mask.add(secret);
         }
-        Arc::new(StepLog::new(
-            &request.name,
-            reporter,
-            mask.clone(),
-            DEFAULT_LOG_LIMIT,
-        ))
+        Arc::new(
+            StepLog::new(&request.name, reporter, mask.clone(), DEFAULT_LOG_LIMIT)
+                .with_host_paths(request.dirs.host_paths()),
+        )
     })
     .map_err(|e| StepFailure::Setup(e.to_string()))?;
     let log = sandbox.log.clone();
@@ -140,16 +138,15 @@ pub async fn run(
             .collect(),
     };
     let result = runtime.run(&plugin, sandbox, context, checked.values).await;
-    let mask = log.mask();
     match result {
         Ok(outputs) => Ok(outputs
             .into_iter()
             .map(|output| NamedValue {
                 name: output.name,
-                value: mask_value(mask, output.value),
+                value: mask_value(log.mask(), output.value),
             })
             .collect()),
-        Err(failure) => Err(mask_failure(mask, failure)),
+        Err(failure) => Err(show_failure(&log, failure)),
     }
 }
 
@@ -161,13 +158,14 @@ fn mask_value(mask: &SecretMask, value: Value) -> Value {
     }
 }
 
-fn mask_failure(mask: &SecretMask, failure: StepFailure) -> StepFailure {
+/// A failure as the user sees it: masked, with host paths.
+fn show_failure(log: &StepLog, failure: StepFailure) -> StepFailure {
     match failure {
-        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(mask.apply(&m)),
-        StepFailure::Denied(m) => StepFailure::Denied(mask.apply(&m)),
-        StepFailure::Failed(m) => StepFailure::Failed(mask.apply(&m)),
-        StepFailure::Trapped(m) => StepFailure::Trapped(mask.apply(&m)),
-        StepFailure::Setup(m) => StepFailure::Setup(mask.apply(&m)),
+        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(log.show(&m)),
+        StepFailure::Denied(m) => StepFailure::Denied(log.show(&m)),
+        StepFailure::Failed(m) => StepFailure::Failed(log.show(&m)),
+        StepFailure::Trapped(m) => StepFailure::Trapped(log.show(&m)),
+        StepFailure::Setup(m) => StepFailure::Setup(log.show(&m)),
         other => other,
     }
 }

@@ -79,9 +79,9 @@ impl Error {
     #[doc(hidden)]
     pub fn into_contract(self) -> ContractError {
         match self.kind {
-            ErrorKind::InvalidInput => ContractError::InvalidInput(self.message),
-            ErrorKind::Denied => ContractError::Denied(self.message),
-            ErrorKind::Failed => ContractError::Failed(self.message),
+            ErrorKind::InvalidInput => ContractError::InvalidInput(without_errno(&self.message)),
+            ErrorKind::Denied => ContractError::Denied(without_errno(&self.message)),
+            ErrorKind::Failed => ContractError::Failed(without_errno(&self.message)),
         }
     }
 }
@@ -108,5 +108,44 @@ pub trait Context<T> {
 impl<T, E: fmt::Display> Context<T> for Result<T, E> {
     fn context(self, what: impl fmt::Display) -> Result<T, Error> {
         self.map_err(|e| Error::failed(format!("{what}: {e}")))
+    }
+}
+
+/// `message` without the ` (os error N)` that std appends to I/O errors:
+/// inside a plugin N is a WASI errno (44 is "no such file", 2 on Linux),
+/// which misleads more than it helps; the words before it say it all.
+fn without_errno(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = &rest[at + " (os error ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasi_errnos_are_left_out() {
+        assert_eq!(
+            without_errno("/workspace/a: No such file or directory (os error 44)"),
+            "/workspace/a: No such file or directory"
+        );
+        assert_eq!(
+            without_errno("a (os error 44) and b (os error x)"),
+            "a and b (os error x)"
+        );
+        assert_eq!(without_errno("plain"), "plain");
     }
 }

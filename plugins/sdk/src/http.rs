@@ -410,7 +410,40 @@ fn transport_error(code: ErrorCode, authority: &str) -> HttpError {
         ErrorCode::ConnectionRefused => {
             HttpError::Transport(format!("connection to {authority} refused"))
         }
-        other => HttpError::Transport(format!("{authority}: {other:?}")),
+        other => HttpError::Transport(format!("{authority}: {}", describe(&other))),
+    }
+}
+
+/// What a `wasi:http` error code means, in words a user acts on (the
+/// generated type only has Debug, which reads like a stack dump).
+fn describe(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::DnsTimeout => "the name lookup timed out".into(),
+        ErrorCode::DnsError(payload) => match &payload.rcode {
+            Some(rcode) => format!("the host name does not resolve ({rcode})"),
+            None => "the host name does not resolve".into(),
+        },
+        ErrorCode::DestinationNotFound => "no such host".into(),
+        ErrorCode::DestinationUnavailable => "the host is unavailable".into(),
+        ErrorCode::DestinationIpProhibited => "its address is not allowed".into(),
+        ErrorCode::DestinationIpUnroutable => "its address is unreachable".into(),
+        ErrorCode::ConnectionTerminated => "the connection was closed".into(),
+        ErrorCode::ConnectionTimeout => "connecting timed out".into(),
+        ErrorCode::ConnectionReadTimeout => "reading the response timed out".into(),
+        ErrorCode::ConnectionWriteTimeout => "sending the request timed out".into(),
+        ErrorCode::TlsProtocolError => {
+            "TLS failed (is it an HTTP-only server? then use --insecure)".into()
+        }
+        ErrorCode::TlsCertificateError => "its TLS certificate is not trusted".into(),
+        ErrorCode::HttpResponseTimeout => "no response in time".into(),
+        ErrorCode::HttpProtocolError => "the server broke the HTTP protocol".into(),
+        ErrorCode::HttpResponseIncomplete => "the response ended early".into(),
+        ErrorCode::InternalError(Some(message)) => message.clone(),
+        other => format!("{other:?}")
+            .split(['(', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 

@@ -51,6 +51,27 @@ pub struct StepDirs {
     pub hidden: Vec<PathBuf>,
 }
 
+impl StepDirs {
+    /// Each guest directory and the host directory behind it (the
+    /// workspace, the output, the plumbing mounts), so that what a plugin
+    /// prints can name the directories the user knows.
+    pub fn host_paths(&self) -> Vec<(String, String)> {
+        let mut pairs = vec![
+            (
+                GUEST_WORKSPACE.to_owned(),
+                self.workspace.display().to_string(),
+            ),
+            (GUEST_OUTPUT.to_owned(), self.output.display().to_string()),
+        ];
+        pairs.extend(
+            self.mounts
+                .iter()
+                .map(|m| (m.guest.clone(), m.host.display().to_string())),
+        );
+        pairs
+    }
+}
+
 /// A host directory mounted at a fixed guest path.
 #[derive(Debug, Clone)]
 pub struct Mount {
