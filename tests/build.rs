@@ -579,6 +579,35 @@ fn buildx_habits_work() {
 }
 
 #[test]
+fn a_misspelt_stage_and_an_empty_from_say_what_was_meant() {
+    let project = Project::new(&[
+        (
+            "ctx/Dockerfile",
+            "FROM scratch AS build\nCOPY a.txt /\nFROM scratch\nCOPY --from=buildr /a.txt /\n",
+        ),
+        ("ctx/a.txt", "a\n"),
+    ]);
+    let typo = project.build(&["--output", "oci:out"]);
+    assert_eq!(typo.code(), Some(2), "{}", typo.all());
+    assert!(
+        typo.stderr().contains("Dockerfile:4: COPY:")
+            && typo.stderr().contains("did you mean the stage `build`?"),
+        "{}",
+        typo.stderr()
+    );
+    project.write("ctx/Dockerfile", "ARG BASE\nFROM ${BASE}\n");
+    let empty = project.build(&["--output", "oci:out"]);
+    assert_eq!(empty.code(), Some(2), "{}", empty.all());
+    assert!(
+        empty
+            .stderr()
+            .contains("Dockerfile:2: FROM: `${BASE}` expands to an empty image name"),
+        "{}",
+        empty.stderr()
+    );
+}
+
+#[test]
 fn run_is_refused_naming_the_file_and_line() {
     let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);
     let run = project.build(&["--output", "oci:out"]);

@@ -85,6 +85,21 @@ pub enum Error {
     Platform(#[from] kiln_oci::platform::PlatformError),
 }
 
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 /// Parse `source` into typed instructions, without stages (an ONBUILD
 /// trigger).
 pub fn parse_instructions(source: &str) -> Result<Vec<Instruction>, Error> {
@@ -289,13 +304,39 @@ impl Plan {
     }
 
     /// What stage `index`'s FROM builds on, its image expanded with the
-    /// global scope.
+    /// global scope. A name that expands to nothing is an error saying
+    /// how to give it a value.
     pub fn base(&self, index: usize) -> Result<Base, InstructionError> {
         let from = &self.stages[index].from;
         let image = self
             .expand(&from.value.image, &self.global)
             .map_err(|e| from.error(e))?;
+        if image.trim().is_empty() {
+            return Err(from.error(format!(
+                "`{}` expands to an empty image name; give its ARG a default before the first FROM, or pass --build-arg NAME=IMAGE",
+                from.value.image
+            )));
+        }
         Ok(self.named(&image, index))
+    }
+
+    /// Why an image name that could not be pulled may have been meant as
+    /// a stage: a stage of that name defined later (only earlier stages
+    /// can be named), or one spelled almost the same.
+    pub fn stage_hint(&self, name: &str) -> Option<String> {
+        let names = self.stages.iter().filter_map(Stage::name);
+        if let Some(later) = names.clone().find(|n| n.eq_ignore_ascii_case(name)) {
+            return Some(format!(
+                "the stage `{later}` is defined after this instruction; only an earlier stage can be named here"
+            ));
+        }
+        if name.contains(['/', ':', '@', '.']) {
+            return None;
+        }
+        names
+            .filter(|n| n.len() >= 3 && edit_distance(&n.to_lowercase(), &name.to_lowercase()) <= 2)
+            .min_by_key(|n| edit_distance(&n.to_lowercase(), &name.to_lowercase()))
+            .map(|n| format!("did you mean the stage `{n}`?"))
     }
 
     /// What `name` (already expanded) means as the base of stage `index`:
@@ -512,6 +553,28 @@ mod tests {
             p.copy_source(1, "5", copy).unwrap_err().to_string(),
             "4: COPY: --from=5: there is no earlier stage 5"
         );
+    }
+
+    #[test]
+    fn names_close_to_stages_get_a_hint() {
+        let plan = plan(
+            "FROM scratch AS build\nFROM scratch\nCOPY --from=buildr a b\nFROM scratch AS later\n",
+        );
+        assert_eq!(
+            plan.stage_hint("buildr").as_deref(),
+            Some("did you mean the stage `build`?")
+        );
+        assert!(plan.stage_hint("later").unwrap().contains("defined after"));
+        assert_eq!(plan.stage_hint("busybox"), None);
+        assert_eq!(plan.stage_hint("registry.io/build"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn an_empty_from_says_how_to_fill_it() {
+        let plan = plan("ARG BASE\nFROM ${BASE}\n");
+        let error = plan.base(0).unwrap_err().to_string();
+        assert!(error.contains("expands to an empty image name"), "{error}");
     }
 
     #[test]

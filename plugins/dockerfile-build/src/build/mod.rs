@@ -218,7 +218,10 @@ impl<'a> Runner<'a> {
         kiln_sdk::info!("resolving {reference} for {platform}");
         let image =
             registry::pull_image(&reference, platform, self.build.layout, self.build.insecure)
-                .map_err(|e| self.error(at, e))?;
+                .map_err(|e| match self.plan.stage_hint(&image) {
+                    Some(hint) => self.error(at, format!("{e} ({hint})")),
+                    None => self.error(at, e),
+                })?;
         let mut stage = Stage::new(image);
         stage.base_layers = stage.image.layers.len();
         if let Some(shell) = stage.image.strings("Shell") {
