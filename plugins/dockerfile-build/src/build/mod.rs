@@ -218,7 +218,7 @@ impl<'a> Runner<'a> {
         kiln_sdk::info!("resolving {reference} for {platform}");
         let image =
             registry::pull_image(&reference, platform, self.build.layout, self.build.insecure)
-                .map_err(|e| match self.plan.stage_hint(&image) {
+                .map_err(|e| match self.plan.stage_hint(image) {
                     Some(hint) => self.error(at, format!("{e} ({hint})")),
                     None => self.error(at, e),
                 })?;
