@@ -610,6 +610,43 @@ fn a_misspelt_stage_and_an_empty_from_say_what_was_meant() {
 #[test]
 fn run_is_refused_naming_the_file_and_line() {
     let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);
+    // --check refuses it without building, and so does every build,
+    // before it writes a layer.
+    let check = project.build(&["--check"]);
+    assert_eq!(check.code(), Some(2), "{}", check.all());
+    assert!(
+        check
+            .stderr()
+            .contains("Dockerfile:3: RUN: RUN needs an executor"),
+        "{}",
+        check.stderr()
+    );
+    project.write(
+        "ctx/Dockerfile",
+        "FROM scratch AS tools\nRUN make\nFROM scratch\nCOPY --from=tools /a /a\n",
+    );
+    let needed = project.build(&["--check"]);
+    assert!(
+        needed.stderr().contains("Dockerfile:2: RUN:"),
+        "{}",
+        needed.stderr()
+    );
+    project.write(
+        "ctx/Dockerfile",
+        "FROM scratch AS tools\nRUN make\nFROM scratch\nLABEL a=b\n",
+    );
+    let unneeded = project.build(&["--check"]);
+    assert_eq!(unneeded.code(), Some(0), "{}", unneeded.all());
+    assert!(
+        unneeded.stderr().contains("nothing the build would refuse"),
+        "{}",
+        unneeded.stderr()
+    );
+    assert!(
+        !project.path().join("out").exists(),
+        "--check builds nothing"
+    );
+    project.write("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n");
     let run = project.build(&["--output", "oci:out"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
     assert!(

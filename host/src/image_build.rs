@@ -109,6 +109,10 @@ pub struct BuildOptions {
     /// Build every layer anew instead of reusing those of earlier builds.
     #[arg(long)]
     pub no_cache: bool,
+    /// Only check the Dockerfile: refuse what the build would refuse,
+    /// build nothing (buildx's --call=check).
+    #[arg(long)]
+    pub check: bool,
     /// Write the image's digest (its manifest, or index for several
     /// platforms) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -167,24 +171,14 @@ impl Kiln {
     /// plugin under a grant computed here, then push to every `-t`
     /// reference when asked.
     pub async fn build(&self, args: &BuildOptions) -> Result<BuildReport, Error> {
-        let context = match args.context.canonicalize() {
-            Ok(dir) if dir.is_dir() => dir,
-            _ => {
-                return Err(Error::usage(format!(
-                    "the build context {} is not a directory",
-                    args.context.display()
-                )));
-            }
-        };
-        let dockerfile = args
-            .file
-            .clone()
-            .unwrap_or_else(|| context.join("Dockerfile"));
-        let dockerfile = dockerfile
-            .canonicalize()
-            .map_err(|_| Error::usage(format!("{}: no such Dockerfile", dockerfile.display())))?;
-        let source = std::fs::read_to_string(&dockerfile)
-            .map_err(|e| Error::usage(format!("{}: {e}", dockerfile.display())))?;
+        let Checked {
+            context,
+            dockerfile,
+            dockerfile_name,
+            source,
+            build_args,
+            platforms,
+        } = check(args)?;
         // `type=registry` is buildx's spelling of --push.
         let push = args.push || args.outputs.contains(&Output::Registry);
         let files: Vec<&Output> = args
@@ -241,16 +235,6 @@ impl Kiln {
         // writes index.json, and interleaving them could lose a build.
         let _lock = kiln_store::lock_layout(&layout).map_err(Error::usage)?;
 
-        // `--build-arg NAME` takes NAME's value from the environment, and
-        // is left out when it is not set there (as docker does).
-        let build_args: Vec<(String, String)> = args
-            .build_args
-            .iter()
-            .filter_map(|arg| match arg.split_once('=') {
-                Some((name, value)) => Some((name.to_owned(), value.to_owned())),
-                None => std::env::var(arg).ok().map(|value| (arg.clone(), value)),
-            })
-            .collect();
         let mut inputs = vec![
             ("dockerfile".to_owned(), dockerfile_input),
             // The layout is the output directory itself (the plugin's
@@ -289,15 +273,13 @@ impl Kiln {
             }
         }
 
-        let platforms = kiln_oci::Platform::parse_list(&args.platform)
-            .map_err(|e| Error::usage(format!("--platform: {e}")))?;
         // The images the Dockerfile names for each platform, decided by the
         // same code the plugin builds with (ARGs, predefined platform ARGs,
         // stages).
         let mut bases: Vec<Reference> = Vec::new();
         for platform in &platforms {
             let named = kiln_dockerfile::base_images(&source, &build_args, &platform.to_string())
-                .map_err(|e| Error::usage(e.in_file(&dockerfile.display().to_string())))?;
+                .map_err(|e| Error::usage(e.in_file(&dockerfile_name)))?;
             // A name the host cannot read as a reference (a `--from` that
             // only the stage's own ARGs complete) is left to the plugin,
             // whose pull the sandbox refuses if it names an ungranted host.
@@ -428,6 +410,76 @@ fn write_whole(file: &Path, bytes: &[u8]) -> Result<(), Error> {
         .persist(dir.join(name))
         .map_err(|e| failed(e.error))?;
     Ok(())
+}
+
+/// A build's inputs, read and checked: what `kiln build --check` verifies
+/// and what a build starts from.
+struct Checked {
+    context: PathBuf,
+    dockerfile: PathBuf,
+    dockerfile_name: String,
+    source: String,
+    build_args: Vec<(String, String)>,
+    platforms: Vec<kiln_oci::Platform>,
+}
+
+/// `kiln build --check` (buildx's `--call=check`): read the context and
+/// Dockerfile and refuse what the build would refuse, building nothing.
+/// Returns the Dockerfile checked.
+pub fn check_only(args: &BuildOptions) -> Result<PathBuf, Error> {
+    Ok(check(args)?.dockerfile)
+}
+
+fn check(args: &BuildOptions) -> Result<Checked, Error> {
+    let context = match args.context.canonicalize() {
+        Ok(dir) if dir.is_dir() => dir,
+        _ => {
+            return Err(Error::usage(format!(
+                "the build context {} is not a directory",
+                args.context.display()
+            )));
+        }
+    };
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    let dockerfile = dockerfile
+        .canonicalize()
+        .map_err(|_| Error::usage(format!("{}: no such Dockerfile", dockerfile.display())))?;
+    let source = std::fs::read_to_string(&dockerfile)
+        .map_err(|e| Error::usage(format!("{}: {e}", dockerfile.display())))?;
+    // `--build-arg NAME` takes NAME's value from the environment, and
+    // is left out when it is not set there (as docker does).
+    let build_args: Vec<(String, String)> = args
+        .build_args
+        .iter()
+        .filter_map(|arg| match arg.split_once('=') {
+            Some((name, value)) => Some((name.to_owned(), value.to_owned())),
+            None => std::env::var(arg).ok().map(|value| (arg.clone(), value)),
+        })
+        .collect();
+    let platforms = kiln_oci::Platform::parse_list(&args.platform)
+        .map_err(|e| Error::usage(format!("--platform: {e}")))?;
+    // What the build would refuse is refused before it starts.
+    let dockerfile_name = dockerfile.display().to_string();
+    for platform in &platforms {
+        kiln_dockerfile::check(
+            &source,
+            &build_args,
+            &platform.to_string(),
+            args.target.as_deref(),
+        )
+        .map_err(|e| Error::usage(e.in_file(&dockerfile_name)))?;
+    }
+    Ok(Checked {
+        context,
+        dockerfile,
+        dockerfile_name,
+        source,
+        build_args,
+        platforms,
+    })
 }
 
 /// A persistent layout for builds that only push or write an archive, so

@@ -306,9 +306,16 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
                 }
                 _ => None,
             };
-            let report = kiln.build(&options).await?;
-            if quiet {
-                println!("{}", report.digest().unwrap_or_default());
+            if options.check {
+                let dockerfile = kiln::image_build::check_only(&options)?;
+                if !quiet {
+                    eprintln!("{}: nothing the build would refuse", dockerfile.display());
+                }
+            } else {
+                let report = kiln.build(&options).await?;
+                if quiet {
+                    println!("{}", report.digest().unwrap_or_default());
+                }
             }
         }
     }

@@ -8,23 +8,6 @@ use serde_json::{Map, Value, json};
 
 use crate::{Pipeline, PipelineError, Rule, Step};
 
-/// Top-level keys GitLab reserves; a step cannot be called like them.
-const RESERVED: &[&str] = &[
-    "image",
-    "services",
-    "stages",
-    "types",
-    "before_script",
-    "after_script",
-    "variables",
-    "cache",
-    "include",
-    "default",
-    "workflow",
-    "pages",
-    "spec",
-];
-
 /// Where each job keeps kiln's store, relative to the project.
 const STORE: &str = ".kiln";
 
@@ -42,12 +25,6 @@ pub fn gitlab_document(pipeline: &Pipeline) -> Result<Value, PipelineError> {
     let mut document = Map::new();
     document.insert("stages".into(), json!(pipeline.stages));
     for step in &pipeline.steps {
-        if RESERVED.contains(&step.name.as_str()) {
-            return Err(pipeline.error(
-                step.position,
-                format!("step `{}` cannot be a GitLab job: `{}` is a reserved GitLab keyword; rename the step", step.name, step.name),
-            ));
-        }
         let mut job = Map::new();
         job.insert("stage".into(), json!(step.stage));
         job.insert("needs".into(), gitlab_needs(pipeline, step));
@@ -167,7 +144,7 @@ pub fn check(document: &Value) -> Result<(), String> {
         .unwrap_or_default();
     let jobs: Vec<(&String, &Map<String, Value>)> = object
         .iter()
-        .filter(|(name, _)| !RESERVED.contains(&name.as_str()))
+        .filter(|(name, _)| !crate::RESERVED.contains(&name.as_str()))
         .filter_map(|(name, job)| job.as_object().map(|j| (name, j)))
         .collect();
     for (name, job) in &jobs {

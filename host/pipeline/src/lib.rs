@@ -383,6 +383,14 @@ impl Validator<'_> {
         let step_error =
             |pos: Position, message: String| self.error(pos, format!("step `{name}`: {message}"));
         check_name(name).map_err(|m| step_error(position, m))?;
+        if RESERVED.contains(&name) {
+            return Err(step_error(
+                position,
+                format!(
+                    "`{name}` is a reserved GitLab keyword, so the step could not be a GitLab job; rename the step"
+                ),
+            ));
+        }
         let decl_value = &decl.value;
         let stage = &decl_value.stage;
         let stage_index = stages
@@ -691,6 +699,25 @@ fn find_cycle<'a>(
     done.insert(name);
     None
 }
+
+/// Top-level keys GitLab reserves: a step is a GitLab job (`kiln export
+/// gitlab`), so it cannot be called like them, even when it only runs
+/// locally today.
+pub const RESERVED: &[&str] = &[
+    "image",
+    "services",
+    "stages",
+    "types",
+    "before_script",
+    "after_script",
+    "variables",
+    "cache",
+    "include",
+    "default",
+    "workflow",
+    "pages",
+    "spec",
+];
 
 /// Step and variable names end up in paths, GitLab job names and shell
 /// variables, so they are kept to a safe alphabet.

@@ -85,6 +85,37 @@ pub enum Error {
     Platform(#[from] kiln_oci::platform::PlatformError),
 }
 
+/// Why kiln refuses a `RUN` today; the build says it when it reaches one,
+/// and [`check`] before anything is built.
+pub const RUN_UNSUPPORTED: &str = "RUN needs an executor to run commands in the image, which kiln does not have yet; \
+     build the files outside (a `run:` step) and COPY them in";
+
+/// Refuse, before anything is built, what the build of `target` for
+/// `platform` would refuse: a Dockerfile that does not parse or plan, an
+/// unknown target, and a `RUN` in a stage the target needs. (What a base
+/// image's ONBUILD triggers hold is known only once it is pulled.)
+pub fn check(
+    source: &str,
+    build_args: &[(String, String)],
+    platform: &str,
+    target: Option<&str>,
+) -> Result<(), Error> {
+    let dockerfile = crate::parser::parse(source)?;
+    let plan = Plan::new(&dockerfile, build_args, &Platform::parse(platform)?)?;
+    let target = plan.target(target)?;
+    for (stage, needed) in plan.stages.iter().zip(plan.needed(target)) {
+        if let Some(run) = stage
+            .instructions
+            .iter()
+            .filter(|_| needed)
+            .find(|i| matches!(i.value, Kind::Run(_)))
+        {
+            return Err(run.error(RUN_UNSUPPORTED).into());
+        }
+    }
+    Ok(())
+}
+
 /// Levenshtein distance between two short names.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -568,6 +599,21 @@ mod tests {
         assert_eq!(plan.stage_hint("busybox"), None);
         assert_eq!(plan.stage_hint("registry.io/build"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn check_refuses_a_run_only_where_the_target_needs_it() {
+        let source = "FROM scratch AS tools\nRUN make\nFROM scratch\nCOPY a b\n";
+        assert!(check(source, &[], "linux/amd64", None).is_ok());
+        let error = check(source, &[], "linux/amd64", Some("tools")).unwrap_err();
+        assert!(
+            error
+                .in_file("Dockerfile")
+                .starts_with("Dockerfile:2: RUN: RUN needs an executor"),
+            "{}",
+            error.in_file("Dockerfile")
+        );
+        assert!(check(source, &[], "linux/amd64", Some("nope")).is_err());
     }
 
     #[test]

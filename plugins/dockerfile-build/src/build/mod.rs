@@ -421,11 +421,7 @@ impl<'a> Runner<'a> {
                 return self.commit_layer(stage, tree, &format!("{history} # buildkit"));
             }
             Kind::Run(_) => {
-                return Err(self.error(
-                    instruction,
-                    "RUN needs an executor to run commands in the image, which kiln does not have yet; \
-                     build the files outside (a `run:` step) and COPY them in",
-                ));
+                return Err(self.error(instruction, kiln_dockerfile::stages::RUN_UNSUPPORTED));
             }
             Kind::From(_) => {
                 return Err(self.error(instruction, "FROM cannot be an ONBUILD trigger"));
