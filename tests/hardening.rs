@@ -538,7 +538,9 @@ fn fifty_pipelines_share_one_cache_without_cross_talk() {
                 "project {index}: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            let layout = projects[index - offset].dir().join(".kiln/out/image/image");
+            let layout = projects[index - offset]
+                .dir()
+                .join(".kiln/out/build-image/image");
             assert_eq!(unique_file(&layout), format!("project {index}\n"));
         }
     };
@@ -550,7 +552,7 @@ fn fifty_pipelines_share_one_cache_without_cross_talk() {
         p.write("ctx/unique.txt", &format!("project {index}\n"));
         p.write(
             "kiln.yml",
-            "stages: [image]\nsteps:\n  image:\n    stage: image\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n",
+            "stages: [image]\nsteps:\n  build-image:\n    stage: image\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n",
         );
     }
     // A cold cache first, four at once (they race to create its key and

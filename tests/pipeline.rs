@@ -177,6 +177,66 @@ fn invalid(pipeline: &str, error: &str) {
     );
 }
 
+/// What the last step would refuse is found before the first step runs,
+/// by `kiln check` and by `kiln run`, at its line.
+#[test]
+fn mistakes_in_late_steps_stop_the_run_before_it_starts() {
+    let case = |late: &str, files: &[(&str, &str)], error: &str| {
+        let pipeline = format!(
+            "stages: [first, late]\nsteps:\n  first:\n    stage: first\n    run: touch first-ran\n  later:\n    stage: late\n{late}"
+        );
+        let project = Project::new(&pipeline);
+        for (path, text) in files {
+            let path = project.dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        for command in ["check", "run"] {
+            let ran = project.run(&[command]);
+            assert_eq!(ran.code(), Some(2), "{command}: {}", ran.all());
+            assert!(
+                ran.stderr().contains(error),
+                "{command}: expected `{error}` in {}",
+                ran.stderr()
+            );
+            assert!(
+                !project.dir.path().join("first-ran").exists(),
+                "{command} ran a step"
+            );
+        }
+    };
+    case(
+        "    uses: hello\n    with:\n      nmae: x\n",
+        &[],
+        "kiln.yml:10:13: step `later`: unknown input `nmae` for plugin hello",
+    );
+    case(
+        "    uses: hello\n    with:\n      repeat: many\n",
+        &[],
+        "kiln.yml:10:15: step `later`: input `repeat`",
+    );
+    case(
+        "    uses: ./missing.wasm\n",
+        &[],
+        "kiln.yml:8:11: step `later`: cannot start plugin: cannot read plugin",
+    );
+    case(
+        "    uses: dockerfile-build\n    with:\n      context: /workspace/docker\n",
+        &[("docker/Dockerfile", "FROM scratch\nCOPY a /a\n\nRUN make\n")],
+        "docker/Dockerfile:4: RUN: RUN needs an executor",
+    );
+    // A pipeline without mistakes checks clean, running nothing.
+    let project = Project::new(&mixed_pipeline());
+    let checked = project.run(&["check"]);
+    assert_eq!(checked.code(), Some(0), "{}", checked.all());
+    assert!(
+        checked.stderr().contains("4 steps checked"),
+        "{}",
+        checked.stderr()
+    );
+    assert!(!project.dir.path().join(".kiln/artifacts").exists());
+}
+
 #[test]
 fn invalid_pipelines_are_located() {
     invalid(

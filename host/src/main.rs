@@ -104,6 +104,14 @@ enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// Check a pipeline file as `kiln run` does before its first step
+    /// (plugins, inputs, variables, grants, Dockerfiles), running nothing.
+    Check {
+        #[command(flatten)]
+        options: RunOptions,
+        #[command(flatten)]
+        format: Format,
+    },
     /// Run a pipeline file.
     Run {
         #[command(flatten)]
@@ -179,6 +187,7 @@ impl Command {
     fn format(&self) -> Option<&Format> {
         match self {
             Command::Step { format, .. }
+            | Command::Check { format, .. }
             | Command::Run { format, .. }
             | Command::Login { format, .. }
             | Command::Push { format, .. }
@@ -269,6 +278,17 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Step { options, .. } => {
             kiln.run_step(&options).await?;
+        }
+        Command::Check { options, .. } => {
+            let steps = kiln.check_pipeline(&options).await?;
+            if !quiet {
+                eprintln!(
+                    "{}: {} steps checked ({}), nothing kiln run would refuse before they start",
+                    options.file.display(),
+                    steps.len(),
+                    steps.join(", ")
+                );
+            }
         }
         Command::Run { options, .. } => {
             if !kiln.run_pipeline(&options).await?.passed() {

@@ -548,7 +548,8 @@ impl Validator<'_> {
     ) -> Result<Action, PipelineError> {
         let plugin = match PluginSource::parse(&uses.value) {
             Ok(PluginSource::File(path)) if path.is_relative() => {
-                PluginSource::File(self.project_dir.join(path))
+                // `./x.wasm` names the project's `x.wasm`; messages show it so.
+                PluginSource::File(self.project_dir.join(path).components().collect())
             }
             Ok(plugin) => plugin,
             Err(e) => return Err(self.error(at(uses), format!("step `{name}`: {e}"))),

@@ -1,7 +1,9 @@
 //! `kiln run` and `kiln export`: a pipeline file, loaded and checked
-//! against the built-ins this binary embeds, then run ([`scheduler`], with
+//! against the built-ins this binary embeds, then checked ([`check`]: all
+//! that can be known before a step runs), run ([`scheduler`], with
 //! [`shell`] for `run:` steps) or translated.
 
+pub mod check;
 pub mod scheduler;
 pub mod shell;
 
@@ -14,7 +16,6 @@ use kiln_runtime::plugins;
 use kiln_runtime::report::{StepStatus, StepSummary};
 
 use crate::{Error, Kiln};
-use scheduler::RunError;
 
 /// `kiln run`: which pipeline, which of its steps, and how.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,11 +83,22 @@ impl Kiln {
             self.reporter().clone(),
             &ProcessEnv,
         )
-        .await
-        .map_err(|e| match e {
-            RunError::Pipeline(e) => Error::Pipeline(e),
-            RunError::Usage(message) => Error::Usage(message),
-        })?;
+        .await?;
         Ok(PipelineReport { steps })
+    }
+
+    /// `kiln check`: everything `kiln run` checks before its first step
+    /// (see [`check`]), running nothing. Returns the steps checked.
+    pub async fn check_pipeline(&self, options: &RunOptions) -> Result<Vec<String>, Error> {
+        let pipeline = load_pipeline(&options.file)?;
+        let checked = check::check(
+            &pipeline,
+            options,
+            self.runtime()?,
+            self.reporter(),
+            &ProcessEnv,
+        )
+        .await?;
+        Ok(checked.selected.into_iter().map(|s| s.name).collect())
     }
 }

@@ -9,42 +9,23 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use kiln_grant::{StepGrant, ValueSource};
-use kiln_pipeline::{Action, Exclusion, Pipeline, PipelineError, Step, Variables, rules};
+use kiln_grant::ValueSource;
+use kiln_pipeline::{Action, Pipeline, Step, Variables};
 use kiln_runtime::Runtime;
 use kiln_runtime::inputs::{display, json};
 use kiln_runtime::log::StepLog;
 use kiln_runtime::plugins::PluginRef;
-use kiln_runtime::policy::operator::OperatorPolicies;
 use kiln_runtime::policy::{GUEST_WORKSPACE, Mount, StepDirs, guest_artifact_path};
 use kiln_runtime::report::{Level, Reporter, StepStatus, StepSummary};
 use kiln_runtime::step::{self, StepRequest};
 use kiln_store::{ArtifactStore, CacheStore, StoreRoot, select_files};
 
 use super::RunOptions;
+use super::check::{self, Checked, Prepared, RunError};
 use super::shell;
 
 /// A step's outputs by name, typed as in JSON.
 type Outputs = std::collections::BTreeMap<String, serde_json::Value>;
-
-/// A pipeline that cannot start; nothing has run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A located problem in the pipeline file.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    /// A problem with how kiln was asked to run it.
-    #[error("{0}")]
-    Usage(String),
-}
-
-/// A step with everything expanded, ready to run.
-struct Prepared {
-    step: Step,
-    inputs: Vec<(String, String)>,
-    grant: StepGrant,
-    cache_key: Option<String>,
-}
 
 /// What every step task shares.
 struct Shared {
@@ -68,7 +49,12 @@ pub async fn run(
     reporter: Arc<dyn Reporter>,
     env: &dyn ValueSource,
 ) -> Result<Vec<StepSummary>, RunError> {
-    let variables = Arc::new(Variables::resolve(&pipeline, env)?);
+    let Checked {
+        variables,
+        excluded,
+        selected,
+        prepared,
+    } = check::check(&pipeline, options, &runtime, &reporter, env).await?;
     // A checkout can hold a symlink where the store goes: the store is
     // opened without following one, and refused if it is one.
     let store = StoreRoot::open(
@@ -90,18 +76,6 @@ pub async fn run(
         )
     })
     .map_err(|e| RunError::Usage(e.to_string()))?;
-    // Rules see the run's variables, then the rest of the environment, as
-    // GitLab's rules see every CI/CD variable of the job.
-    let value = |name: &str| {
-        variables
-            .get(name)
-            .map(str::to_owned)
-            .or_else(|| env.get(name))
-    };
-    let excluded = rules::excluded_steps(&pipeline, &value);
-    let selected = select(&pipeline, options, &excluded)?;
-    let mut prepared = prepare(&pipeline, &variables, &selected)?;
-    check_operator_policy(&pipeline, &mut prepared)?;
     let artifacts = ArtifactStore::new(&root);
     let chosen: HashSet<&str> = selected.iter().map(|s| s.name.as_str()).collect();
     for step in &selected {
@@ -144,143 +118,6 @@ pub async fn run(
     all.sort_by_key(|s| pipeline.steps.iter().position(|p| p.name == s.step));
     reporter.pipeline_finished(&all);
     Ok(summaries)
-}
-
-/// The steps to run: those `--step` names (all by default) that their
-/// rules include, without needs on excluded steps.
-fn select(
-    pipeline: &Pipeline,
-    options: &RunOptions,
-    excluded: &HashMap<String, Exclusion>,
-) -> Result<Vec<Step>, RunError> {
-    for name in &options.only {
-        if pipeline.step(name).is_none() {
-            let known: Vec<&str> = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
-            return Err(RunError::Usage(format!(
-                "no step named `{name}` in {} (steps: {})",
-                pipeline.file,
-                known.join(", ")
-            )));
-        }
-    }
-    if let Some((name, why)) = options
-        .only
-        .iter()
-        .find_map(|n| excluded.get(n).map(|e| (n, e)))
-    {
-        return Err(RunError::Pipeline(pipeline.error(
-            why.position,
-            format!(
-                "step `{name}` is excluded from this run by its rules: {}; --step runs a step only where its rules include it",
-                why.reason
-            ),
-        )));
-    }
-    let selected: Vec<&Step> = pipeline
-        .steps
-        .iter()
-        .filter(|s| options.only.is_empty() || options.only.contains(&s.name))
-        .filter(|s| !excluded.contains_key(&s.name))
-        .collect();
-    rules::check_needs(pipeline, selected.iter().copied(), excluded)?;
-    let selected: Vec<Step> = selected
-        .into_iter()
-        .map(|s| {
-            let mut step = s.clone();
-            // Only needs from stage order are left to drop.
-            step.needs.retain(|n| !excluded.contains_key(n));
-            step
-        })
-        .collect();
-    if options.sandboxed_only
-        && let Some(step) = selected.iter().find(|s| !s.is_sandboxed())
-    {
-        return Err(RunError::Pipeline(pipeline.error(
-            step.position,
-            format!(
-                "step `{}` runs host commands (`run:`), which --sandboxed-only refuses",
-                step.name
-            ),
-        )));
-    }
-    Ok(selected)
-}
-
-/// Hold every step to the operator's policy before anything runs: a
-/// pipeline asking for more than the machine allows fails at the step
-/// that asks, naming the rule.
-fn check_operator_policy(pipeline: &Pipeline, prepared: &mut [Prepared]) -> Result<(), RunError> {
-    let policies = OperatorPolicies::load().map_err(|e| RunError::Usage(e.to_string()))?;
-    for step in prepared {
-        let verdict = if step.step.is_sandboxed() {
-            policies.check(&mut step.grant)
-        } else {
-            policies.check_run_steps()
-        };
-        verdict.map_err(|violation| {
-            pipeline.error(
-                step.step.position,
-                format!("step `{}`: {violation}", step.step.name),
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// Expand every `with:` value and cache key before anything runs, so a
-/// missing variable stops the pipeline before its first step.
-fn prepare(
-    pipeline: &Pipeline,
-    variables: &Variables,
-    steps: &[Step],
-) -> Result<Vec<Prepared>, RunError> {
-    let mut prepared = Vec::new();
-    for step in steps {
-        let mut inputs = Vec::new();
-        let mut grant = StepGrant::default();
-        if let Action::Plugin {
-            inputs: raw,
-            grant: template,
-            ..
-        } = &step.action
-        {
-            grant =
-                template
-                    .expand(variables, &pipeline.project_dir)
-                    .map_err(|(position, m)| {
-                        pipeline.error(position, format!("step `{}`: allow: {m}", step.name))
-                    })?;
-            for (name, value) in raw {
-                let expanded = variables.expand(&value.text).map_err(|m| {
-                    pipeline.error(
-                        value.position,
-                        format!("step `{}`: with.{name}: {m}", step.name),
-                    )
-                })?;
-                inputs.push((name.clone(), expanded));
-            }
-        }
-        let cache_key = match &step.cache {
-            Some(cache) => Some(
-                variables
-                    .expand_cache_key(&cache.key.text, &pipeline.project_dir)
-                    .map_err(|m| {
-                        pipeline.error(
-                            cache.key.position,
-                            format!("step `{}`: cache.key: {m}", step.name),
-                        )
-                    })?,
-            ),
-            None => None,
-        };
-        prepared.push(Prepared {
-            step: step.clone(),
-            inputs,
-            grant,
-            cache_key,
-        });
-    }
-    Ok(prepared)
 }
 
 async fn schedule(
