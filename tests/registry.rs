@@ -496,6 +496,14 @@ steps:
     let out = Run::of(run).ok();
     assert!(!out.contains(PASSWORD), "{out}");
     assert!(out.contains("[push] output digest=sha256:"), "{out}");
+    // Which credentials the registry saw is said, so a refusal is fixed
+    // at the right place.
+    assert!(
+        out.contains(&format!(
+            "credentials for {host}: GitLab's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD"
+        )),
+        "{out}"
+    );
     let inspect = run_ok(
         Command::new("skopeo")
             .arg("inspect")

@@ -49,15 +49,30 @@ fn normalise_key(key: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Credentials found for a registry, and where they came from: an
+/// authentication failure is fixed at the source, so the user is told
+/// which one it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The credentials.
+    pub credential: Credential,
+    /// Where they came from, for messages (never the values).
+    pub source: String,
+}
+
 /// Credentials for `host`, or none (anonymous).
-pub fn resolve(host: &str, values: &dyn ValueSource) -> Option<Credential> {
-    if let Some(json) = values.get(&secret_name(host)) {
-        return Credential::from_secret(&json).ok();
+pub fn resolve(host: &str, values: &dyn ValueSource) -> Option<Found> {
+    let name = secret_name(host);
+    if let Some(json) = values.get(&name) {
+        return Credential::from_secret(&json).ok().map(|credential| Found {
+            credential,
+            source: format!("those given to this step (the secret {name})"),
+        });
     }
     gitlab(host, values).or_else(|| docker_config(host, values))
 }
 
-fn gitlab(host: &str, values: &dyn ValueSource) -> Option<Credential> {
+fn gitlab(host: &str, values: &dyn ValueSource) -> Option<Found> {
     let registry = values.get("CI_REGISTRY")?;
     if normalise_key(&registry) != host.to_ascii_lowercase() {
         return None;
@@ -66,10 +81,16 @@ fn gitlab(host: &str, values: &dyn ValueSource) -> Option<Credential> {
         values.get("CI_REGISTRY_USER"),
         values.get("CI_REGISTRY_PASSWORD"),
     ) {
-        (Some(username), Some(password)) => Some(Credential::Basic { username, password }),
-        _ => values.get("CI_JOB_TOKEN").map(|token| Credential::Basic {
-            username: "gitlab-ci-token".into(),
-            password: token,
+        (Some(username), Some(password)) => Some(Found {
+            credential: Credential::Basic { username, password },
+            source: "GitLab's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD".into(),
+        }),
+        _ => values.get("CI_JOB_TOKEN").map(|token| Found {
+            credential: Credential::Basic {
+                username: "gitlab-ci-token".into(),
+                password: token,
+            },
+            source: "GitLab's CI_JOB_TOKEN".into(),
         }),
     }
 }
@@ -86,8 +107,9 @@ pub fn config_path(values: &dyn ValueSource) -> Option<PathBuf> {
     dirs::home_dir().map(|h| h.join(".docker").join("config.json"))
 }
 
-fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
-    let text = std::fs::read_to_string(config_path(values)?).ok()?;
+fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Found> {
+    let path = config_path(values)?;
+    let text = std::fs::read_to_string(&path).ok()?;
     let config: Value = serde_json::from_str(&text).ok()?;
     let names = aliases(host);
     let normalised: Vec<String> = names.iter().map(|n| normalise_key(n)).collect();
@@ -96,7 +118,13 @@ fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
             if normalised.contains(&normalise_key(key))
                 && let Some(helper) = helper.as_str()
             {
-                return run_helper(helper, key, values);
+                return run_helper(helper, key, values).map(|credential| Found {
+                    credential,
+                    source: format!(
+                        "docker-credential-{helper} (credHelpers in {})",
+                        path.display()
+                    ),
+                });
             }
         }
     }
@@ -105,7 +133,10 @@ fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
             if normalised.contains(&normalise_key(key))
                 && let Some(credential) = auth_entry(entry)
             {
-                return Some(credential);
+                return Some(Found {
+                    credential,
+                    source: format!("{} (auths)", path.display()),
+                });
             }
         }
     }
@@ -113,6 +144,13 @@ fn docker_config(host: &str, values: &dyn ValueSource) -> Option<Credential> {
     names
         .iter()
         .find_map(|name| run_helper(store, name, values))
+        .map(|credential| Found {
+            credential,
+            source: format!(
+                "docker-credential-{store} (credsStore in {})",
+                path.display()
+            ),
+        })
 }
 
 fn auth_entry(entry: &Value) -> Option<Credential> {
@@ -271,37 +309,42 @@ mod tests {
             ("CI_JOB_TOKEN", "job-token".to_owned()),
         ]));
         assert_eq!(
-            resolve("gitlab.example.com:5050", &values),
+            resolve("gitlab.example.com:5050", &values).map(|f| f.credential),
             Some(Credential::Basic {
                 username: "gitlab-ci-token".into(),
                 password: "job-token".into()
             })
         );
         assert_eq!(
-            resolve("registry.example.com", &values),
+            resolve("registry.example.com", &values).map(|f| f.credential),
             Some(Credential::Basic {
                 username: "u".into(),
                 password: "p".into()
             })
         );
         assert_eq!(
-            resolve("token.example.com", &values),
+            resolve("token.example.com", &values).map(|f| f.credential),
             Some(Credential::IdentityToken {
                 identitytoken: "t0k".into()
             })
         );
-        assert_eq!(resolve("other.example.com", &values), None);
+        assert_eq!(
+            resolve("other.example.com", &values).map(|f| f.credential),
+            None
+        );
 
         store("new.example.com:5000", "me", "pw", &values).unwrap();
         assert_eq!(
-            resolve("new.example.com:5000", &values),
+            resolve("new.example.com:5000", &values).map(|f| f.credential),
             Some(Credential::Basic {
                 username: "me".into(),
                 password: "pw".into()
             })
         );
         assert!(
-            resolve("registry.example.com", &values).is_some(),
+            resolve("registry.example.com", &values)
+                .map(|f| f.credential)
+                .is_some(),
             "other entries kept"
         );
     }
@@ -328,13 +371,16 @@ mod tests {
             ("PATH", dir.path().display().to_string()),
         ]));
         assert_eq!(
-            resolve("helped.example.com", &values),
+            resolve("helped.example.com", &values).map(|f| f.credential),
             Some(Credential::Basic {
                 username: "hu".into(),
                 password: "hs".into()
             })
         );
         // The store is asked for other hosts too; this one knows none.
-        assert_eq!(resolve("other.example.com", &values), None);
+        assert_eq!(
+            resolve("other.example.com", &values).map(|f| f.credential),
+            None
+        );
     }
 }

@@ -293,19 +293,29 @@ impl Sandbox {
         let mut masked: Vec<String> = secrets.values().cloned().collect();
         // Registry credentials go to the hosts granted by name, and only
         // to them, as the secret `registry-auth:HOST`.
+        let mut offered = Vec::new();
         for host in grant
             .net
             .iter()
             .chain(&grant.untrusted_net)
             .filter_map(HostPattern::exact_authority)
         {
-            if let Some(credential) = credentials::resolve(&host, values) {
-                masked.extend(credentials::sensitive(&credential));
-                secrets.insert(credentials::secret_name(&host), credential.to_secret());
+            if let Some(found) = credentials::resolve(&host, values) {
+                masked.extend(credentials::sensitive(&found.credential));
+                secrets.insert(
+                    credentials::secret_name(&host),
+                    found.credential.to_secret(),
+                );
+                offered.push((host, found.source));
             }
         }
         let masked: Vec<&str> = masked.iter().map(String::as_str).collect();
         let log = make_log(&masked);
+        // Which credentials a registry sees is said up front: a refusal is
+        // then fixed where they came from.
+        for (host, source) in offered {
+            log.host(Level::Info, &format!("credentials for {host}: {source}"));
+        }
 
         let (mut wasi, stdio) = confined(&log);
         let own: Vec<PathBuf> = std::iter::once(dirs.output.clone())
