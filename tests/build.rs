@@ -607,6 +607,61 @@ fn a_misspelt_stage_and_an_empty_from_say_what_was_meant() {
     );
 }
 
+/// Writing, pushing and pulling large blobs report progress with short
+/// labels, ending at their totals.
+#[test]
+fn long_work_reports_progress() {
+    let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\nCOPY big.bin /\n")]);
+    // 9 MiB that gzip cannot shrink below the 8 MiB progress threshold.
+    let mut state = 0x2545f4914f6cdd1du64;
+    let big: Vec<u8> = (0..9 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(project.path().join("ctx/big.bin"), big).unwrap();
+    let registry = Registry::start(Auth::Anonymous);
+    let tag = format!("{}/big:1", registry.host());
+    let progress = |run: &Run| -> BTreeMap<String, (u64, u64)> {
+        run.ok()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["event"] == "progress")
+            .map(|event| {
+                (
+                    event["task"].as_str().unwrap().to_owned(),
+                    (
+                        event["done"].as_u64().unwrap(),
+                        event["total"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let built = progress(&project.build(&["--json", "-o", "oci:out", "-t", &tag, "--push"]));
+    let (done, total) = built["write layer"];
+    assert_eq!(done, total, "{built:?}");
+    let pushed: Vec<&String> = built
+        .keys()
+        .filter(|t| t.starts_with("push sha256:"))
+        .collect();
+    assert_eq!(pushed.len(), 1, "{built:?}");
+    assert_eq!(pushed[0].len(), "push sha256:".len() + 12, "a short label");
+    let pulled = progress(&Run::of(kiln(
+        project.path(),
+        &["pull", "--json", &tag, "pulled"],
+    )));
+    assert!(
+        pulled
+            .iter()
+            .any(|(task, (done, total))| task.starts_with("pull sha256:") && done == total),
+        "{pulled:?}"
+    );
+}
+
 #[test]
 fn run_is_refused_naming_the_file_and_line() {
     let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\n\nRUN echo hi\n")]);

@@ -65,7 +65,7 @@ impl HumanReporter {
             let bar = bars.add(ProgressBar::new(total));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "[{prefix}] {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}",
+                    "[{prefix}] {msg:20} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}",
                 )
                 .expect("a valid template"),
             );

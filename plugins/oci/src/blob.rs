@@ -6,6 +6,13 @@ use std::io::{self, Read};
 
 use crate::OciError;
 
+/// A digest as progress labels show it: `sha256:` and 12 hex digits,
+/// enough to tell blobs apart without squeezing a progress bar.
+pub fn short(digest: &str) -> &str {
+    let end = digest.find(':').map_or(12, |colon| colon + 13);
+    &digest[..end.min(digest.len())]
+}
+
 /// A digest string as an `oci-spec` digest.
 pub fn parse_digest(digest: &str) -> Result<crate::spec::Digest, OciError> {
     digest

@@ -75,7 +75,11 @@ pub fn write(
     layout: &ImageLayout,
     compression: Compression,
 ) -> Result<Layer, OciError> {
-    let mut tar = HashingReader::new(TarStream::new(tree));
+    let mut tar = HashingReader::new(kiln_sdk::log::ProgressReader::new(
+        TarStream::new(tree),
+        "write layer",
+        tree.tar_size(),
+    ));
     let mut blob = layout.blob_writer()?;
     let written = match compression {
         Compression::Gzip => {
@@ -97,7 +101,7 @@ pub fn write(
             sink.error.map_or(Ok(0), Err)
         }
     };
-    if let Some(error) = tar.inner.error.take() {
+    if let Some(error) = tar.inner.get_mut().error.take() {
         return Err(error);
     }
     written.map_err(|e| OciError::Invalid(format!("writing a layer: {e}")))?;

@@ -79,6 +79,23 @@ impl Tree {
         self.entries.get(path)
     }
 
+    /// About how many bytes this tree makes as a tar stream (a header per
+    /// entry, file bytes padded to 512, the end marker); long names add a
+    /// little. For progress, before the stream is written.
+    pub fn tar_size(&self) -> u64 {
+        let bytes: u64 = self
+            .entries
+            .values()
+            .map(|entry| {
+                512 + match &entry.kind {
+                    Kind::File(data) => data.size.div_ceil(512) * 512,
+                    _ => 0,
+                }
+            })
+            .sum();
+        bytes + 1024
+    }
+
     /// Every entry, sorted by path.
     pub fn iter(&self) -> std::collections::btree_map::Iter<'_, String, Entry> {
         self.entries.iter()

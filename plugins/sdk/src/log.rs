@@ -24,6 +24,57 @@ pub fn progress(task: &str, done: u64, total: Option<u64>) {
     host::progress(task, done, total);
 }
 
+/// A reader that reports, as the progress of `task`, how much of `total`
+/// bytes has passed through it: a download, an upload's body, a layer
+/// being written. Reports come every percent (at least every 4 MiB) and
+/// at the end, so progress costs little of the step's log budget; a
+/// transfer under 8 MiB, over in a moment, reports nothing.
+pub struct ProgressReader<R> {
+    inner: R,
+    task: String,
+    total: u64,
+    done: u64,
+    reported: u64,
+}
+
+impl<R> ProgressReader<R> {
+    /// Report reads from `inner` as `task`, out of `total` bytes.
+    pub fn new(inner: R, task: impl Into<String>, total: u64) -> Self {
+        ProgressReader {
+            inner,
+            task: task.into(),
+            total,
+            done: 0,
+            reported: 0,
+        }
+    }
+
+    /// The wrapped reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+/// Below this, a transfer reports no progress.
+const QUIET_BELOW: u64 = 8 << 20;
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.done += read as u64;
+        let every = (self.total / 100).max(4 << 20);
+        let finished = read == 0 || self.done >= self.total;
+        if self.total >= QUIET_BELOW
+            && self.done > self.reported
+            && (finished || self.done - self.reported >= every)
+        {
+            progress(&self.task, self.done.min(self.total), Some(self.total));
+            self.reported = self.done;
+        }
+        Ok(read)
+    }
+}
+
 /// Log a formatted message at `info` level.
 #[macro_export]
 macro_rules! info {

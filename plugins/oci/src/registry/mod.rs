@@ -57,6 +57,9 @@ pub enum Payload {
         offset: u64,
         /// Its size.
         len: u64,
+        /// A progress label, when this part is a whole blob sent in one
+        /// request (a chunked upload reports per chunk instead).
+        progress: Option<String>,
     },
 }
 
@@ -309,14 +312,25 @@ impl Registry {
             Payload::Bytes(bytes) => request
                 .header("content-length", bytes.len().to_string())
                 .body(bytes.clone()),
-            Payload::File { path, offset, len } => {
+            Payload::File {
+                path,
+                offset,
+                len,
+                progress,
+            } => {
                 use std::io::{Read, Seek, SeekFrom};
                 let mut file = std::fs::File::open(path).map_err(crate::error::io(path))?;
                 file.seek(SeekFrom::Start(*offset))
                     .map_err(crate::error::io(path))?;
-                request
-                    .header("content-length", len.to_string())
-                    .body_reader(file.take(*len))
+                let request = request.header("content-length", len.to_string());
+                match progress {
+                    Some(task) => request.body_reader(kiln_sdk::log::ProgressReader::new(
+                        file.take(*len),
+                        task.clone(),
+                        *len,
+                    )),
+                    None => request.body_reader(file.take(*len)),
+                }
             }
         })
     }

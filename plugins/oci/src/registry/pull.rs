@@ -8,6 +8,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use serde_json::{Map, Value};
 
 use super::{Call, MANIFEST_ACCEPT, MAX_DOCUMENT, Registry, is_index, pull_scope};
+use crate::blob::short;
 use crate::image::Image;
 use crate::layer::Layer;
 use crate::layout::ImageLayout;
@@ -233,7 +234,12 @@ fn fetch_blob(
     // Never store more than the descriptor promises: one byte past it is
     // enough to know the body is too long, however much more the registry
     // would send.
-    let mut body = response.body_reader().take(blob.size().saturating_add(1));
+    let mut body = kiln_sdk::log::ProgressReader::new(
+        response.body_reader(),
+        format!("pull {}", short(&digest)),
+        blob.size(),
+    )
+    .take(blob.size().saturating_add(1));
     let (_, size) = match layout.store_blob(&mut body, Some(&digest)) {
         Err(OciError::DigestMismatch { .. }) if body.limit() == 0 => {
             return Err(OciError::Invalid(format!(

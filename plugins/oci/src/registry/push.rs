@@ -5,6 +5,7 @@
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::{Call, Payload, Registry, is_index, pull_scope, push_scope, with_query};
+use crate::blob::short;
 use crate::layout::ImageLayout;
 use crate::{OciError, Reference};
 
@@ -247,6 +248,7 @@ impl Pusher<'_> {
             path: self.layout.blob_path(descriptor.digest().as_ref())?,
             offset: 0,
             len: descriptor.size(),
+            progress: Some(format!("push {}", short(descriptor.digest().as_ref()))),
         })
     }
 
@@ -385,6 +387,7 @@ impl Pusher<'_> {
                             path: path.clone(),
                             offset,
                             len,
+                            progress: None,
                         })
                         .once();
                     let response = self.registry.send(patch, &scopes)?;
@@ -401,7 +404,7 @@ impl Pusher<'_> {
                         }
                     }
                     offset += len;
-                    kiln_sdk::log::progress(&digest, offset, Some(size));
+                    kiln_sdk::log::progress(&format!("push {}", short(&digest)), offset, Some(size));
                 }
                 Payload::Empty
             }
