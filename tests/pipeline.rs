@@ -446,8 +446,19 @@ fn gitlab_schema() -> Option<jsonschema::Validator> {
 /// `kiln export gitlab` of `pipeline`, checked against the schema and
 /// kiln's own checks.
 fn export_valid(validator: &jsonschema::Validator, pipeline: &str) -> serde_json::Value {
+    export_valid_with(validator, pipeline, &[])
+}
+
+/// [`export_valid`] with more `kiln export gitlab` arguments.
+fn export_valid_with(
+    validator: &jsonschema::Validator,
+    pipeline: &str,
+    args: &[&str],
+) -> serde_json::Value {
     let project = Project::new(pipeline);
-    let yaml = project.run(&["export", "gitlab"]).ok();
+    let mut all = vec!["export", "gitlab"];
+    all.extend_from_slice(args);
+    let yaml = project.run(&all).ok();
     let document: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&document)
@@ -478,7 +489,33 @@ fn the_gitlab_export_validates_against_gitlabs_schema() {
         jobs["show"]["artifacts"]["paths"][0],
         ".kiln/artifacts/show/"
     );
-    assert_eq!(jobs["show"]["cache"]["key"]["files"][0], "kiln.yml");
+    // kiln's own cache travels between jobs; the step's cache beside it.
+    assert_eq!(
+        jobs["show"]["cache"][0],
+        serde_json::json!({"key": "kiln", "paths": [".kiln-cache/"]})
+    );
+    assert_eq!(jobs["show"]["cache"][1]["key"]["files"][0], "kiln.yml");
+    assert_eq!(
+        jobs["variables"]["KILN_CACHE_DIR"],
+        "$CI_PROJECT_DIR/.kiln-cache"
+    );
+    assert_eq!(jobs["show"]["artifacts"]["expire_in"], "1 day");
+    assert!(jobs.get("default").is_none());
+    let with_image = export_valid_with(
+        &validator,
+        &pipeline,
+        &[
+            "--image",
+            "registry.example.com/tools/kiln:1",
+            "--expire-in",
+            "2 hours",
+        ],
+    );
+    assert_eq!(
+        with_image["default"]["image"],
+        "registry.example.com/tools/kiln:1"
+    );
+    assert_eq!(with_image["show"]["artifacts"]["expire_in"], "2 hours");
     assert_eq!(
         jobs["show"]["rules"],
         serde_json::json!([

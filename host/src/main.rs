@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use kiln::image_build::BuildOptions;
-use kiln::pipeline::{self, RunOptions};
+use kiln::pipeline::{self, ExportOptions, RunOptions};
 use kiln::registry::{LoginOptions, PullOptions, PushOptions};
 use kiln::step::StepOptions;
 use kiln::{Error, Kiln};
@@ -162,11 +162,7 @@ enum Command {
 #[derive(Subcommand)]
 enum ExportTarget {
     /// Print a .gitlab-ci.yml with one job per step.
-    Gitlab {
-        /// The pipeline file.
-        #[arg(default_value = "kiln.yml")]
-        file: PathBuf,
-    },
+    Gitlab(ExportOptions),
 }
 
 #[derive(Subcommand)]
@@ -245,8 +241,8 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
     let kiln = Kiln::new(format.map_or_else(|| Arc::new(QuietReporter) as _, Format::reporter));
     match command {
         Command::Export {
-            target: ExportTarget::Gitlab { file },
-        } => print!("{}", pipeline::export_gitlab(&file)?),
+            target: ExportTarget::Gitlab(options),
+        } => print!("{}", pipeline::export_gitlab(&options)?),
         Command::Logout { registry } => match kiln::registry::logout(&registry)? {
             Some(file) => eprintln!(
                 "Removed the credentials for {registry} from {}",

@@ -66,9 +66,28 @@ pub fn load_pipeline(file: &Path) -> Result<Pipeline, Error> {
     Ok(pipeline)
 }
 
+/// `kiln export gitlab`: which pipeline, and how its jobs run on GitLab.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportOptions {
+    /// The pipeline file.
+    #[arg(default_value = "kiln.yml")]
+    pub file: PathBuf,
+    /// The image every job runs in, one with kiln on its PATH (written as
+    /// `default: image:`).
+    #[arg(long, value_name = "REFERENCE")]
+    pub image: Option<String>,
+    /// How long GitLab keeps each job's hand-off to the next.
+    #[arg(long, value_name = "DURATION", default_value = "1 day")]
+    pub expire_in: String,
+}
+
 /// `kiln export gitlab`: the pipeline as a `.gitlab-ci.yml`.
-pub fn export_gitlab(file: &Path) -> Result<String, Error> {
-    Ok(export::gitlab(&load_pipeline(file)?)?)
+pub fn export_gitlab(options: &ExportOptions) -> Result<String, Error> {
+    let gitlab = export::GitlabOptions {
+        image: options.image.clone(),
+        expire_in: options.expire_in.clone(),
+    };
+    Ok(export::gitlab(&load_pipeline(&options.file)?, &gitlab)?)
 }
 
 impl Kiln {

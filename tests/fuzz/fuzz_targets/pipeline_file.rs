@@ -49,8 +49,8 @@ fuzz_target!(|data: &[u8]| {
     let excluded = rules::excluded_steps(&pipeline, &|_| None);
     let _ = rules::check_needs(&pipeline, &pipeline.steps, &excluded);
 
-    if let Ok(document) = export::gitlab_document(&pipeline) {
-        let yaml = export::gitlab(&pipeline).unwrap();
+    if let Ok(document) = export::gitlab_document(&pipeline, &export::GitlabOptions::default()) {
+        let yaml = export::gitlab(&pipeline, &export::GitlabOptions::default()).unwrap();
         let again: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(again, document, "{yaml}");
     }
