@@ -218,7 +218,7 @@ impl Variables {
                     Some(value) => out.push_str(value),
                     None => {
                         return Err(format!(
-                            "variable `{name}` is not set; define it under `variables:` or in the environment (write `$$` for a literal `$`)"
+                            "variable `{name}` is not set; declare it under `variables:` (the environment may then give its value; write `$$` for a literal `$`)"
                         ));
                     }
                 },
