@@ -9,25 +9,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use common::images::busybox_layout;
+use common::example::{java_example, push_base};
 use common::registry::{Auth, PASSWORD, Registry, USER};
 use common::{Run, kiln, run_ok};
-
-/// A copy of `examples/java-app` without build leftovers.
-fn example_copy(into: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/java-app");
-    let project = into.join("java-app");
-    run_ok(Command::new("cp").arg("-r").arg(&source).arg(&project));
-    for leftover in ["target", ".kiln", "image"] {
-        let _ = std::fs::remove_dir_all(project.join(leftover));
-    }
-    project
-}
 
 /// `kiln run kiln.yml` in `project` as a GitLab job of commit `sha` would.
 fn run_pipeline(project: &Path, registry: &Registry, sha: &str, extra: &[(&str, &str)]) -> Run {
@@ -86,21 +75,9 @@ fn skopeo(registry: &Registry, args: &[&str], reference: &str) -> String {
 #[test]
 fn maven_project_to_image_to_registry() {
     let work = tempfile::tempdir().unwrap();
-    let project = example_copy(work.path());
+    let project = java_example(work.path());
     let registry = Registry::start(Auth::Basic);
-    let base = busybox_layout(work.path());
-    let status = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("--dest-creds={USER}:{PASSWORD}"))
-        .arg(format!("oci:{}:latest", base.display()))
-        .arg(format!("docker://{}/base/busybox:latest", registry.host()))
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    push_base(&registry, work.path());
 
     // The seed's flow: mvn package, maven-artifact, dockerfile-build,
     // login, push.
@@ -197,7 +174,7 @@ fn maven_project_to_image_to_registry() {
 #[test]
 fn without_a_registry_the_image_stays_a_layout_and_the_run_says_how_to_push() {
     let work = tempfile::tempdir().unwrap();
-    let project = example_copy(work.path());
+    let project = java_example(work.path());
     let mut command = kiln(&project, &["run", "kiln.yml"]);
     command
         .env_remove("CI_REGISTRY")
@@ -221,7 +198,7 @@ fn without_a_registry_the_image_stays_a_layout_and_the_run_says_how_to_push() {
 #[test]
 fn maven_artifact_names_the_pom_and_the_fix() {
     let work = tempfile::tempdir().unwrap();
-    let project = example_copy(work.path());
+    let project = java_example(work.path());
     let collect = || Run::of(kiln(&project, &["step", "maven-artifact"]));
 
     let run = collect();
