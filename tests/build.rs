@@ -864,7 +864,7 @@ fn a_pipeline_step_builds_an_image_layout_artifact() {
     let project = Project::new(&[
         (
             "kiln.yml",
-            "stages: [image, check]\nsteps:\n  image:\n    stage: image\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n      tags: app:1\n      build-args: |\n        GREETING=hi\n  check:\n    stage: check\n    needs: [image]\n    run: umoci stat --image image:1 > stat.txt\n",
+            "stages: [image, check]\nsteps:\n  build-image:\n    stage: image\n    uses: dockerfile-build\n    with:\n      context: /workspace/ctx\n      tags: app:1\n      build-args: |\n        GREETING=hi\n  check:\n    stage: check\n    needs: [build-image]\n    run: umoci stat --image image:1 > stat.txt\n",
         ),
         (
             "ctx/Dockerfile",
