@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::images::{Entry, busybox_layout, push_layout, unpack};
+use common::images::{Entry, busybox_layout, podman, push_layout, unpack};
 use common::registry::{Auth, Registry};
 use common::{Run, kiln, run_ok};
 
@@ -820,25 +820,7 @@ fn an_image_on_a_busybox_base_runs_under_podman_and_pushes() {
     assert!(run.all().contains(&digest));
 
     if have("podman") {
-        let podman = |args: &[&str]| {
-            let mut command = Command::new("podman");
-            command.args([
-                "--root",
-                project.path().join("podman/root").to_str().unwrap(),
-                "--runroot",
-                project.path().join("podman/run").to_str().unwrap(),
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-                "--runtime",
-                "runc",
-            ]);
-            command.args(args);
-            command
-        };
+        let podman = |args: &[&str]| podman(&project.path().join("podman"), args);
         run_ok(&mut podman(&[
             "load",
             "--input",

@@ -241,3 +241,25 @@ fn walk(rootfs: &Path, path: &Path, tree: &mut BTreeMap<String, Entry>) {
         }
     }
 }
+
+/// `podman ARGS` with its storage in `dir` (vfs, no daemon, no systemd),
+/// as a root CI job can run it.
+pub fn podman(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("podman");
+    command.args([
+        "--root",
+        dir.join("root").to_str().unwrap(),
+        "--runroot",
+        dir.join("run").to_str().unwrap(),
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+        "--runtime",
+        "runc",
+    ]);
+    command.args(args);
+    command
+}
