@@ -225,6 +225,13 @@ fn mistakes_in_late_steps_stop_the_run_before_it_starts() {
         &[("docker/Dockerfile", "FROM scratch\nCOPY a /a\n\nRUN make\n")],
         "docker/Dockerfile:4: RUN: RUN needs an executor",
     );
+    // The Java example's shape: the context is an earlier step's artifact,
+    // the Dockerfile is in the project.
+    case(
+        "    uses: dockerfile-build\n    with:\n      context: /artifacts/first\n      dockerfile: /workspace/docker/Dockerfile\n",
+        &[("docker/Dockerfile", "FROM scratch\nRUN make\n")],
+        "docker/Dockerfile:2: RUN: RUN needs an executor",
+    );
     // A pipeline without mistakes checks clean, running nothing.
     let project = Project::new(&mixed_pipeline());
     let checked = project.run(&["check"]);

@@ -129,8 +129,8 @@ async fn check_plugin(
 }
 
 /// Plan the Dockerfile a `dockerfile-build` step names, when it lies in
-/// the project (one an earlier step writes, or one outside the workspace,
-/// is checked by the build itself).
+/// the project (one an earlier step writes is checked by the build
+/// itself).
 fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), String> {
     let input = |name: &str| {
         inputs
@@ -138,20 +138,25 @@ fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), S
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
-    let context = input("context").unwrap_or(GUEST_WORKSPACE);
-    let Some(context) = context
-        .strip_prefix(GUEST_WORKSPACE)
-        .map(|rest| project.join(rest.trim_start_matches('/')))
-    else {
-        return Ok(());
+    // A guest path in the workspace is a path in the project; other
+    // guest paths (artifacts of earlier steps) exist only once they ran.
+    let in_project = |guest: &str| {
+        let rest = guest.strip_prefix(GUEST_WORKSPACE)?;
+        (rest.is_empty() || rest.starts_with('/'))
+            .then(|| project.join(rest.trim_start_matches('/')))
     };
     let name = input("dockerfile")
         .filter(|d| !d.is_empty())
         .unwrap_or("Dockerfile");
-    if name.starts_with('/') {
+    let dockerfile = if name.starts_with('/') {
+        in_project(name)
+    } else {
+        in_project(input("context").unwrap_or(GUEST_WORKSPACE)).map(|context| context.join(name))
+    };
+    let Some(dockerfile) = dockerfile else {
         return Ok(());
-    }
-    let Ok(source) = std::fs::read_to_string(context.join(name)) else {
+    };
+    let Ok(source) = std::fs::read_to_string(&dockerfile) else {
         return Ok(());
     };
     let build_args: Vec<(String, String)> = input("build-args")
@@ -163,7 +168,7 @@ fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), S
     let target = input("target").filter(|t| !t.is_empty());
     for platform in input("platform").unwrap_or("linux/amd64").split(',') {
         kiln_dockerfile::check(&source, &build_args, platform.trim(), target)
-            .map_err(|e| e.in_file(&context.join(name).display().to_string()))?;
+            .map_err(|e| e.in_file(&dockerfile.display().to_string()))?;
     }
     Ok(())
 }
