@@ -166,7 +166,7 @@ fn maven_project_to_image_to_registry() {
         .collect();
     assert!(errors.is_empty(), "{errors:#?}\n{exported}");
     assert!(
-        exported.contains("kiln run kiln.yml --step push"),
+        exported.contains("kiln run kiln.yml --step build-image --step push"),
         "{exported}"
     );
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::{Pipeline, PipelineError, Rule, Step};
+use kiln_grant::PluginSource;
+
+use crate::{Action, Pipeline, PipelineError, Rule, Step};
 
 /// Where each job keeps kiln's store, relative to the project.
 const STORE: &str = ".kiln";
@@ -58,18 +60,45 @@ pub fn gitlab_document(
         json!({ "KILN_CACHE_DIR": format!("$CI_PROJECT_DIR/{KILN_CACHE}") }),
     );
     document.insert("stages".into(), json!(pipeline.stages));
+    let carried = carried_builds(pipeline);
     for step in &pipeline.steps {
+        if carried.contains(&step.name.as_str()) {
+            continue;
+        }
+        // The image builds this job's push carries run first, here.
+        let builds: Vec<&Step> = step
+            .needs
+            .iter()
+            .filter(|need| carried.contains(&need.as_str()))
+            .filter_map(|need| pipeline.step(need))
+            .collect();
+        let mut needs: Vec<Value> = gitlab_needs(pipeline, step)
+            .into_iter()
+            .filter(|need| !carried.iter().any(|b| need_names(need, b)))
+            .collect();
+        for build in &builds {
+            for need in gitlab_needs(pipeline, build) {
+                if !needs.contains(&need) {
+                    needs.push(need);
+                }
+            }
+        }
         let mut job = Map::new();
         job.insert("stage".into(), json!(step.stage));
-        job.insert("needs".into(), gitlab_needs(pipeline, step));
+        job.insert("needs".into(), Value::Array(needs));
         if !step.rules.is_empty() {
             job.insert("rules".into(), gitlab_rules(&step.rules));
         }
+        let selected: String = builds
+            .iter()
+            .chain(std::iter::once(&step))
+            .map(|s| format!(" --step {}", s.name))
+            .collect();
         job.insert(
             "script".into(),
             json!([format!(
-                "kiln run {} --step {} --artifacts-dir {STORE}",
-                pipeline.file, step.name
+                "kiln run {}{selected} --artifacts-dir {STORE}",
+                pipeline.file
             )]),
         );
         let mut artifacts = Map::new();
@@ -83,7 +112,11 @@ pub fn gitlab_document(
         artifacts.insert("expire_in".into(), json!(options.expire_in));
         job.insert("artifacts".into(), Value::Object(artifacts));
         let mut caches = vec![json!({ "key": "kiln", "paths": [format!("{KILN_CACHE}/")] })];
-        if let Some(cache) = &step.cache {
+        for cache in builds
+            .iter()
+            .chain(std::iter::once(&step))
+            .filter_map(|s| s.cache.as_ref())
+        {
             caches.push(json!({
                 "key": gitlab_cache_key(&cache.key.text, &in_project),
                 "paths": cache.paths.iter().map(|p| in_project(p)).collect::<Vec<_>>(),
@@ -95,6 +128,35 @@ pub fn gitlab_document(
     let document = Value::Object(document);
     check(&document).map_err(|m| pipeline.error(Default::default(), m))?;
     Ok(document)
+}
+
+/// The `dockerfile-build` steps (without rules of their own) that a
+/// `registry` step needs: each runs in the job of every step that needs
+/// it, so its layout, with the base image's layers, goes from the build to
+/// the push on the job's own disk instead of as a GitLab artifact, which a
+/// JRE-sized base would push past GitLab's size limit. (Where consumers'
+/// rules do not exclude each other, as the example's push and `where` do,
+/// the build runs in each of their jobs.)
+fn carried_builds(pipeline: &Pipeline) -> Vec<&str> {
+    let uses = |step: &Step, builtin: &str| matches!(&step.action, Action::Plugin { plugin: PluginSource::Builtin(name), .. } if name == builtin);
+    pipeline
+        .steps
+        .iter()
+        .filter(|build| uses(build, "dockerfile-build") && build.rules.is_empty())
+        .filter(|build| {
+            pipeline
+                .steps
+                .iter()
+                .filter(|s| s.needs.contains(&build.name))
+                .any(|s| uses(s, "registry"))
+        })
+        .map(|build| build.name.as_str())
+        .collect()
+}
+
+/// Whether the `needs:` entry `need` names the job `name`.
+fn need_names(need: &Value, name: &str) -> bool {
+    need.as_str().or_else(|| need["job"].as_str()) == Some(name)
 }
 
 /// The `.gitlab-ci.yml` text for `pipeline`.
@@ -111,7 +173,7 @@ pub fn gitlab(pipeline: &Pipeline, options: &GitlabOptions) -> Result<String, Pi
 /// need has `rules:` it is `optional`, so GitLab goes without it when its
 /// rules exclude it, as `kiln run` does. Written needs stay strict: GitLab
 /// then refuses the pipeline, as `kiln run` does.
-fn gitlab_needs(pipeline: &Pipeline, step: &Step) -> Value {
+fn gitlab_needs(pipeline: &Pipeline, step: &Step) -> Vec<Value> {
     let has_rules = |name: &str| pipeline.step(name).is_some_and(|s| !s.rules.is_empty());
     step.needs
         .iter()
