@@ -259,6 +259,10 @@ fn invalid_pipelines_are_located() {
         "kiln.yml:5:13: `needs` form a cycle: x → y → x",
     );
     invalid(
+        "stages: [a]\nsteps:\n  image:\n    stage: a\n    run: true\n",
+        "kiln.yml:4:5: step `image`: `image` is a reserved GitLab keyword",
+    );
+    invalid(
         "stages: [a]\nsteps:\n  x:\n    stage: b\n    run: true\n",
         "kiln.yml:4:12: step `x`: stage `b` is not declared in `stages:` (declared: a)",
     );

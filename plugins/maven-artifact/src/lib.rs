@@ -156,7 +156,12 @@ impl Step for MavenArtifact {
         }
         if LAYERS.get(&inputs)? {
             let written = layers::split(&project, &files[0], &output.join("layers"))?;
-            kiln_sdk::info!("layers: {:?}", written.files);
+            let counts: Vec<String> = written
+                .files
+                .iter()
+                .map(|(layer, files)| format!("{layer} {files} files"))
+                .collect();
+            kiln_sdk::info!("layers: {}", counts.join(", "));
             record.layers = Some(written);
         }
         let json = serde_json::to_vec_pretty(&record).expect("the record serializes");
