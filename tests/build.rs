@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::images::{Entry, busybox_layout, podman, push_layout, unpack};
+use common::images::{Entry, busybox_layout, podman_run, push_layout, unpack};
 use common::registry::{Auth, Registry};
 use common::{Run, kiln, run_ok};
 
@@ -820,23 +820,12 @@ fn an_image_on_a_busybox_base_runs_under_podman_and_pushes() {
     assert!(run.all().contains(&digest));
 
     if have("podman") {
-        let podman = |args: &[&str]| podman(&project.path().join("podman"), args);
-        run_ok(&mut podman(&[
-            "load",
-            "--input",
-            project.path().join("greeter.tar").to_str().unwrap(),
-        ]));
-        let out = run_ok(&mut podman(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=20000:20000",
+        let out = podman_run(
+            &project.path().join("podman"),
+            &project.path().join("greeter.tar"),
             &target,
-        ]));
+            &[],
+        );
         assert_eq!(out.trim(), "hello, world from app");
     }
 }

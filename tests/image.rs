@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::images::podman;
+use common::images::podman_run;
 use common::run_ok;
 
 #[test]
@@ -34,29 +34,17 @@ fn kiln_builds_its_own_image_and_a_job_shell_runs_kiln_in_it() {
             .arg(format!("docker-archive:{}", archive.display()))
             .env("KILN_CACHE_DIR", work.path().join("cache")),
     );
-    let storage = work.path().join("podman");
-    run_ok(&mut podman(
-        &storage,
-        &["load", "--input", archive.to_str().unwrap()],
-    ));
     // A job's script: its shell runs kiln, and kiln runs a sandboxed step.
-    let out = run_ok(&mut podman(
-        &storage,
+    let out = podman_run(
+        &work.path().join("podman"),
+        &archive,
+        "localhost/kiln:test",
         &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=20000:20000",
-            "localhost/kiln:test",
             "sh",
             "-c",
             "kiln --version && kiln plugin list && mkdir -p /tmp/job && cd /tmp/job && kiln step hello -i name=job",
         ],
-    ));
+    );
     assert!(out.contains("kiln 0.1.0"), "{out}");
     assert!(out.contains("dockerfile-build"), "{out}");
     assert!(out.contains("message=hello, job!"), "{out}");

@@ -263,3 +263,26 @@ pub fn podman(dir: &Path, args: &[&str]) -> Command {
     command.args(args);
     command
 }
+
+/// Load the docker archive `archive` into podman's storage in `dir` and
+/// run `command` in its image `image` (no network, the limits a CI
+/// container has); returns what it printed.
+pub fn podman_run(dir: &Path, archive: &Path, image: &str, command: &[&str]) -> String {
+    run_ok(&mut podman(
+        dir,
+        &["load", "--input", archive.to_str().unwrap()],
+    ));
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=20000:20000",
+        image,
+    ];
+    args.extend_from_slice(command);
+    run_ok(&mut podman(dir, &args))
+}
