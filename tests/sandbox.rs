@@ -376,11 +376,13 @@ fn the_example_step_runs_and_writes_its_output() {
 fn bad_usage_exits_2_with_the_fix() {
     let f = Fixture::new();
     std::fs::write(f.workspace().join("garbage.wasm"), b"\0asm garbage").unwrap();
+    std::fs::write(f.workspace().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(f.workspace().join("empty.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
     let unknown = format!(
         "no built-in plugin named `helo` (built-ins: {})",
         kiln_runtime::plugins::names().join(", ")
     );
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["step", "hello", "--input", "nmae=x"],
             "unknown input `nmae` for plugin hello (it accepts: name, repeat)",
@@ -392,7 +394,15 @@ fn bad_usage_exits_2_with_the_fix() {
         ),
         (
             &["step", "./garbage.wasm"],
-            "garbage is not a kiln plugin component",
+            "garbage is not a kiln plugin component: it is not a WebAssembly file",
+        ),
+        (
+            &["step", "./core.wasm"],
+            "it is a core WebAssembly module, not a component; build it for wasm32-wasip2",
+        ),
+        (
+            &["step", "./empty.wasm"],
+            "it does not export kiln:plugin/step@0.1.0",
         ),
         (
             &["step", "hello", "--memory", "lots"],

@@ -66,10 +66,49 @@ pub fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, 
         .map_err(|e| StepFailure::Setup(e.to_string()))?;
     runtime.load(&wasm).map_err(|e| {
         StepFailure::Setup(format!(
-            "{} is not a kiln plugin component: {e}",
-            plugin.label()
+            "{} is not a kiln plugin component: {}",
+            plugin.label(),
+            why_not_loadable(&wasm, &e.to_string())
         ))
     })
+}
+
+/// The contract version this kiln implements, named when a plugin wants
+/// another.
+const CONTRACT: &str = "kiln:plugin@0.1.0";
+
+/// Why bytes did not load as a plugin, in terms of what the author does
+/// next. `error` is wasmtime's message, kept where nothing better is known.
+fn why_not_loadable(wasm: &[u8], error: &str) -> String {
+    // A WebAssembly binary starts `\0asm`, then its version (4 bytes): 1
+    // for a core module, 0x0d and layer 1 for a component.
+    match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+            return "it is a core WebAssembly module, not a component; build it for \
+                    wasm32-wasip2 (cargo build --target wasm32-wasip2), or make one with \
+                    `wasm-tools component new`"
+                .into();
+        }
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+        _ => return "it is not a WebAssembly file (a plugin is a .wasm component)".into(),
+    }
+    if let Some(at) = error.find("kiln:plugin/") {
+        let interface: String = error[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, '`' | '\'' | '"'))
+            .collect();
+        if !interface.ends_with("@0.1.0") {
+            return format!(
+                "it uses {interface}, and this kiln implements {CONTRACT}; build it against that contract (wit/plugin.wit) or use a kiln that supports its version"
+            );
+        }
+        if error.contains("no exported instance") || error.contains("export") {
+            return format!(
+                "it does not export {interface}; a plugin implements the `step` interface of {CONTRACT} (kiln_sdk::export_step!)"
+            );
+        }
+    }
+    error.to_owned()
 }
 
 /// `describe()` of a plugin, logging as `label`.
@@ -167,5 +206,30 @@ fn show_failure(log: &StepLog, failure: StepFailure) -> StepFailure {
         StepFailure::Trapped(m) => StepFailure::Trapped(log.show(&m)),
         StepFailure::Setup(m) => StepFailure::Setup(log.show(&m)),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_errors_say_what_to_do() {
+        const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+        let newer = why_not_loadable(
+            COMPONENT,
+            "component imports instance `kiln:plugin/log@0.2.0`, but a matching implementation was not found in the linker",
+        );
+        assert!(
+            newer
+                .contains("uses kiln:plugin/log@0.2.0, and this kiln implements kiln:plugin@0.1.0"),
+            "{newer}"
+        );
+        assert!(why_not_loadable(b"\0asm\x01\0\0\0", "").contains("core WebAssembly module"));
+        assert!(why_not_loadable(b"PK\x03\x04....", "").contains("not a WebAssembly file"));
+        assert_eq!(
+            why_not_loadable(COMPONENT, "something else"),
+            "something else"
+        );
     }
 }
