@@ -1003,6 +1003,23 @@ fn bases_by_digest_by_platform_and_with_onbuild_triggers() {
         "{}",
         typo.stderr()
     );
+    // A single-platform base is refused for another platform, not
+    // relabelled as it.
+    project.write(
+        "ctx/Dockerfile",
+        &format!("FROM {host}/busybox:latest\nCOPY hello.txt /\n"),
+    );
+    let wrong = project.build(&["--platform", "linux/arm64", "--output", "oci:wrong"]);
+    assert_eq!(wrong.code(), Some(2), "{}", wrong.all());
+    assert!(
+        wrong.stderr().contains("is an image for linux/amd64, not linux/arm64"),
+        "{}",
+        wrong.stderr()
+    );
+    project.write(
+        "ctx/Dockerfile",
+        &format!("FROM {host}/multi:latest\nCOPY hello.txt /\n"),
+    );
     let run = project.build(&["--platform", "linux/s390x", "--output", "oci:none"]);
     assert!(
         run.stderr()

@@ -232,6 +232,12 @@ fn mistakes_in_late_steps_stop_the_run_before_it_starts() {
         &[("docker/Dockerfile", "FROM scratch\nRUN make\n")],
         "docker/Dockerfile:2: RUN: RUN needs an executor",
     );
+    // A component a `run:` step it needs builds is checked when it starts.
+    let builds_plugin = Project::new(
+        "stages: [a, b]\nsteps:\n  make:\n    stage: a\n    run: cp \"$KILN_HELLO\" built.wasm\n  use:\n    stage: b\n    needs: [make]\n    uses: ./built.wasm\n",
+    );
+    let checked = builds_plugin.run(&["check"]);
+    assert_eq!(checked.code(), Some(0), "{}", checked.all());
     // A pipeline without mistakes checks clean, running nothing.
     let project = Project::new(&mixed_pipeline());
     let checked = project.run(&["check"]);

@@ -43,7 +43,13 @@ impl Output {
             let (key, value) = field
                 .split_once('=')
                 .ok_or_else(|| format!("`{field}` in `{text}` is not KEY=VALUE"))?;
-            fields.insert(key.trim(), value.trim());
+            let key = key.trim();
+            if !["type", "dest", "tar", "push"].contains(&key) {
+                return Err(format!(
+                    "`{key}` in `{text}` is not an output option kiln reads (it reads type, dest, tar and push); set the rest with kiln build's own flags"
+                ));
+            }
+            fields.insert(key, value.trim());
         }
         let dest = || {
             fields
@@ -128,7 +134,9 @@ pub struct BuildOptions {
     /// (linux/amd64,linux/arm64) for a multi-platform image.
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
-    /// Where to write the image: oci:DIR or docker-archive:FILE (repeatable).
+    /// Where to write the image: oci:DIR, docker-archive:FILE, or buildx's
+    /// type=oci,dest=DIR,tar=false | type=docker,dest=FILE | type=registry
+    /// (repeatable).
     #[arg(
         long = "output",
         short = 'o',
@@ -405,6 +413,13 @@ fn write_whole(file: &Path, bytes: &[u8]) -> Result<(), Error> {
     let (dir, name) = file_in_dir(file, "")?;
     let failed = |e: std::io::Error| Error::Failed(format!("{}: {e}", file.display()));
     let mut staged = tempfile::NamedTempFile::new_in(&dir).map_err(failed)?;
+    // Readable as a file the user wrote would be (the temporary file is
+    // private until renamed).
+    use std::os::unix::fs::PermissionsExt;
+    staged
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(failed)?;
     std::io::Write::write_all(&mut staged, bytes).map_err(failed)?;
     staged
         .persist(dir.join(name))
@@ -459,6 +474,18 @@ fn check(args: &BuildOptions) -> Result<Checked, Error> {
             None => std::env::var(arg).ok().map(|value| (arg.clone(), value)),
         })
         .collect();
+    // Each travels to the plugin as one line.
+    if let Some((name, _)) = build_args.iter().find(|(_, value)| value.contains('\n')) {
+        return Err(Error::usage(format!(
+            "--build-arg {name}: a value cannot span lines"
+        )));
+    }
+    if let Some(label) = args.labels.iter().find(|label| label.contains('\n')) {
+        let name = label.split('=').next().unwrap_or_default();
+        return Err(Error::usage(format!(
+            "--label {name}: a value cannot span lines"
+        )));
+    }
     let platforms = kiln_oci::Platform::parse_list(&args.platform)
         .map_err(|e| Error::usage(format!("--platform: {e}")))?;
     // What the build would refuse is refused before it starts.

@@ -161,7 +161,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ExportTarget {
-    /// Print a .gitlab-ci.yml with one job per step.
+    /// Print a .gitlab-ci.yml: a job per step (an image build runs in the
+    /// job of the push that needs it).
     Gitlab(ExportOptions),
 }
 

@@ -195,6 +195,12 @@ pub struct QuietReporter;
 impl Reporter for QuietReporter {
     fn log(&self, _: &str, _: Level, _: &str, _: &[(String, String)]) {}
     fn progress(&self, _: &str, _: &str, _: u64, _: Option<u64>) {}
+    /// A pipeline step's failure is an error: it is said even when quiet.
+    fn step_finished(&self, summary: &StepSummary) {
+        if let Some(error) = summary.error.as_deref().filter(|_| !summary.passed()) {
+            eprintln!("kiln: step {} {error}", summary.step);
+        }
+    }
 }
 
 /// One JSON object per line on stdout, for machines.

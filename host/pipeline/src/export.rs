@@ -65,20 +65,14 @@ pub fn gitlab_document(
         if carried.contains(&step.name.as_str()) {
             continue;
         }
-        // The image builds this job's push carries run first, here.
-        let builds: Vec<&Step> = step
-            .needs
-            .iter()
-            .filter(|need| carried.contains(&need.as_str()))
-            .filter_map(|need| pipeline.step(need))
-            .collect();
-        let mut needs: Vec<Value> = gitlab_needs(pipeline, step)
-            .into_iter()
-            .filter(|need| !carried.iter().any(|b| need_names(need, b)))
-            .collect();
-        for build in &builds {
-            for need in gitlab_needs(pipeline, build) {
-                if !needs.contains(&need) {
+        // The image builds this job carries run first, here: those its
+        // written needs name, and the carried builds those need. A need
+        // from stage order alone on a carried build is dropped.
+        let builds = carried_into(pipeline, step, &carried);
+        let mut needs: Vec<Value> = Vec::new();
+        for owner in builds.iter().copied().chain(std::iter::once(step)) {
+            for need in gitlab_needs(pipeline, owner) {
+                if !carried.iter().any(|b| need_names(&need, b)) && !needs.contains(&need) {
                     needs.push(need);
                 }
             }
@@ -131,12 +125,14 @@ pub fn gitlab_document(
 }
 
 /// The `dockerfile-build` steps (without rules of their own) that a
-/// `registry` step needs: each runs in the job of every step that needs
-/// it, so its layout, with the base image's layers, goes from the build to
-/// the push on the job's own disk instead of as a GitLab artifact, which a
-/// JRE-sized base would push past GitLab's size limit. (Where consumers'
-/// rules do not exclude each other, as the example's push and `where` do,
-/// the build runs in each of their jobs.)
+/// `registry` step names in its written `needs:`: each runs in the job of
+/// every step whose written needs name it, so its layout, with the base
+/// image's layers, goes from the build to the push on the job's own disk
+/// instead of as a GitLab artifact, which a JRE-sized base would push past
+/// GitLab's size limit. (Where such steps' rules do not exclude each
+/// other, as the example's push and `where` do, the build runs in each of
+/// their jobs.) A registry step that needs the build only by stage order
+/// keeps it a job of its own.
 fn carried_builds(pipeline: &Pipeline) -> Vec<&str> {
     let uses = |step: &Step, builtin: &str| matches!(&step.action, Action::Plugin { plugin: PluginSource::Builtin(name), .. } if name == builtin);
     pipeline
@@ -144,13 +140,38 @@ fn carried_builds(pipeline: &Pipeline) -> Vec<&str> {
         .iter()
         .filter(|build| uses(build, "dockerfile-build") && build.rules.is_empty())
         .filter(|build| {
-            pipeline
+            let pushes: Vec<&Step> = pipeline
                 .steps
                 .iter()
-                .filter(|s| s.needs.contains(&build.name))
-                .any(|s| uses(s, "registry"))
+                .filter(|s| uses(s, "registry") && s.needs.contains(&build.name))
+                .collect();
+            !pushes.is_empty() && pushes.iter().all(|s| s.needs_declared)
         })
         .map(|build| build.name.as_str())
+        .collect()
+}
+
+/// The carried builds that run in `step`'s job, in pipeline order: those
+/// its written needs name, and the carried builds they need.
+fn carried_into<'a>(pipeline: &'a Pipeline, step: &Step, carried: &[&str]) -> Vec<&'a Step> {
+    let mut wanted: Vec<&str> = Vec::new();
+    let mut todo: Vec<&str> = if step.needs_declared {
+        step.needs.iter().map(String::as_str).collect()
+    } else {
+        Vec::new()
+    };
+    while let Some(name) = todo.pop() {
+        if carried.contains(&name) && !wanted.contains(&name) {
+            wanted.push(name);
+            if let Some(build) = pipeline.step(name) {
+                todo.extend(build.needs.iter().map(String::as_str));
+            }
+        }
+    }
+    pipeline
+        .steps
+        .iter()
+        .filter(|s| wanted.contains(&s.name.as_str()))
         .collect()
 }
 
@@ -288,6 +309,37 @@ mod tests {
             gitlab_cache_key("plain-$CI_COMMIT_REF_NAME", &same),
             json!("plain-$CI_COMMIT_REF_NAME")
         );
+    }
+
+    #[test]
+    fn image_builds_run_in_the_jobs_of_the_pushes_that_name_them() {
+        let text = "stages: [base, app, push, deploy]\nsteps:\n  b-base:\n    stage: base\n    uses: dockerfile-build\n  b-app:\n    stage: app\n    uses: dockerfile-build\n  push:\n    stage: push\n    needs: [b-app]\n    uses: registry\n  deploy:\n    stage: deploy\n    run: echo deployed\n";
+        let export = |text: &str| {
+            let pipeline = Pipeline::parse("kiln.yml", text, std::env::temp_dir()).unwrap();
+            let document = gitlab_document(&pipeline, &GitlabOptions::default()).unwrap();
+            check(&document).unwrap();
+            document
+        };
+        // The push names b-app: b-app runs in its job; b-base, which only
+        // b-app needs, stays a job whose hand-off b-app gets.
+        let document = export(text);
+        assert!(document.get("b-app").is_none());
+        assert_eq!(
+            document["push"]["script"][0],
+            "kiln run kiln.yml --step b-app --step push --artifacts-dir .kiln"
+        );
+        assert_eq!(document["push"]["needs"], json!(["b-base"]));
+        // A later step needs the earlier stages by order only: it does not
+        // re-run the carried build, and names no job that is gone.
+        assert_eq!(document["deploy"]["needs"], json!(["b-base", "push"]));
+        // A push naming both builds runs both, in order, needing neither.
+        let document = export(&text.replace("needs: [b-app]", "needs: [b-base, b-app]"));
+        assert!(document.get("b-base").is_none() && document.get("b-app").is_none());
+        assert_eq!(
+            document["push"]["script"][0],
+            "kiln run kiln.yml --step b-base --step b-app --step push --artifacts-dir .kiln"
+        );
+        assert_eq!(document["push"]["needs"], json!([]));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod file;
+pub mod project;
 pub mod rules;
 pub mod variables;
 

@@ -267,32 +267,10 @@ fn derive_from_git(dir: &Path) -> Vec<(String, String)> {
 pub const MAX_HASHED_FILE: u64 = 64 << 20;
 
 /// The first 16 hex digits of the SHA-256 of `file`, a regular file inside
-/// `project_dir`, opened beneath it (cap-std refuses `..` and symlinks
-/// that leave it).
+/// `project_dir` (see [`crate::project::open_file`]).
 fn hash_project_file(project_dir: &Path, file: &str) -> Result<String, String> {
-    use std::io::Read;
-    kiln_store::check_relative(file)?;
-    let project = cap_std::fs::Dir::open_ambient_dir(project_dir, cap_std::ambient_authority())
-        .map_err(|e| format!("cannot open the project directory: {e}"))?;
-    let opened = project
-        .open(file)
-        .map_err(|e| format!("cannot read {file} inside the project: {e}"))?;
-    let meta = opened
-        .metadata()
-        .map_err(|e| format!("cannot read {file}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!(
-            "{file} is not a regular file; name a file of the project"
-        ));
-    }
-    if meta.len() > MAX_HASHED_FILE {
-        return Err(format!(
-            "{file} has {} bytes, more than the {MAX_HASHED_FILE} a cache key may hash",
-            meta.len()
-        ));
-    }
+    let mut reader = crate::project::open_file(project_dir, file, MAX_HASHED_FILE)?;
     let mut hasher = Sha256::new();
-    let mut reader = opened.into_std().take(MAX_HASHED_FILE + 1);
     std::io::copy(&mut reader, &mut hasher).map_err(|e| format!("cannot read {file}: {e}"))?;
     if reader.limit() == 0 {
         return Err(format!(

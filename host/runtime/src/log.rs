@@ -55,22 +55,35 @@ fn shorten(mut line: String, max: usize) -> String {
     line
 }
 
-/// `text` with each `guest` path (whole path components only: not
-/// `/workspaces`, not `/x/workspace`) replaced by `host`.
-fn replace_path(text: &str, guest: &str, host: &str) -> String {
+/// `text` with each guest path of `pairs` (longest first; whole path
+/// components only: not `/workspaces`, not `/x/workspace`) replaced by its
+/// host path, in one pass, so a replacement is never replaced again.
+fn replace_paths(text: &str, pairs: &[(String, String)]) -> String {
     let part_of_path = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
     let mut out = String::with_capacity(text.len());
+    let mut at = 0;
     let mut copied = 0;
-    for (at, _) in text.match_indices(guest) {
-        if at < copied {
-            continue;
-        }
+    while at < text.len() {
         let before = text[..at].chars().next_back();
-        let after = text[at + guest.len()..].chars().next();
-        if !before.is_some_and(part_of_path) && after.is_none_or(|c| c == '/' || !part_of_path(c)) {
-            out.push_str(&text[copied..at]);
-            out.push_str(host);
-            copied = at + guest.len();
+        let found = (!before.is_some_and(part_of_path))
+            .then(|| {
+                pairs.iter().find(|(guest, _)| {
+                    text[at..].starts_with(guest.as_str())
+                        && text[at + guest.len()..]
+                            .chars()
+                            .next()
+                            .is_none_or(|c| c == '/' || !part_of_path(c))
+                })
+            })
+            .flatten();
+        match found {
+            Some((guest, host)) => {
+                out.push_str(&text[copied..at]);
+                out.push_str(host);
+                at += guest.len();
+                copied = at;
+            }
+            None => at += text[at..].chars().next().map_or(1, char::len_utf8),
         }
     }
     out.push_str(&text[copied..]);
@@ -115,13 +128,10 @@ impl StepLog {
         self
     }
 
-    /// `text` as it is shown: secrets masked, guest paths as host paths.
+    /// `text` from the plugin as it is shown: guest paths as host paths,
+    /// then secrets masked (so no secret survives in a host path).
     pub fn show(&self, text: &str) -> String {
-        let mut shown = self.mask.apply(text);
-        for (guest, host) in &self.paths {
-            shown = replace_path(&shown, guest, host);
-        }
-        shown
+        self.mask.apply(&replace_paths(text, &self.paths))
     }
 
     /// The step name lines are prefixed with.
@@ -276,23 +286,38 @@ mod tests {
 
     #[test]
     fn guest_paths_are_shown_as_host_paths() {
+        let pairs = |guest: &str, host: &str| vec![(guest.to_owned(), host.to_owned())];
         assert_eq!(
-            replace_path(
+            replace_paths(
                 "reading /workspace/a and /workspace",
-                "/workspace",
-                "/home/me/p"
+                &pairs("/workspace", "/home/me/p")
             ),
             "reading /home/me/p/a and /home/me/p"
         );
         assert_eq!(
-            replace_path(
+            replace_paths(
                 "/workspaces /x/workspace /workspace.txt",
-                "/workspace",
-                "/h"
+                &pairs("/workspace", "/h")
             ),
             "/workspaces /x/workspace /workspace.txt"
         );
-        assert_eq!(replace_path("at=/output:", "/output", "/o"), "at=/o:");
+        assert_eq!(
+            replace_paths("at=/output:", &pairs("/output", "/o")),
+            "at=/o:"
+        );
+        // One pass: a host path that holds a guest path is not rewritten
+        // again.
+        let both = vec![
+            ("/workspace".to_owned(), "/workspace/src".to_owned()),
+            (
+                "/output".to_owned(),
+                "/workspace/src/.kiln/out/x".to_owned(),
+            ),
+        ];
+        assert_eq!(
+            replace_paths("/output/a /workspace/b", &both),
+            "/workspace/src/.kiln/out/x/a /workspace/src/b"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_grant::{StepGrant, ValueSource};
+use kiln_grant::{PluginSource, StepGrant, ValueSource};
 use kiln_pipeline::{Action, Exclusion, Pipeline, PipelineError, Position, Step, Variables, rules};
 use kiln_runtime::Runtime;
 use kiln_runtime::inputs;
@@ -108,6 +108,16 @@ async fn check_plugin(
     let error = |position: Position, message: String| {
         RunError::Pipeline(pipeline.error(position, format!("step `{}`: {message}", step.name)))
     };
+    // A component a `run:` step it declares it needs may build is not
+    // there yet: it is checked when the step starts. (Without a written
+    // need, a missing file is a mistake, reported now.)
+    if let PluginSource::File(path) = plugin
+        && !path.exists()
+        && step.needs_declared
+        && built_before(pipeline, step)
+    {
+        return Ok(());
+    }
     let plugin = PluginRef::resolve(plugin).map_err(|e| error(*uses_at, e.to_string()))?;
     let loaded = step::load(runtime, &plugin).map_err(|e| error(*uses_at, e.to_string()))?;
     let info = step::describe(runtime, &loaded, &step.name, reporter.clone())
@@ -128,6 +138,29 @@ async fn check_plugin(
     Ok(())
 }
 
+/// The largest Dockerfile `kiln check` reads.
+const MAX_DOCKERFILE: u64 = 4 << 20;
+
+/// Whether a `run:` step runs before `step` (one it needs, directly or
+/// not), which could write what `step` uses.
+fn built_before(pipeline: &Pipeline, step: &Step) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut todo: Vec<&str> = step.needs.iter().map(String::as_str).collect();
+    while let Some(name) = todo.pop() {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        if let Some(need) = pipeline.step(name) {
+            if matches!(need.action, Action::Shell { .. }) {
+                return true;
+            }
+            todo.extend(need.needs.iter().map(String::as_str));
+        }
+    }
+    false
+}
+
 /// Plan the Dockerfile a `dockerfile-build` step names, when it lies in
 /// the project (one an earlier step writes is checked by the build
 /// itself).
@@ -138,27 +171,34 @@ fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), S
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
-    // A guest path in the workspace is a path in the project; other
-    // guest paths (artifacts of earlier steps) exist only once they ran.
+    // A guest path in the workspace is a path in the project (read
+    // beneath it: the pipeline file is untrusted); other guest paths
+    // (artifacts of earlier steps) exist only once those ran.
     let in_project = |guest: &str| {
         let rest = guest.strip_prefix(GUEST_WORKSPACE)?;
-        (rest.is_empty() || rest.starts_with('/'))
-            .then(|| project.join(rest.trim_start_matches('/')))
+        (rest.is_empty() || rest.starts_with('/')).then(|| rest.trim_start_matches('/').to_owned())
     };
     let name = input("dockerfile")
         .filter(|d| !d.is_empty())
         .unwrap_or("Dockerfile");
-    let dockerfile = if name.starts_with('/') {
+    let relative = if name.starts_with('/') {
         in_project(name)
     } else {
-        in_project(input("context").unwrap_or(GUEST_WORKSPACE)).map(|context| context.join(name))
+        in_project(input("context").unwrap_or(GUEST_WORKSPACE))
+            .map(|context| Path::new(&context).join(name).display().to_string())
     };
-    let Some(dockerfile) = dockerfile else {
+    let Some(relative) = relative else {
         return Ok(());
     };
-    let Ok(source) = std::fs::read_to_string(&dockerfile) else {
+    let mut source = String::new();
+    let readable = kiln_pipeline::project::open_file(project, &relative, MAX_DOCKERFILE)
+        .ok()
+        .is_some_and(|mut file| std::io::Read::read_to_string(&mut file, &mut source).is_ok());
+    // One an earlier step writes is not there yet: the build checks it.
+    if !readable {
         return Ok(());
-    };
+    }
+    let dockerfile = project.join(&relative);
     let build_args: Vec<(String, String)> = input("build-args")
         .unwrap_or_default()
         .lines()

@@ -233,9 +233,8 @@ fn skipped(step: &Step, excluded: Option<&str>) -> StepSummary {
     }
 }
 
-/// Run one step and store what it hands on. Returns a masked one-line
-/// reason on failure.
-/// Run one step; a plugin step's outputs come back (typed, masked).
+/// Run one step and store what it hands on. A plugin step's outputs come
+/// back (typed, masked); a failure is a masked one-line reason.
 async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String> {
     let step = &prepared.step;
     let project = &shared.pipeline.project_dir;

@@ -63,10 +63,12 @@ impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
         let read = self.inner.read(buf)?;
         self.done += read as u64;
         let every = (self.total / 100).max(4 << 20);
-        let finished = read == 0 || self.done >= self.total;
+        // The end, or the total first reached (an estimate may be passed:
+        // beyond it, only the end reports again).
+        let finished = read == 0 || (self.reported < self.total && self.done >= self.total);
         if self.total >= QUIET_BELOW
             && self.done > self.reported
-            && (finished || self.done - self.reported >= every)
+            && (finished || (self.done < self.total && self.done - self.reported >= every))
         {
             progress(&self.task, self.done.min(self.total), Some(self.total));
             self.reported = self.done;

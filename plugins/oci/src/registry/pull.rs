@@ -283,6 +283,18 @@ pub fn pull_image(
             "the config of {reference} is not an image config: {e}"
         ))
     })?;
+    // A reference to one image (no index) is taken as it is only where
+    // it is for the platform asked for: an amd64 image must not become
+    // the arm64 entry of a multi-platform build.
+    let field = |name: &str| document.get(name).and_then(Value::as_str);
+    if let (Some(os), Some(architecture)) = (field("os"), field("architecture"))
+        && !platform.matches(os, architecture, field("variant"))
+    {
+        let variant = field("variant").map(|v| format!("/{v}")).unwrap_or_default();
+        return Err(OciError::Invalid(format!(
+            "{reference} is an image for {os}/{architecture}{variant}, not {platform}; build for its platform, or use a multi-platform base"
+        )));
+    }
     let mut image = Image {
         document,
         layers: Vec::new(),
