@@ -1012,7 +1012,9 @@ fn bases_by_digest_by_platform_and_with_onbuild_triggers() {
     let wrong = project.build(&["--platform", "linux/arm64", "--output", "oci:wrong"]);
     assert_eq!(wrong.code(), Some(2), "{}", wrong.all());
     assert!(
-        wrong.stderr().contains("is an image for linux/amd64, not linux/arm64"),
+        wrong
+            .stderr()
+            .contains("is an image for linux/amd64, not linux/arm64"),
         "{}",
         wrong.stderr()
     );
