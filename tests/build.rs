@@ -942,7 +942,18 @@ fn bases_by_digest_by_platform_and_with_onbuild_triggers() {
         "-t",
         &app,
         "--push",
+        "--build-arg",
+        "TYPO=1",
     ]);
+    // A warning about the Dockerfile is said once, not per platform.
+    assert_eq!(
+        both.stderr()
+            .matches("build argument TYPO is not declared")
+            .count(),
+        1,
+        "{}",
+        both.stderr()
+    );
     let built = project.path().join("both");
     let index = blob(&built, &output_value(&both, "digest"));
     assert_eq!(

@@ -17,6 +17,9 @@ const STORE: &str = ".kiln";
 /// between jobs by GitLab's cache: every job starts on a fresh machine.
 const KILN_CACHE: &str = ".kiln-cache";
 
+/// The most caches GitLab lets one job have.
+const MAX_CACHES: usize = 4;
+
 /// How the exported pipeline runs on GitLab.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitlabOptions {
@@ -115,6 +118,16 @@ pub fn gitlab_document(
                 "key": gitlab_cache_key(&cache.key.text, &in_project),
                 "paths": cache.paths.iter().map(|p| in_project(p)).collect::<Vec<_>>(),
             }));
+        }
+        if caches.len() > MAX_CACHES {
+            return Err(pipeline.error(
+                step.position,
+                format!(
+                    "step `{}`: its GitLab job would need {} caches (kiln's, its own and those of the image builds it runs), and GitLab allows {MAX_CACHES}; drop a `cache:` from one of them",
+                    step.name,
+                    caches.len()
+                ),
+            ));
         }
         job.insert("cache".into(), json!(caches));
         document.insert(step.name.clone(), Value::Object(job));
@@ -340,6 +353,25 @@ mod tests {
             "kiln run kiln.yml --step b-base --step b-app --step push --artifacts-dir .kiln"
         );
         assert_eq!(document["push"]["needs"], json!([]));
+    }
+
+    #[test]
+    fn a_job_never_needs_more_caches_than_gitlab_allows() {
+        let build = |name: &str| {
+            format!(
+                "  {name}:\n    stage: build\n    uses: dockerfile-build\n    cache:\n      key: {name}\n      paths: [{name}]\n"
+            )
+        };
+        let text = format!(
+            "stages: [build, push]\nsteps:\n{}{}{}  push:\n    stage: push\n    needs: [a, b, c]\n    uses: registry\n    cache:\n      key: push\n      paths: [p]\n",
+            build("a"),
+            build("b"),
+            build("c")
+        );
+        let pipeline = Pipeline::parse("kiln.yml", &text, std::env::temp_dir()).unwrap();
+        let error = gitlab_document(&pipeline, &GitlabOptions::default()).unwrap_err();
+        assert!(error.message.contains("would need 5 caches"), "{error}");
+        assert!(error.message.contains("GitLab allows 4"), "{error}");
     }
 
     #[test]

@@ -202,8 +202,10 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
     // content (a COPY of the application) are written once, through the
     // layer cache.
     let mut builds = Vec::new();
-    for platform in platforms {
+    for (index, platform) in platforms.into_iter().enumerate() {
         let request = build::Build {
+            // Warnings about the Dockerfile are said once, not per platform.
+            warn: index == 0,
             dockerfile_name: &name,
             source: &source,
             context: &context,

@@ -53,6 +53,9 @@ pub struct Build<'a> {
     pub no_cache: bool,
     /// Labels set on the final image, after the Dockerfile's (`--label`).
     pub labels: &'a [(String, String)],
+    /// Whether to warn about the Dockerfile itself (unused build
+    /// arguments): once per build, not once per platform.
+    pub warn: bool,
 }
 
 /// The result: the final stage's image.
@@ -72,7 +75,7 @@ pub fn run(build: &Build<'_>) -> Result<Built, Error> {
     let dockerfile = parser::parse(build.source).map_err(|e| in_file(e.into()))?;
     let plan = Plan::new(&dockerfile, build.build_args, &build.platform).map_err(in_file)?;
     let target = plan.target(build.target).map_err(in_file)?;
-    for name in plan.unused_build_args() {
+    for name in plan.unused_build_args().into_iter().filter(|_| build.warn) {
         kiln_sdk::warn!(
             "build argument {name} is not declared by any ARG in {}: it has no effect",
             build.dockerfile_name
