@@ -5,11 +5,12 @@
 //! The host decides the grant: the build context read-only as workspace,
 //! the output layout writable, a directory of the Dockerfile when it lies
 //! outside the context, and the registries named by `FROM` and
-//! `COPY --from` (found by `kiln_dockerfile::base_images`, the stage
-//! evaluation the plugin itself builds with) — nothing else.
+//! `COPY --from` (found by `kiln_dockerfile::check`, the stage evaluation
+//! the plugin itself builds with) — nothing else.
 
 use std::path::{Path, PathBuf};
 
+use kiln_grant::plugin::DOCKERFILE_BUILD;
 use kiln_grant::{HostPattern, ProcessEnv, StepGrant};
 use kiln_oci::Reference;
 use kiln_runtime::RuntimeConfig;
@@ -182,10 +183,8 @@ impl Kiln {
         let Checked {
             context,
             dockerfile,
-            dockerfile_name,
-            source,
             build_args,
-            platforms,
+            bases,
         } = check(args)?;
         // `type=registry` is buildx's spelling of --push.
         let push = args.push || args.outputs.contains(&Output::Registry);
@@ -281,22 +280,6 @@ impl Kiln {
             }
         }
 
-        // The images the Dockerfile names for each platform, decided by the
-        // same code the plugin builds with (ARGs, predefined platform ARGs,
-        // stages).
-        let mut bases: Vec<Reference> = Vec::new();
-        for platform in &platforms {
-            let named = kiln_dockerfile::base_images(&source, &build_args, &platform.to_string())
-                .map_err(|e| Error::usage(e.in_file(&dockerfile_name)))?;
-            // A name the host cannot read as a reference (a `--from` that
-            // only the stage's own ARGs complete) is left to the plugin,
-            // whose pull the sandbox refuses if it names an ungranted host.
-            for base in named.iter().filter_map(|b| Reference::parse(b).ok()) {
-                if !bases.contains(&base) {
-                    bases.push(base);
-                }
-            }
-        }
         let tags = args
             .tags
             .iter()
@@ -327,7 +310,7 @@ impl Kiln {
                 net.push(pattern);
             }
         }
-        let plugin = PluginRef::parse("dockerfile-build").map_err(Error::usage)?;
+        let plugin = PluginRef::parse(DOCKERFILE_BUILD).map_err(Error::usage)?;
         let grant = StepGrant {
             net,
             untrusted_net,
@@ -432,10 +415,9 @@ fn write_whole(file: &Path, bytes: &[u8]) -> Result<(), Error> {
 struct Checked {
     context: PathBuf,
     dockerfile: PathBuf,
-    dockerfile_name: String,
-    source: String,
     build_args: Vec<(String, String)>,
-    platforms: Vec<kiln_oci::Platform>,
+    /// The images the Dockerfile builds on, for every platform.
+    bases: Vec<Reference>,
 }
 
 /// `kiln build --check` (buildx's `--call=check`): read the context and
@@ -488,24 +470,33 @@ fn check(args: &BuildOptions) -> Result<Checked, Error> {
     }
     let platforms = kiln_oci::Platform::parse_list(&args.platform)
         .map_err(|e| Error::usage(format!("--platform: {e}")))?;
-    // What the build would refuse is refused before it starts.
+    // What the build would refuse is refused before it starts; the same
+    // plan, the one the plugin builds with (ARGs, predefined platform
+    // ARGs, stages), names the images the build must reach.
     let dockerfile_name = dockerfile.display().to_string();
+    let mut bases: Vec<Reference> = Vec::new();
     for platform in &platforms {
-        kiln_dockerfile::check(
+        let named = kiln_dockerfile::check(
             &source,
             &build_args,
             &platform.to_string(),
             args.target.as_deref(),
         )
         .map_err(|e| Error::usage(e.in_file(&dockerfile_name)))?;
+        // A name the host cannot read as a reference (a `--from` that only
+        // the stage's own ARGs complete) is left to the plugin, whose pull
+        // the sandbox refuses if it names an ungranted host.
+        for base in named.iter().filter_map(|b| Reference::parse(b).ok()) {
+            if !bases.contains(&base) {
+                bases.push(base);
+            }
+        }
     }
     Ok(Checked {
         context,
         dockerfile,
-        dockerfile_name,
-        source,
         build_args,
-        platforms,
+        bases,
     })
 }
 

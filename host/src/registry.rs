@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kiln_grant::plugin::REGISTRY;
 use kiln_grant::{HostPattern, MemorySize, ProcessEnv, StepGrant, ValueSource};
 use kiln_oci::Reference;
 use kiln_runtime::RuntimeConfig;
@@ -128,7 +129,7 @@ impl Kiln {
         values: &dyn ValueSource,
     ) -> Result<StepResult, Error> {
         let pattern: HostPattern = host.parse().map_err(Error::usage)?;
-        let plugin = PluginRef::parse("registry").map_err(Error::usage)?;
+        let plugin = PluginRef::parse(REGISTRY).map_err(Error::usage)?;
         let scratch = tempfile::tempdir()
             .map_err(|e| Error::usage(format!("cannot create a scratch directory: {e}")))?;
         inputs.push(("insecure".into(), options.insecure.to_string()));
@@ -142,7 +143,7 @@ impl Kiln {
             mounts,
             hidden: Vec::new(),
         };
-        let request = StepRequest::new("registry", plugin, inputs, grant, dirs);
+        let request = StepRequest::new(REGISTRY, plugin, inputs, grant, dirs);
         self.run_request(request, values).await
     }
 

@@ -6,6 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
+/// The built-in that builds Dockerfiles: `kiln build` runs it, and `kiln
+/// check` and the GitLab export know what its steps do.
+pub const DOCKERFILE_BUILD: &str = "dockerfile-build";
+
+/// The built-in that talks to registries: `kiln push`, `pull` and `login`
+/// run it, and the GitLab export knows its steps push.
+pub const REGISTRY: &str = "registry";
+
 /// A plugin reference, not yet resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -59,6 +67,11 @@ impl PluginSource {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether this names the built-in `name`.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        matches!(self, PluginSource::Builtin(builtin) if builtin == name)
     }
 
     /// A short name for messages: the built-in name or the file stem.

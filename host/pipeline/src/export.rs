@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use kiln_grant::PluginSource;
+use kiln_grant::plugin::{DOCKERFILE_BUILD, REGISTRY};
 
 use crate::{Action, Pipeline, PipelineError, Rule, Step};
 
@@ -147,16 +147,16 @@ pub fn gitlab_document(
 /// their jobs.) A registry step that needs the build only by stage order
 /// keeps it a job of its own.
 fn carried_builds(pipeline: &Pipeline) -> Vec<&str> {
-    let uses = |step: &Step, builtin: &str| matches!(&step.action, Action::Plugin { plugin: PluginSource::Builtin(name), .. } if name == builtin);
+    let uses = |step: &Step, builtin: &str| matches!(&step.action, Action::Plugin { plugin, .. } if plugin.is_builtin(builtin));
     pipeline
         .steps
         .iter()
-        .filter(|build| uses(build, "dockerfile-build") && build.rules.is_empty())
+        .filter(|build| uses(build, DOCKERFILE_BUILD) && build.rules.is_empty())
         .filter(|build| {
             let pushes: Vec<&Step> = pipeline
                 .steps
                 .iter()
-                .filter(|s| uses(s, "registry") && s.needs.contains(&build.name))
+                .filter(|s| uses(s, REGISTRY) && s.needs.contains(&build.name))
                 .collect();
             !pushes.is_empty() && pushes.iter().all(|s| s.needs_declared)
         })

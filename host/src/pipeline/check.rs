@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use kiln_grant::plugin::DOCKERFILE_BUILD;
 use kiln_grant::{PluginSource, StepGrant, ValueSource};
 use kiln_pipeline::{Action, Exclusion, Pipeline, PipelineError, Position, Step, Variables, rules};
 use kiln_runtime::Runtime;
@@ -131,7 +132,7 @@ async fn check_plugin(
             .map_or(*uses_at, |(_, value)| value.position);
         error(at, message)
     })?;
-    if matches!(&plugin, PluginRef::Builtin(b) if b.name == "dockerfile-build") {
+    if matches!(&plugin, PluginRef::Builtin(b) if b.name == DOCKERFILE_BUILD) {
         check_dockerfile(&pipeline.project_dir, &prepared.inputs)
             .map_err(|message| error(*uses_at, message))?;
     }
@@ -199,12 +200,12 @@ fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), S
         return Ok(());
     }
     let dockerfile = project.join(&relative);
-    let build_args: Vec<(String, String)> = input("build-args")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
-        .collect();
+    // Malformed build arguments are the build's to report, naming the line.
+    let Ok(build_args) =
+        kiln_dockerfile::stages::name_values(input("build-args").unwrap_or_default())
+    else {
+        return Ok(());
+    };
     let target = input("target").filter(|t| !t.is_empty());
     for platform in input("platform").unwrap_or("linux/amd64").split(',') {
         kiln_dockerfile::check(&source, &build_args, platform.trim(), target)

@@ -277,15 +277,8 @@ fn build(step: &StepContext, inputs: &Inputs) -> Result<Outputs, Error> {
 /// `NAME=VALUE` lines (blank lines ignored); a line without `=` is an
 /// error naming it as a `what`.
 fn parse_pairs(text: &str, what: &str) -> Result<Vec<(String, String)>, Error> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            line.split_once('=')
-                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| Error::invalid_input(format!("{what} `{line}` is not NAME=VALUE")))
-        })
-        .collect()
+    kiln_dockerfile::stages::name_values(text)
+        .map_err(|line| Error::invalid_input(format!("{what} `{line}` is not NAME=VALUE")))
 }
 
 export_step!(DockerfileBuild);

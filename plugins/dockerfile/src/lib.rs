@@ -25,4 +25,4 @@ pub mod pattern;
 pub mod shell;
 pub mod stages;
 
-pub use stages::{Error, Plan, base_images, check};
+pub use stages::{Error, Plan, check};

@@ -1,6 +1,6 @@
 //! Stages and what they build on, decided once for everyone who must
 //! agree: the `dockerfile-build` plugin builds from a [`Plan`], and the
-//! host grants the registries of [`base_images`] before the build runs.
+//! host grants the registries [`check`] returns before the build runs.
 //!
 //! A plan knows the global scope (the predefined platform ARGs, then the
 //! ARGs before the first FROM with `--build-arg` values), which stages a
@@ -91,15 +91,27 @@ pub const RUN_UNSUPPORTED: &str = "RUN needs an executor to run commands in the 
      build the files outside (a `run:` step) and COPY them in";
 
 /// Refuse, before anything is built, what the build of `target` for
-/// `platform` would refuse: a Dockerfile that does not parse or plan, an
-/// unknown target, and a `RUN` in a stage the target needs. (What a base
-/// image's ONBUILD triggers hold is known only once it is pulled.)
+/// `platform` (`os/arch[/variant]`) would refuse: a Dockerfile that does
+/// not parse or plan, an unknown target, and a `RUN` in a stage the target
+/// needs. (What a base image's ONBUILD triggers hold is known only once it
+/// is pulled.) Returns the registry images the Dockerfile's FROM and
+/// `COPY --from` name ([`Plan::base_images`], from the same plan the
+/// plugin builds with): what the host must let the build reach.
+///
+/// The platform is text so that a caller without kiln-oci's types (the
+/// host) passes what the user typed.
+///
+/// ```
+/// let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\n";
+/// let images = kiln_dockerfile::check(source, &[("TAG".into(), "3".into())], "linux/amd64", None);
+/// assert_eq!(images.unwrap(), ["busybox:3"]);
+/// ```
 pub fn check(
     source: &str,
     build_args: &[(String, String)],
     platform: &str,
     target: Option<&str>,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let dockerfile = crate::parser::parse(source)?;
     let plan = Plan::new(&dockerfile, build_args, &Platform::parse(platform)?)?;
     let target = plan.target(target)?;
@@ -113,7 +125,22 @@ pub fn check(
             return Err(run.error(RUN_UNSUPPORTED).into());
         }
     }
-    Ok(())
+    Ok(plan.base_images())
+}
+
+/// `NAME=VALUE` lines, blank lines skipped: the form build arguments (and
+/// labels) travel in from `kiln build` and a pipeline's `with:` to the
+/// build. A line without a name and `=` is the error, as written.
+pub fn name_values(text: &str) -> Result<Vec<(String, String)>, &str> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.split_once('=')
+                .map(|(name, value)| (name.trim().to_owned(), value.to_owned()))
+                .filter(|(name, _)| !name.is_empty())
+                .ok_or(line)
+        })
+        .collect()
 }
 
 /// Levenshtein distance between two short names.
@@ -484,28 +511,6 @@ impl Plan {
     }
 }
 
-/// The registry images a Dockerfile's FROM and `COPY --from` name, for
-/// `platform` (`os/arch[/variant]`) and `build_args`: what the host must
-/// let the build reach. See [`Plan::base_images`].
-///
-/// The platform is text so that a caller without kiln-oci's types (the
-/// host) passes what the user typed.
-///
-/// ```
-/// let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\n";
-/// let images = kiln_dockerfile::base_images(source, &[("TAG".into(), "3".into())], "linux/amd64");
-/// assert_eq!(images.unwrap(), ["busybox:3"]);
-/// ```
-pub fn base_images(
-    source: &str,
-    build_args: &[(String, String)],
-    platform: &str,
-) -> Result<Vec<String>, Error> {
-    let dockerfile = crate::parser::parse(source)?;
-    let platform = Platform::parse(platform)?;
-    Ok(Plan::new(&dockerfile, build_args, &platform)?.base_images())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,14 +528,14 @@ mod tests {
     #[test]
     fn base_images_skip_stages_and_expand_args() {
         let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=127.0.0.1:5000/tools:2 /b /b\n";
-        let images = base_images(source, &[("TAG".into(), "3".into())], "linux/amd64").unwrap();
+        let images = check(source, &[("TAG".into(), "3".into())], "linux/amd64", None).unwrap();
         assert_eq!(images, ["busybox:3", "127.0.0.1:5000/tools:2"]);
     }
 
     #[test]
     fn base_images_see_the_platform_args_as_the_plugin_does() {
         let source = "FROM --platform=$BUILDPLATFORM tools-${TARGETARCH}${TARGETVARIANT} AS tools\nFROM registry.example.com/run:${TARGETOS}\nCOPY --from=tools /t /t\nCOPY --from=0 /t /u\nCOPY --from=${TARGETARCH}/helper /h /h\nFROM Tools\nFROM scratch\n";
-        let images = base_images(source, &[], "linux/arm64/v8").unwrap();
+        let images = check(source, &[], "linux/arm64/v8", None).unwrap();
         assert_eq!(
             images,
             [
@@ -548,7 +553,7 @@ mod tests {
                 .to_string(),
             "linux/arm64/v8"
         );
-        assert!(base_images(source, &[], "arm64").is_err());
+        assert!(check(source, &[], "arm64", None).is_err());
     }
 
     #[test]
@@ -602,6 +607,16 @@ mod tests {
     }
 
     #[test]
+    fn name_value_lines() {
+        assert_eq!(
+            name_values("A=1\n\n B =x=y\n"),
+            Ok(vec![("A".into(), "1".into()), ("B".into(), "x=y".into())])
+        );
+        assert_eq!(name_values("A=1\n=2\n"), Err("=2"));
+        assert_eq!(name_values("nope"), Err("nope"));
+    }
+
+    #[test]
     fn check_refuses_a_run_only_where_the_target_needs_it() {
         let source = "FROM scratch AS tools\nRUN make\nFROM scratch\nCOPY a b\n";
         assert!(check(source, &[], "linux/amd64", None).is_ok());
@@ -644,13 +659,18 @@ mod tests {
             error.in_file("Dockerfile"),
             "Dockerfile:1: ENV: the first instruction must be FROM (or ARG before it)"
         );
-        let error =
-            base_images("FROM x\nCOPY --mount=type=secret a b\n", &[], "linux/amd64").unwrap_err();
+        let error = check(
+            "FROM x\nCOPY --mount=type=secret a b\n",
+            &[],
+            "linux/amd64",
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             error.in_file("ctx/Dockerfile"),
             "ctx/Dockerfile:2: COPY: unknown or unsupported flag `--mount=type=secret`"
         );
-        let error = base_images("", &[], "linux/amd64").unwrap_err();
+        let error = check("", &[], "linux/amd64", None).unwrap_err();
         assert_eq!(
             error.in_file("Dockerfile"),
             "Dockerfile: file with no instructions"
