@@ -232,6 +232,18 @@ fn mistakes_in_late_steps_stop_the_run_before_it_starts() {
         &[("docker/Dockerfile", "FROM scratch\nRUN make\n")],
         "docker/Dockerfile:2: RUN: RUN needs an executor",
     );
+    // The pipeline file is untrusted: the Dockerfile it names is read only
+    // inside the project, never through a symlink or `..` out of it.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "TOPSECRET-dockerfile\n").unwrap();
+    for dockerfile in ["/workspace/link/secret", "/workspace/../outside/secret"] {
+        let project = Project::new(&format!(
+            "stages: [a]\nsteps:\n  b:\n    stage: a\n    uses: dockerfile-build\n    with:\n      dockerfile: {dockerfile}\n"
+        ));
+        std::os::unix::fs::symlink(outside.path(), project.path().join("link")).unwrap();
+        let checked = project.run(&["check"]);
+        assert!(!checked.all().contains("TOPSECRET"), "{}", checked.all());
+    }
     // A component a `run:` step it needs builds is checked when it starts.
     let builds_plugin = Project::new(
         "stages: [a, b]\nsteps:\n  make:\n    stage: a\n    run: cp \"$KILN_HELLO\" built.wasm\n  use:\n    stage: b\n    needs: [make]\n    uses: ./built.wasm\n",
