@@ -670,9 +670,9 @@ fn run_is_refused_naming_the_file_and_line() {
     let check = project.build(&["--check"]);
     assert_eq!(check.code(), Some(2), "{}", check.all());
     assert!(
-        check
-            .stderr()
-            .contains("Dockerfile:3: RUN: RUN needs an executor"),
+        check.stderr().contains(
+            "Dockerfile:3: RUN: RUN runs a command in the image, which this build is not granted"
+        ),
         "{}",
         check.stderr()
     );
@@ -705,8 +705,9 @@ fn run_is_refused_naming_the_file_and_line() {
     let run = project.build(&["--output", "oci:out"]);
     assert_eq!(run.code(), Some(2), "{}", run.all());
     assert!(
-        run.stderr()
-            .contains("Dockerfile:3: RUN: RUN needs an executor"),
+        run.stderr().contains(
+            "Dockerfile:3: RUN: RUN runs a command in the image, which this build is not granted"
+        ),
         "{}",
         run.stderr()
     );

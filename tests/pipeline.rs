@@ -223,14 +223,14 @@ fn mistakes_in_late_steps_stop_the_run_before_it_starts() {
     case(
         "    uses: dockerfile-build\n    with:\n      context: /workspace/docker\n",
         &[("docker/Dockerfile", "FROM scratch\nCOPY a /a\n\nRUN make\n")],
-        "docker/Dockerfile:4: RUN: RUN needs an executor",
+        "docker/Dockerfile:4: RUN: RUN runs a command in the image, which this build is not granted",
     );
     // The Java example's shape: the context is an earlier step's artifact,
     // the Dockerfile is in the project.
     case(
         "    uses: dockerfile-build\n    with:\n      context: /artifacts/first\n      dockerfile: /workspace/docker/Dockerfile\n",
         &[("docker/Dockerfile", "FROM scratch\nRUN make\n")],
-        "docker/Dockerfile:2: RUN: RUN needs an executor",
+        "docker/Dockerfile:2: RUN: RUN runs a command in the image, which this build is not granted",
     );
     // The pipeline file is untrusted: the Dockerfile it names is read only
     // inside the project, never through a symlink or `..` out of it.

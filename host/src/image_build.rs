@@ -155,6 +155,13 @@ pub struct BuildOptions {
     /// reached on public addresses only: the Dockerfile is untrusted input.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub allow_net: Vec<HostPattern>,
+    /// Let RUN instructions run their commands natively, isolated as
+    /// strongly as this environment allows (README: Building images).
+    #[arg(long)]
+    pub allow_run: bool,
+    /// Let `RUN --network=host` use the host's network unfiltered.
+    #[arg(long)]
+    pub allow_run_host_network: bool,
     // Flattened options carry their own help; a doc comment here would
     // replace it, hence no doc comment.
     #[command(flatten)]
@@ -314,6 +321,8 @@ impl Kiln {
         let grant = StepGrant {
             net,
             untrusted_net,
+            run: args.allow_run,
+            run_host_network: args.allow_run_host_network,
             ..StepGrant::default()
         };
         let dirs = StepDirs {
@@ -481,6 +490,7 @@ fn check(args: &BuildOptions) -> Result<Checked, Error> {
             &build_args,
             &platform.to_string(),
             args.target.as_deref(),
+            args.allow_run,
         )
         .map_err(|e| Error::usage(e.in_file(&dockerfile_name)))?;
         // A name the host cannot read as a reference (a `--from` that only

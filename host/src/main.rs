@@ -198,8 +198,25 @@ impl Command {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // kiln started as its own RUN helper: single-threaded, before any
+    // runtime thread exists (see kiln_executor::helper).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(kiln_executor::helper::HELPER_ARG)) {
+        let spec = args.next().unwrap_or_default();
+        let status = kiln_executor::helper::main(std::path::Path::new(&spec));
+        return ExitCode::from(u8::try_from(status).unwrap_or(u8::MAX));
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(cli_main()),
+        Err(e) => {
+            eprintln!("kiln: cannot start: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     kiln_runtime::policy::operator::set_extra_files(cli.policy);
     let json = cli.command.format().is_some_and(|f| f.json);

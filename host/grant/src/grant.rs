@@ -65,6 +65,16 @@ pub struct StepGrant<D = PathBuf, H = HostPattern> {
     /// Linear-memory cap (default [`DEFAULT_MEMORY`]).
     #[serde(default)]
     pub memory: Option<MemorySize>,
+    /// Whether the step may run native commands through the host's
+    /// executor (Dockerfile `RUN`): the one way a plugin gets native code
+    /// run, so it is off unless granted.
+    #[serde(default)]
+    pub run: bool,
+    /// Whether such commands may use the host's network unfiltered
+    /// (`RUN --network=host`); otherwise they reach only the hosts in
+    /// `net`, through kiln's proxy.
+    #[serde(default)]
+    pub run_host_network: bool,
 }
 
 impl<D, H> Default for StepGrant<D, H> {
@@ -78,6 +88,8 @@ impl<D, H> Default for StepGrant<D, H> {
             secrets: Vec::new(),
             timeout: None,
             memory: None,
+            run: false,
+            run_host_network: false,
         }
     }
 }

@@ -573,6 +573,8 @@ impl Validator<'_> {
                         secrets: allow.secrets.clone(),
                         timeout: allow.timeout,
                         memory: allow.memory,
+                        run: allow.run,
+                        run_host_network: allow.run_host_network,
                         ..StepGrant::default()
                     },
                     read: located(&allow.read),
@@ -637,6 +639,8 @@ impl Validator<'_> {
                     ("env", !grant.env.is_empty()),
                     ("secrets", !grant.secrets.is_empty()),
                     ("memory", grant.memory.is_some()),
+                    ("run", grant.run),
+                    ("run_host_network", grant.run_host_network),
                 ];
                 if let Some((field, _)) = ignored.iter().find(|(_, set)| *set) {
                     return Err(self.error(

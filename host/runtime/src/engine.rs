@@ -286,6 +286,7 @@ impl Runtime {
                 mounts: sandbox.mounts,
                 gzip_streams: 0,
                 log: sandbox.log,
+                run: crate::host_api::executor::RunState::new(sandbox.run),
             },
         );
         store.limiter(|state| &mut state.memory);

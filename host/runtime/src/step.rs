@@ -12,6 +12,7 @@ use crate::inputs;
 use crate::log::{DEFAULT_LOG_LIMIT, StepLog};
 use crate::plugins::PluginRef;
 use crate::policy::operator::OperatorPolicies;
+use crate::policy::run::RunAccess;
 use crate::policy::{GUEST_OUTPUT, GUEST_WORKSPACE, Sandbox, StepDirs, guest_artifact_path};
 use crate::report::Reporter;
 
@@ -162,6 +163,14 @@ pub async fn run(
         )
     })
     .map_err(|e| StepFailure::Setup(e.to_string()))?;
+    let mut sandbox = sandbox;
+    if grant.run {
+        sandbox.run = Some(RunAccess::new(
+            runtime.cache_root(),
+            grant.run_host_network,
+            std::time::Instant::now() + sandbox.timeout,
+        ));
+    }
     let log = sandbox.log.clone();
     let context = StepContext {
         step_name: request.name.clone(),

@@ -133,7 +133,7 @@ async fn check_plugin(
         error(at, message)
     })?;
     if matches!(&plugin, PluginRef::Builtin(b) if b.name == DOCKERFILE_BUILD) {
-        check_dockerfile(&pipeline.project_dir, &prepared.inputs)
+        check_dockerfile(&pipeline.project_dir, &prepared.inputs, prepared.grant.run)
             .map_err(|message| error(*uses_at, message))?;
     }
     Ok(())
@@ -165,7 +165,7 @@ fn built_before(pipeline: &Pipeline, step: &Step) -> bool {
 /// Plan the Dockerfile a `dockerfile-build` step names, when it lies in
 /// the project (one an earlier step writes is checked by the build
 /// itself).
-fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), String> {
+fn check_dockerfile(project: &Path, inputs: &[(String, String)], run: bool) -> Result<(), String> {
     let input = |name: &str| {
         inputs
             .iter()
@@ -208,7 +208,7 @@ fn check_dockerfile(project: &Path, inputs: &[(String, String)]) -> Result<(), S
     };
     let target = input("target").filter(|t| !t.is_empty());
     for platform in input("platform").unwrap_or("linux/amd64").split(',') {
-        kiln_dockerfile::check(&source, &build_args, platform.trim(), target)
+        kiln_dockerfile::check(&source, &build_args, platform.trim(), target, run)
             .map_err(|e| e.in_file(&dockerfile.display().to_string()))?;
     }
     Ok(())

@@ -33,6 +33,11 @@ pub struct Found {
 }
 
 impl Context {
+    /// The context directory (a guest path).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Open the context at `root`, reading its `.dockerignore` if any.
     pub fn open(root: &Path, epoch: u64) -> Result<Context, Error> {
         if !root.is_dir() {

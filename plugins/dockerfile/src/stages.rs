@@ -85,15 +85,15 @@ pub enum Error {
     Platform(#[from] kiln_oci::platform::PlatformError),
 }
 
-/// Why kiln refuses a `RUN` today; the build says it when it reaches one,
-/// and [`check`] before anything is built.
-pub const RUN_UNSUPPORTED: &str = "RUN needs an executor to run commands in the image, which kiln does not have yet; \
-     build the files outside (a `run:` step) and COPY them in";
+/// Why a build whose step may not run commands refuses a `RUN`, said by
+/// [`check`] before anything is built.
+pub const RUN_NOT_GRANTED: &str = "RUN runs a command in the image, which this build is not granted: \
+     pass --allow-run to kiln build, or grant the step `allow: { run: true }`";
 
 /// Refuse, before anything is built, what the build of `target` for
 /// `platform` (`os/arch[/variant]`) would refuse: a Dockerfile that does
 /// not parse or plan, an unknown target, and a `RUN` in a stage the target
-/// needs. (What a base image's ONBUILD triggers hold is known only once it
+/// needs unless `run` says commands may run. (What a base image's ONBUILD triggers hold is known only once it
 /// is pulled.) Returns the registry images the Dockerfile's FROM and
 /// `COPY --from` name ([`Plan::base_images`], from the same plan the
 /// plugin builds with): what the host must let the build reach.
@@ -103,7 +103,7 @@ pub const RUN_UNSUPPORTED: &str = "RUN needs an executor to run commands in the 
 ///
 /// ```
 /// let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\n";
-/// let images = kiln_dockerfile::check(source, &[("TAG".into(), "3".into())], "linux/amd64", None);
+/// let images = kiln_dockerfile::check(source, &[("TAG".into(), "3".into())], "linux/amd64", None, false);
 /// assert_eq!(images.unwrap(), ["busybox:3"]);
 /// ```
 pub fn check(
@@ -111,6 +111,7 @@ pub fn check(
     build_args: &[(String, String)],
     platform: &str,
     target: Option<&str>,
+    run: bool,
 ) -> Result<Vec<String>, Error> {
     let dockerfile = crate::parser::parse(source)?;
     let plan = Plan::new(&dockerfile, build_args, &Platform::parse(platform)?)?;
@@ -119,10 +120,10 @@ pub fn check(
         if let Some(run) = stage
             .instructions
             .iter()
-            .filter(|_| needed)
+            .filter(|_| needed && !run)
             .find(|i| matches!(i.value, Kind::Run(_)))
         {
-            return Err(run.error(RUN_UNSUPPORTED).into());
+            return Err(run.error(RUN_NOT_GRANTED).into());
         }
     }
     Ok(plan.base_images())

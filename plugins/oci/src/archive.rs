@@ -37,6 +37,12 @@ impl Scratch {
         })
     }
 
+    /// The scratch directory (a guest path): files a build writes there
+    /// are its own.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Remove the scratch directory.
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);

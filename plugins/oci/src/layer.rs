@@ -75,11 +75,20 @@ pub fn write(
     layout: &ImageLayout,
     compression: Compression,
 ) -> Result<Layer, OciError> {
-    let mut tar = HashingReader::new(kiln_sdk::log::ProgressReader::new(
-        TarStream::new(tree),
-        "write layer",
-        tree.tar_size(),
-    ));
+    write_tar(TarStream::new(tree), tree.tar_size(), layout, compression)
+}
+
+/// Write the uncompressed layer tar `tar` (of `size` bytes, for progress)
+/// as a layer blob into `layout`: compressed, with the blob's digest and
+/// the tar's diff ID computed in the same pass. A read error of `tar` is
+/// the error returned.
+pub fn write_tar(
+    tar: impl Read + TakeError,
+    size: u64,
+    layout: &ImageLayout,
+    compression: Compression,
+) -> Result<Layer, OciError> {
+    let mut tar = HashingReader::new(kiln_sdk::log::ProgressReader::new(tar, "write layer", size));
     let mut blob = layout.blob_writer()?;
     let written = match compression {
         Compression::Gzip => {
@@ -101,7 +110,7 @@ pub fn write(
             sink.error.map_or(Ok(0), Err)
         }
     };
-    if let Some(error) = tar.inner.get_mut().error.take() {
+    if let Some(error) = tar.inner.get_mut().take_error() {
         return Err(error);
     }
     written.map_err(|e| OciError::Invalid(format!("writing a layer: {e}")))?;
@@ -114,6 +123,25 @@ pub fn write(
         tar_size: Some(tar_size),
         origin: None,
     })
+}
+
+/// A tar source that may have failed in a way its reads could not say
+/// (a source file's error, kept to report with its path).
+pub trait TakeError {
+    /// The error the source kept, once.
+    fn take_error(&mut self) -> Option<OciError>;
+}
+
+impl TakeError for std::fs::File {
+    fn take_error(&mut self) -> Option<OciError> {
+        None
+    }
+}
+
+impl TakeError for TarStream<'_> {
+    fn take_error(&mut self) -> Option<OciError> {
+        self.error.take()
+    }
 }
 
 /// A writer that never fails: the first error is kept for the caller.

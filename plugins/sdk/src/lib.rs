@@ -37,6 +37,7 @@
 pub mod compress;
 pub mod digest;
 mod error;
+pub mod executor;
 pub mod files;
 pub mod http;
 pub mod input;

@@ -7,6 +7,7 @@
 
 pub mod compress;
 pub mod digest;
+pub mod executor;
 mod files;
 mod log;
 mod secrets;
@@ -32,6 +33,7 @@ pub mod bindings {
         with: {
             "kiln:plugin/digest.sha256": crate::host_api::digest::Sha256State,
             "kiln:plugin/compress.gzip": crate::host_api::compress::GzipState,
+            "kiln:plugin/executor.rootfs": crate::host_api::executor::RootfsState,
         },
         additional_derives: [serde::Serialize, PartialEq],
     });
@@ -54,6 +56,8 @@ pub struct StepState {
     /// Open `compress.gzip` streams (bounded: each holds host memory).
     pub(crate) gzip_streams: usize,
     pub(crate) log: Arc<StepLog>,
+    /// RUN commands: the step's executor access and what it started.
+    pub(crate) run: executor::RunState,
 }
 
 impl WasiView for StepState {

@@ -11,6 +11,8 @@ mod hidden;
 mod memory;
 mod net;
 pub mod operator;
+pub mod proxy;
+pub mod run;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -134,6 +136,8 @@ pub struct Sandbox {
     pub stdio: [GuestOutput; 2],
     /// The mounted directories, for the metadata WASI does not carry.
     pub mounts: MountTable,
+    /// Executor access, for a step granted `run`.
+    pub run: Option<run::RunAccess>,
 }
 
 /// The step's mounted directories, each opened as a capability, so that
@@ -141,7 +145,8 @@ pub struct Sandbox {
 /// beneath the mount by `cap-std`, never through a symlink out of it.
 #[derive(Default)]
 pub struct MountTable {
-    dirs: Vec<(String, cap_std::fs::Dir)>,
+    /// Guest path, directory, and whether the guest may write there.
+    dirs: Vec<(String, cap_std::fs::Dir, bool)>,
     /// What no mount may reveal.
     hidden: Hidden,
     /// The writable mounts, where unfinished files are swept.
@@ -169,7 +174,7 @@ impl MountTable {
             self.writable.push(dir.try_clone()?);
         }
         self.dirs
-            .push((guest.trim_end_matches('/').to_owned(), dir));
+            .push((guest.trim_end_matches('/').to_owned(), dir, writable));
         Ok(())
     }
 
@@ -212,36 +217,9 @@ impl MountTable {
     /// bits, a symlink's target, the change time; a final symlink is not
     /// followed.
     pub fn metadata(&self, path: &str) -> Result<PathFacts, String> {
-        // Relative paths start where the guest does: the workspace. `.`
-        // and `..` are resolved on the guest path before a mount is chosen,
-        // so nothing above a mount can be named (`/workspace/..` is `/`,
-        // which no mount covers).
-        let absolute = if path.starts_with('/') {
-            kiln_oci::path::clean(path)
-        } else {
-            kiln_oci::path::clean(&format!("{GUEST_WORKSPACE}/{path}"))
-        };
-        let path = absolute.as_str();
-        let (dir, rest) = self
-            .dirs
-            .iter()
-            .filter_map(|(guest, dir)| {
-                let rest = path.strip_prefix(guest.as_str())?;
-                (rest.is_empty() || rest.starts_with('/')).then_some((guest.len(), dir, rest))
-            })
-            .max_by_key(|(len, _, _)| *len)
-            .map(|(_, dir, rest)| (dir, rest.trim_start_matches('/')))
-            .ok_or_else(|| format!("{path} is not inside a mounted directory"))?;
-        let relative = if rest.is_empty() { "." } else { rest };
+        let (parent, name, path, _) = self.locate(path)?;
+        let name = name.as_str();
         let failed = |e: std::io::Error| format!("{path}: {e}");
-        // The parent is opened beneath the mount by cap-std; the last
-        // component is examined there without following it (cap-std also
-        // refuses to read absolute link targets, which must be copied).
-        let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
-        let parent = dir.open_dir(parent).map_err(failed)?;
-        if self.hidden.covers_fd(std::os::fd::AsFd::as_fd(&parent)) {
-            return Err(failed(std::io::ErrorKind::PermissionDenied.into()));
-        }
         let stat = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| failed(e.into()))?;
         let is_symlink =
@@ -260,6 +238,83 @@ impl MountTable {
                 .saturating_mul(1_000_000_000)
                 .saturating_add(stat.st_ctime_nsec as u64),
         })
+    }
+}
+
+impl MountTable {
+    /// The directory holding the guest path `path` (opened beneath its
+    /// mount), the last component, the cleaned absolute guest path, and
+    /// whether the mount is writable. Relative paths start where the guest
+    /// does: the workspace. `.` and `..` are resolved on the guest path
+    /// before a mount is chosen, so nothing above a mount can be named
+    /// (`/workspace/..` is `/`, which no mount covers).
+    fn locate(&self, path: &str) -> Result<(cap_std::fs::Dir, String, String, bool), String> {
+        let absolute = if path.starts_with('/') {
+            kiln_oci::path::clean(path)
+        } else {
+            kiln_oci::path::clean(&format!("{GUEST_WORKSPACE}/{path}"))
+        };
+        let path = absolute.as_str();
+        let (dir, rest, writable) = self
+            .dirs
+            .iter()
+            .filter_map(|(guest, dir, writable)| {
+                let rest = path.strip_prefix(guest.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then_some((
+                    guest.len(),
+                    dir,
+                    rest,
+                    *writable,
+                ))
+            })
+            .max_by_key(|(len, _, _, _)| *len)
+            .map(|(_, dir, rest, writable)| (dir, rest.trim_start_matches('/'), writable))
+            .ok_or_else(|| format!("{path} is not inside a mounted directory"))?;
+        let relative = if rest.is_empty() { "." } else { rest };
+        let failed = |e: std::io::Error| format!("{path}: {e}");
+        // The parent is opened beneath the mount by cap-std; the last
+        // component is examined there without following it (cap-std also
+        // refuses to read absolute link targets, which must be copied).
+        let (parent, name) = relative.rsplit_once('/').unwrap_or((".", relative));
+        let parent = dir.open_dir(parent).map_err(failed)?;
+        if self.hidden.covers_fd(std::os::fd::AsFd::as_fd(&parent)) {
+            return Err(failed(std::io::ErrorKind::PermissionDenied.into()));
+        }
+        Ok((parent, name.to_owned(), absolute.clone(), writable))
+    }
+
+    /// Open the guest file `path` for reading, as the guest could.
+    pub fn open_file(&self, path: &str) -> Result<std::fs::File, String> {
+        let (parent, name, path, _) = self.locate(path)?;
+        let file = parent.open(&name).map_err(|e| format!("{path}: {e}"))?;
+        Ok(file.into_std())
+    }
+
+    /// Create (or truncate) the guest file `path` for writing, in a
+    /// writable mount only.
+    pub fn create_file(&self, path: &str) -> Result<std::fs::File, String> {
+        let (parent, name, path, writable) = self.locate(path)?;
+        if !writable {
+            return Err(format!("{path} is not in a writable directory of the step"));
+        }
+        let file = parent.create(&name).map_err(|e| format!("{path}: {e}"))?;
+        Ok(file.into_std())
+    }
+
+    /// The host path of the guest file or directory `path`, resolved
+    /// beneath its mount (for binding it into a RUN command read-only).
+    pub fn host_path(&self, path: &str) -> Result<PathBuf, String> {
+        let (parent, name, path, _) = self.locate(path)?;
+        let failed = |e: std::io::Error| format!("{path}: {e}");
+        let opened: std::os::fd::OwnedFd = match parent.open_dir(&name) {
+            Ok(dir) => dir.into_std_file().into(),
+            Err(_) => parent.open(&name).map_err(failed)?.into_std().into(),
+        };
+        if self.hidden.covers_fd(std::os::fd::AsFd::as_fd(&opened)) {
+            return Err(failed(std::io::ErrorKind::PermissionDenied.into()));
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&opened);
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(failed)
     }
 }
 
@@ -384,6 +439,7 @@ impl Sandbox {
             log,
             stdio,
             mounts,
+            run: None,
         })
     }
 }
@@ -402,6 +458,7 @@ impl Sandbox {
             log,
             stdio,
             mounts: MountTable::default(),
+            run: None,
         }
     }
 }

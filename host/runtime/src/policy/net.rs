@@ -4,7 +4,8 @@
 //! Sockets are never granted to plugins; `wasi:http` is their only way out,
 //! and every request passes [`OutboundHttp::send_request`]. A refused
 //! request is answered with `HttpRequestDenied` before any connection is
-//! made.
+//! made. The proxy of `RUN` commands ([`super::proxy`]) asks the same
+//! policy, through [`OutboundHttp::decide`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ type ResponseFuture = Box<
 /// rest of the step, a realm on the same host and port as a host granted
 /// by name with that standing, everything else on public addresses only.
 /// Wildcard grants never delegate. Nothing else widens the grant.
+#[derive(Clone)]
 pub struct OutboundHttp {
     grant: Arc<Mutex<Grant>>,
     log: Arc<StepLog>,
@@ -127,6 +129,38 @@ impl OutboundHttp {
             log,
         }
     }
+
+    /// How `host:port` stands in the step's grant now (what it was
+    /// granted plus what granted hosts delegated), without widening it:
+    /// one decision for `wasi:http` and the `RUN` commands' proxy alike.
+    pub(crate) async fn decide(&self, host: &str, port: u16) -> Result<Standing, Refusal> {
+        let now = self.grant.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        check(&now, host, port).await
+    }
+
+    /// Whether the step was granted any host at all (by the user or the
+    /// operator): a RUN command gets a network only then.
+    pub(crate) fn grants_any(&self) -> bool {
+        !self
+            .grant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allowed
+            .is_empty()
+    }
+
+    /// Say on the step's log that a request to `authority` was refused.
+    /// Charged to the step: whoever made the request must not make the
+    /// host print without limit.
+    pub(crate) fn log_refusal(&self, authority: &str, refusal: &Refusal) {
+        let _ = self.log.caused_by_plugin(
+            Level::Warn,
+            &format!(
+                "denied HTTP request to {}: {refusal}",
+                shown_host(authority)
+            ),
+        );
+    }
 }
 
 /// The `realm` URL's `host[:port]` in a Bearer challenge, if any.
@@ -174,6 +208,20 @@ pub enum Refusal {
     Unresolved,
     /// The URL has no usable host.
     NoHost,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotGranted => f.write_str("not in this step's grant"),
+            Refusal::PrivateAddress(ip) => write!(
+                f,
+                "resolves to the non-public address {ip}; grant the host by name to allow it"
+            ),
+            Refusal::Unresolved => f.write_str("the host does not resolve"),
+            Refusal::NoHost => f.write_str("the URL has no host"),
+        }
+    }
 }
 
 /// Decide whether `host:port` may be reached under `allowed`,
@@ -278,8 +326,7 @@ impl WasiHttpHooks for OutboundHttp {
         options: Option<RequestOptions>,
         _response_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> ResponseFuture {
-        let grant = self.grant.clone();
-        let log = self.log.clone();
+        let policy = self.clone();
         Box::new(async move {
             let uri = request.uri();
             let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
@@ -291,10 +338,9 @@ impl WasiHttpHooks for OutboundHttp {
                 .authority()
                 .map(|a| a.as_str().to_owned())
                 .unwrap_or_default();
-            let now = grant.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let (request_host, verdict) = match split_authority(&authority) {
                 Some((host, port)) => {
-                    let verdict = check(&now, &host, port.unwrap_or(default_port)).await;
+                    let verdict = policy.decide(&host, port.unwrap_or(default_port)).await;
                     (host, verdict)
                 }
                 None => (String::new(), Err(Refusal::NoHost)),
@@ -302,20 +348,7 @@ impl WasiHttpHooks for OutboundHttp {
             let standing = match verdict {
                 Ok(standing) => standing,
                 Err(refusal) => {
-                    let why = match refusal {
-                        Refusal::NotGranted => "not in this step's grant".to_owned(),
-                        Refusal::PrivateAddress(ip) => format!(
-                            "resolves to the non-public address {ip}; grant the host by name to allow it"
-                        ),
-                        Refusal::Unresolved => "the host does not resolve".to_owned(),
-                        Refusal::NoHost => "the URL has no host".to_owned(),
-                    };
-                    // Charged to the step: a plugin must not make the host
-                    // print without limit.
-                    let _ = log.caused_by_plugin(
-                        Level::Warn,
-                        &format!("denied HTTP request to {}: {why}", shown_host(&authority)),
-                    );
+                    policy.log_refusal(&authority, &refusal);
                     return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                 }
             };
@@ -338,7 +371,7 @@ impl WasiHttpHooks for OutboundHttp {
             };
             if delegates {
                 let found = delegations(response.status(), response.headers());
-                let mut grant = grant.lock().unwrap_or_else(|e| e.into_inner());
+                let mut grant = policy.grant.lock().unwrap_or_else(|e| e.into_inner());
                 for delegation in found {
                     let (Delegation::TokenRealm(target) | Delegation::Redirect(target)) =
                         &delegation;
@@ -361,7 +394,7 @@ impl WasiHttpHooks for OutboundHttp {
                         continue;
                     }
                     if known >= MAX_DELEGATED {
-                        let _ = log.caused_by_plugin(
+                        let _ = policy.log.caused_by_plugin(
                             Level::Warn,
                             &format!(
                                 "{} delegates to too many hosts; not allowing {}",
@@ -371,7 +404,7 @@ impl WasiHttpHooks for OutboundHttp {
                         );
                         continue;
                     }
-                    let _ = log.caused_by_plugin(
+                    let _ = policy.log.caused_by_plugin(
                         Level::Debug,
                         &format!(
                             "{} delegates to {}; allowing it",
@@ -388,7 +421,7 @@ impl WasiHttpHooks for OutboundHttp {
 }
 
 /// `authority` cut to [`MAX_SHOWN_HOST`] bytes for a log line.
-fn shown_host(authority: &str) -> String {
+pub(super) fn shown_host(authority: &str) -> String {
     if authority.len() <= MAX_SHOWN_HOST {
         return authority.to_owned();
     }

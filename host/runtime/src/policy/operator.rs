@@ -16,6 +16,8 @@
 //! max_memory: 1GiB               # also caps the default
 //! max_timeout: 20m               # also caps the default
 //! run_steps: false               # refuse `run:` steps (host commands)
+//! run: false                     # refuse `allow.run` (native Dockerfile RUN)
+//! run_host_network: false        # refuse RUN --network=host
 //! ```
 //!
 //! A key that is absent does not cap that kind of grant; `[]` allows none.
@@ -50,6 +52,11 @@ pub struct OperatorPolicy {
     pub max_timeout: Option<Timeout>,
     /// Whether `run:` steps (unsandboxed host commands) may run.
     pub run_steps: Option<bool>,
+    /// Whether a step may be granted `run` (native Dockerfile RUN
+    /// commands, isolated by the executor).
+    pub run: Option<bool>,
+    /// Whether a step may be granted `run_host_network`.
+    pub run_host_network: Option<bool>,
 }
 
 /// The policies in force, each with the file it came from.
@@ -209,6 +216,24 @@ impl OperatorPolicies {
                             format!("{key} access to {}", dir.display()),
                         ));
                     }
+                }
+            }
+            for (asked, allowed, key, what) in [
+                (
+                    grant.run,
+                    policy.run,
+                    "run",
+                    "running native commands (Dockerfile RUN)",
+                ),
+                (
+                    grant.run_host_network,
+                    policy.run_host_network,
+                    "run_host_network",
+                    "the host's network for RUN",
+                ),
+            ] {
+                if asked && allowed == Some(false) {
+                    return Err(refuse(format!("{key}: false"), what.into()));
                 }
             }
             if let Some(allowed) = &policy.net {

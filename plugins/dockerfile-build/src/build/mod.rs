@@ -21,6 +21,7 @@ use crate::context::Context;
 use kiln_sdk::Error;
 
 mod copy;
+mod run;
 mod stage;
 
 use stage::Stage;
@@ -423,8 +424,8 @@ impl<'a> Runner<'a> {
                 let tree = self.copy(stage, instruction, copy, is_add, &vars)?;
                 return self.commit_layer(stage, tree, &format!("{history} # buildkit"));
             }
-            Kind::Run(_) => {
-                return Err(self.error(instruction, kiln_dockerfile::stages::RUN_UNSUPPORTED));
+            Kind::Run(run) => {
+                return self.run_command(stage, instruction, run, &history);
             }
             Kind::From(_) => {
                 return Err(self.error(instruction, "FROM cannot be an ONBUILD trigger"));

@@ -27,6 +27,8 @@ pub(super) struct Stage {
     /// Whether CMD was set in this Dockerfile (ENTRYPOINT resets an
     /// inherited one, as Docker does).
     pub(super) cmd_set: bool,
+    /// The host's root file system for RUN, once a RUN needed it.
+    pub(super) root: super::run::HostRoot,
 }
 
 impl Stage {
@@ -39,7 +41,16 @@ impl Stage {
             args: Vec::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set: false,
+            root: super::run::HostRoot::default(),
         }
+    }
+
+    /// After a RUN, which may have changed any file: the stage's files
+    /// are its layers, read again when an instruction needs them.
+    pub(super) fn forget_files(&mut self) {
+        self.own = Tree::default();
+        self.view = None;
+        self.base_layers = self.image.layers.len();
     }
 
     /// A stage the target does not depend on: never built.

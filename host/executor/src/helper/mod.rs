@@ -1,0 +1,128 @@
+//! The helper process: kiln runs itself again (`kiln __kiln-run SPEC`) to
+//! set up the sandbox and execute one command.
+//!
+//! A separate process because the setup needs a single-threaded process
+//! (`unshare(CLONE_NEWUSER)` refuses threaded callers, and `fork` in a
+//! threaded process allows only async-signal-safe work), and kiln runs
+//! tokio. The helper reads its [`RunSpec`], forks the command's process
+//! for its tier, relays its exit status as its own, and reports a setup
+//! failure in the spec's error file with exit status [`SETUP_FAILED`].
+
+mod chroot;
+mod exec;
+pub use exec::DEFAULT_PATH;
+mod namespaces;
+mod ptrace;
+mod relay;
+mod stubs;
+
+use std::path::Path;
+
+use crate::spec::RunSpec;
+use crate::tier::Tier;
+
+/// The argument that makes the kiln binary act as the helper.
+pub const HELPER_ARG: &str = "__kiln-run";
+
+/// The helper's exit status when the sandbox could not be set up (the
+/// reason is in the error file); podman and Docker use 125 alike.
+pub const SETUP_FAILED: i32 = 125;
+
+/// The helper's `main`: run the spec at `spec_path`, return the exit
+/// status to leave with.
+pub fn main(spec_path: &Path) -> i32 {
+    let spec: RunSpec = match std::fs::read(spec_path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!(
+                "kiln: cannot read the RUN spec {}: {e}",
+                spec_path.display()
+            );
+            return SETUP_FAILED;
+        }
+    };
+    let error_file = error_file(&spec);
+    // Opened now: a child that fails after pivot_root or chroot can no
+    // longer name the file, but still holds this descriptor.
+    if let Ok(file) = std::fs::File::create(&error_file) {
+        let _ = SETUP_ERRORS.set(file);
+    }
+    let result = match spec.tier {
+        Tier::Namespaces => namespaces::run(&spec),
+        Tier::ChrootLandlock => chroot::run(&spec),
+        Tier::Ptrace => ptrace::run(&spec),
+    };
+    match result {
+        Ok(status) => status,
+        Err(why) => {
+            report(&why);
+            SETUP_FAILED
+        }
+    }
+}
+
+/// The helper's setup error file, open for every process it forks.
+static SETUP_ERRORS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Say why the sandbox could not be set up (the first reason wins).
+fn report(why: &str) {
+    if let Some(mut file) = SETUP_ERRORS.get()
+        && file.metadata().is_ok_and(|m| m.len() == 0)
+    {
+        let _ = std::io::Write::write_all(&mut file, why.as_bytes());
+    }
+}
+
+/// Where the helper writes why the sandbox could not be set up.
+pub fn error_file(spec: &RunSpec) -> std::path::PathBuf {
+    spec.scratch.join("setup-error")
+}
+
+/// Wait for `child` and turn its end into an exit status: its own code, or
+/// 128+N for signal N, as shells report it.
+fn wait(child: libc::pid_t) -> Result<i32, String> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(child, &mut status, 0) };
+        if rc == child {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitpid: {error}"));
+        }
+    }
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    })
+}
+
+/// Fork; the child runs `child` and exits with what it returns (a setup
+/// error is written to the error file first). The child dies with its
+/// parent, so killing the helper ends the command.
+fn fork_child(child: impl FnOnce() -> Result<i32, String>) -> Result<libc::pid_t, String> {
+    // SAFETY: the helper is single-threaded when it forks.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            // SAFETY: prctl with constant arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let code = match child() {
+                Ok(code) => code,
+                Err(why) => {
+                    report(&why);
+                    SETUP_FAILED
+                }
+            };
+            // SAFETY: leave without unwinding into the parent's state.
+            unsafe { libc::_exit(code) }
+        }
+        pid => Ok(pid),
+    }
+}

@@ -1,0 +1,176 @@
+//! Paths inside the root file system, resolved as the command would see
+//! them (symlinks stay inside the root), and the mount points kiln had to
+//! create, removed again after the command so they never reach the layer
+//! (BuildKit removes its mount stubs the same way).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+
+/// Open `path` (absolute inside the image) beneath `root` with symlinks
+/// resolved inside it, never through `/proc` magic links.
+pub(super) fn open_in_root(root: impl AsFd, path: &str, flags: OFlags) -> Result<OwnedFd, String> {
+    let relative = path.trim_start_matches('/');
+    let relative = if relative.is_empty() { "." } else { relative };
+    rustix::fs::openat2(
+        root,
+        relative,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Mount points created for one command.
+pub(super) struct Stubs {
+    root: OwnedFd,
+    /// Created paths, parents first, and whether each is a directory.
+    created: Vec<(String, bool)>,
+    /// Host owner for created paths (the mapped root).
+    owner: Option<(u32, u32)>,
+}
+
+impl Stubs {
+    /// Stubs beneath the root directory `root`, owned by `owner` on disk.
+    pub(super) fn new(root: &Path, owner: Option<(u32, u32)>) -> Result<Stubs, String> {
+        let root = rustix::fs::open(
+            root,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("opening the root file system {}: {e}", root.display()))?;
+        Ok(Stubs {
+            root,
+            created: Vec::new(),
+            owner,
+        })
+    }
+
+    /// The root directory.
+    pub(super) fn root(&self) -> &OwnedFd {
+        &self.root
+    }
+
+    /// Make sure `target` exists (a directory, or an empty file when
+    /// `dir` is false), creating missing parents, and return it opened
+    /// with `O_PATH`.
+    pub(super) fn ensure(&mut self, target: &str, dir: bool) -> Result<OwnedFd, String> {
+        let clean = kiln_path_clean(target);
+        let mut so_far = String::new();
+        let components: Vec<&str> = clean.split('/').filter(|c| !c.is_empty()).collect();
+        for (i, name) in components.iter().enumerate() {
+            let parent = open_in_root(&self.root, &so_far, OFlags::PATH | OFlags::DIRECTORY)?;
+            so_far = format!("{so_far}/{name}");
+            let last = i + 1 == components.len();
+            if open_in_root(&self.root, &so_far, OFlags::PATH).is_ok() {
+                continue;
+            }
+            let parent = open_in_root(&parent, ".", OFlags::RDONLY | OFlags::DIRECTORY)?;
+            if last && !dir {
+                let file = rustix::fs::openat(
+                    &parent,
+                    *name,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .map_err(|e| format!("creating the mount point {so_far}: {e}"))?;
+                self.chown(&file)?;
+            } else {
+                rustix::fs::mkdirat(&parent, *name, Mode::from_raw_mode(0o755))
+                    .map_err(|e| format!("creating the mount point {so_far}: {e}"))?;
+                let created = rustix::fs::openat(
+                    &parent,
+                    *name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| format!("{so_far}: {e}"))?;
+                self.chown(&created)?;
+            }
+            self.created.push((so_far.clone(), !(last && !dir)));
+        }
+        open_in_root(&self.root, &clean, OFlags::PATH)
+    }
+
+    fn chown(&self, fd: &OwnedFd) -> Result<(), String> {
+        if let Some((uid, gid)) = self.owner {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| format!("chown of a mount point: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Remove the created paths that are still empty, deepest first.
+    pub(super) fn remove(self) {
+        for (path, dir) in self.created.iter().rev() {
+            let Some((parent, name)) = path.rsplit_once('/') else {
+                continue;
+            };
+            let Ok(parent) = open_in_root(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY)
+            else {
+                continue;
+            };
+            if *dir {
+                let _ = rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR);
+            } else if rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|s| s.st_size == 0)
+            {
+                let _ = rustix::fs::unlinkat(&parent, name, AtFlags::empty());
+            }
+        }
+    }
+}
+
+/// `target` cleaned to an absolute path without `.`/`..` climbing above
+/// the root.
+fn kiln_path_clean(target: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_stay_inside_and_are_removed() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
+        let mut stubs = Stubs::new(root.path(), None).unwrap();
+        // The symlink resolves inside the root, where its target does not
+        // exist: refused, and nothing is created outside.
+        assert!(stubs.ensure("/escape/cache/x", true).is_err());
+        stubs.ensure("/run/secrets/token", false).unwrap();
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+        assert!(root.path().join("run/secrets/token").is_file());
+        stubs.remove();
+        assert!(!root.path().join("run").exists());
+        assert!(root.path().join("escape").is_symlink());
+    }
+
+    #[test]
+    fn cleaning_never_climbs_above_the_root() {
+        assert_eq!(kiln_path_clean("../../etc//x/."), "/etc/x");
+        assert_eq!(kiln_path_clean("/"), "/");
+    }
+}

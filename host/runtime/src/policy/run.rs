@@ -1,0 +1,94 @@
+//! What a step granted `allow.run` may do with the host's executor, and
+//! which isolation this machine gives it.
+//!
+//! The isolation is probed once per kiln process (see
+//! [`kiln_executor::tier`]). `KILN_RUN_ISOLATION=namespaces|chroot-landlock|ptrace`
+//! asks for one tier (it must work here); `KILN_INSECURE_CHROOT=1` accepts
+//! `chroot` without Landlock, which root can escape.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use kiln_executor::ids::IdMap;
+use kiln_executor::run::Isolation;
+use kiln_executor::tier::{Probe, Tier};
+
+/// The executor access of one step.
+#[derive(Debug, Clone)]
+pub struct RunAccess {
+    /// Where root file systems are built (removed with each).
+    pub work: PathBuf,
+    /// Where `RUN --mount=type=cache` directories are kept between builds.
+    pub caches: PathBuf,
+    /// Whether `RUN --network=host` is granted.
+    pub host_network: bool,
+    /// When the step's time runs out.
+    pub deadline: Instant,
+}
+
+impl RunAccess {
+    /// Access for a step with kiln's cache at `cache_root` (kept between
+    /// builds, and carried by GitLab's cache on exported jobs) or, without
+    /// one, in the system's temporary directory.
+    pub fn new(
+        cache_root: Option<&std::path::Path>,
+        host_network: bool,
+        deadline: Instant,
+    ) -> Self {
+        let base = cache_root
+            .map(|c| c.join("run"))
+            .unwrap_or_else(|| std::env::temp_dir().join("kiln-run"));
+        RunAccess {
+            work: base.join("roots"),
+            caches: base.join("caches"),
+            host_network,
+            deadline,
+        }
+    }
+}
+
+/// The isolation this machine gives RUN commands: probed once, then the
+/// same for every command of the process.
+pub fn isolation() -> Result<Isolation, String> {
+    static PROBED: OnceLock<Result<Isolation, String>> = OnceLock::new();
+    PROBED
+        .get_or_init(|| {
+            let wanted = match std::env::var("KILN_RUN_ISOLATION") {
+                Ok(name) if !name.is_empty() => Some(Tier::parse(&name).ok_or_else(|| {
+                    format!(
+                        "KILN_RUN_ISOLATION={name} is not a tier; use namespaces, chroot-landlock or ptrace"
+                    )
+                })?),
+                _ => None,
+            };
+            let insecure = std::env::var("KILN_INSECURE_CHROOT").is_ok_and(|v| v == "1");
+            let probe = Probe::run(None);
+            let tier = probe.choose(wanted, insecure).map_err(|e| e.to_string())?;
+            let helper = std::env::current_exe()
+                .map_err(|e| format!("cannot find kiln's own binary for the RUN helper: {e}"))?;
+            Ok(Isolation {
+                tier,
+                helper,
+                proot: probe.proot,
+            })
+        })
+        .clone()
+}
+
+/// How image owners are kept on disk: as they are when kiln is root
+/// (tier A maps the namespace's ids onto the same host ids, so the
+/// command's root can still reach the root file system and mount sources
+/// beneath kiln's private directories; pivot_root, Landlock and seccomp
+/// keep it from everything else), and in a side table when kiln is not
+/// root and every id inside is kiln's own user.
+pub fn id_map() -> IdMap {
+    if rustix::process::geteuid().is_root() {
+        IdMap::Shift {
+            base: 0,
+            count: u32::MAX,
+        }
+    } else {
+        IdMap::Single
+    }
+}

@@ -1,0 +1,159 @@
+//! Dockerfile RUN through the host executor: real commands (busybox) in
+//! each isolation tier this machine offers, the layers read back by umoci,
+//! and escapes from inside RUN contained.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Run, Server, kiln, run_ok};
+
+/// A build context with a static busybox and `dockerfile`.
+fn context(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("busybox-static (tests/run installs it)");
+    let prelude = "FROM scratch\nCOPY busybox /bin/busybox\n\
+                   RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/usr/bin\", \"/sbin\", \"/usr/sbin\", \"/tmp\"]\n\
+                   RUN [\"/bin/busybox\", \"--install\", \"-s\"]\nRUN chmod 1777 /tmp\n";
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("{prelude}{dockerfile}"),
+    )
+    .unwrap();
+    dir
+}
+
+/// `kiln build --allow-run` of `dir` into `dir/out`, in `tier`.
+fn build(dir: &Path, tier: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["build", "--allow-run", "-o", "oci:out"];
+    args.extend(extra);
+    args.push(".");
+    let mut command = kiln(dir, &args);
+    command.env("KILN_RUN_ISOLATION", tier);
+    Run::of(command)
+}
+
+/// The image in `dir/out`, unpacked by umoci into `dir/unpacked`.
+fn unpack(dir: &Path) -> std::path::PathBuf {
+    let bundle = dir.join("unpacked");
+    let _ = std::fs::remove_dir_all(&bundle);
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:latest", dir.join("out").display()))
+            .arg(&bundle),
+    );
+    bundle.join("rootfs")
+}
+
+/// The tiers root can use here (both, on this machine's kernel).
+const TIERS: [&str; 2] = ["namespaces", "chroot-landlock"];
+
+#[test]
+fn run_changes_become_layers_that_umoci_reads() {
+    for tier in TIERS {
+        let dir = context(
+            "ENV GREETING=hello\nARG WHO=world\n\
+             RUN echo \"$GREETING $WHO\" > /hello && echo gone > /gone && mkdir -p /app && echo x > /app/x\n\
+             RUN rm /gone && chmod 0750 /app && ln /hello /hello-link\n\
+             USER 1000:1000\nWORKDIR /tmp\nRUN id -u > /tmp/uid\n",
+        );
+        let first = build(dir.path(), tier, &[]);
+        let text = first.ok();
+        assert!(
+            text.contains(&format!("ran with {tier} isolation")),
+            "{text}"
+        );
+        let root = unpack(dir.path());
+        assert_eq!(
+            std::fs::read_to_string(root.join("hello")).unwrap(),
+            "hello world\n"
+        );
+        assert!(!root.join("gone").exists(), "the whiteout removed /gone");
+        assert_eq!(
+            std::fs::read_to_string(root.join("tmp/uid")).unwrap(),
+            "1000\n"
+        );
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let app = std::fs::metadata(root.join("app")).unwrap();
+        assert_eq!(app.permissions().mode() & 0o7777, 0o750);
+        assert_eq!(
+            std::fs::metadata(root.join("hello-link")).unwrap().ino(),
+            std::fs::metadata(root.join("hello")).unwrap().ino(),
+            "a hard link stays one"
+        );
+        // Nothing of the executor's own leaks into the layers.
+        for path in ["proc/1", "dev/null", "etc/resolv.conf"] {
+            assert!(!root.join(path).exists(), "{tier}: /{path} is in the image");
+        }
+        // Unchanged: every layer reused, no command run.
+        let again = build(dir.path(), tier, &[]);
+        let text = again.ok();
+        assert!(text.contains("0 layers written"), "{text}");
+        assert!(!text.contains("ran with"), "{text}");
+    }
+}
+
+#[test]
+fn a_failing_command_fails_the_build_with_its_code() {
+    let dir = context("RUN echo about to fail && exit 3\n");
+    let run = build(dir.path(), "namespaces", &[]);
+    assert_eq!(run.code(), Some(1), "{}", run.all());
+    assert!(run.all().contains("about to fail"), "{}", run.all());
+    assert!(run.stderr().contains("Dockerfile:5:"), "{}", run.stderr());
+    assert!(run.stderr().contains("exit code 3"), "{}", run.stderr());
+    assert!(!dir.path().join("out/index.json").exists());
+}
+
+#[test]
+fn escapes_from_inside_run_are_contained() {
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("escaped");
+    let server = Server::start();
+    let script = format!(
+        "RUN cat /proc/1/root/etc/hostname > /leak-proc 2>/dev/null; \
+         cat /proc/self/root/../../../etc/shadow > /leak-shadow 2>/dev/null; \
+         echo x > {marker} 2>/dev/null; \
+         cd / && mkdir -p /c && chroot /c sh -c 'cd ../../../..; echo x > {marker}' 2>/dev/null; \
+         wget -q -T 2 -O /leak-net http://127.0.0.1:{port}/ 2>/dev/null; \
+         kill -9 1 {kiln} 2>/dev/null; mount -t tmpfs none /mnt 2>/dev/null && echo mounted > /mounted; \
+         true\n",
+        marker = marker.display(),
+        port = server.port,
+        kiln = std::process::id(),
+    );
+    for tier in TIERS {
+        let dir = context(&script);
+        build(dir.path(), tier, &[]).ok();
+        let root = unpack(dir.path());
+        assert!(!marker.exists(), "{tier}: wrote outside the root");
+        let host_hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let leaked = std::fs::read_to_string(root.join("leak-proc")).unwrap_or_default();
+        assert!(
+            leaked.is_empty() || leaked != host_hostname,
+            "{tier}: read the host's files through /proc"
+        );
+        assert!(
+            std::fs::read_to_string(root.join("leak-shadow"))
+                .unwrap_or_default()
+                .is_empty(),
+            "{tier}: read /etc/shadow"
+        );
+        assert!(
+            std::fs::read_to_string(root.join("leak-net"))
+                .unwrap_or_default()
+                .is_empty(),
+            "{tier}: reached a loopback service without a grant"
+        );
+        assert!(
+            !root.join("mounted").exists(),
+            "{tier}: mounted a file system"
+        );
+    }
+    assert_eq!(
+        server.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
