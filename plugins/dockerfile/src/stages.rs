@@ -529,14 +529,21 @@ mod tests {
     #[test]
     fn base_images_skip_stages_and_expand_args() {
         let source = "ARG BASE=busybox\nARG TAG\nFROM ${BASE}:${TAG:-1} AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=127.0.0.1:5000/tools:2 /b /b\n";
-        let images = check(source, &[("TAG".into(), "3".into())], "linux/amd64", None).unwrap();
+        let images = check(
+            source,
+            &[("TAG".into(), "3".into())],
+            "linux/amd64",
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(images, ["busybox:3", "127.0.0.1:5000/tools:2"]);
     }
 
     #[test]
     fn base_images_see_the_platform_args_as_the_plugin_does() {
         let source = "FROM --platform=$BUILDPLATFORM tools-${TARGETARCH}${TARGETVARIANT} AS tools\nFROM registry.example.com/run:${TARGETOS}\nCOPY --from=tools /t /t\nCOPY --from=0 /t /u\nCOPY --from=${TARGETARCH}/helper /h /h\nFROM Tools\nFROM scratch\n";
-        let images = check(source, &[], "linux/arm64/v8", None).unwrap();
+        let images = check(source, &[], "linux/arm64/v8", None, false).unwrap();
         assert_eq!(
             images,
             [
@@ -554,7 +561,7 @@ mod tests {
                 .to_string(),
             "linux/arm64/v8"
         );
-        assert!(check(source, &[], "arm64", None).is_err());
+        assert!(check(source, &[], "arm64", None, false).is_err());
     }
 
     #[test]
@@ -620,16 +627,18 @@ mod tests {
     #[test]
     fn check_refuses_a_run_only_where_the_target_needs_it() {
         let source = "FROM scratch AS tools\nRUN make\nFROM scratch\nCOPY a b\n";
-        assert!(check(source, &[], "linux/amd64", None).is_ok());
-        let error = check(source, &[], "linux/amd64", Some("tools")).unwrap_err();
+        assert!(check(source, &[], "linux/amd64", None, false).is_ok());
+        let error = check(source, &[], "linux/amd64", Some("tools"), false).unwrap_err();
         assert!(
             error
                 .in_file("Dockerfile")
-                .starts_with("Dockerfile:2: RUN: RUN needs an executor"),
+                .starts_with("Dockerfile:2: RUN: RUN runs a command in the image, which this build is not granted"),
             "{}",
             error.in_file("Dockerfile")
         );
-        assert!(check(source, &[], "linux/amd64", Some("nope")).is_err());
+        assert!(check(source, &[], "linux/amd64", Some("nope"), false).is_err());
+        // Granted, RUN is the build's to run.
+        assert!(check(source, &[], "linux/amd64", Some("tools"), true).is_ok());
     }
 
     #[test]
@@ -665,13 +674,14 @@ mod tests {
             &[],
             "linux/amd64",
             None,
+            false,
         )
         .unwrap_err();
         assert_eq!(
             error.in_file("ctx/Dockerfile"),
             "ctx/Dockerfile:2: COPY: unknown or unsupported flag `--mount=type=secret`"
         );
-        let error = check("", &[], "linux/amd64", None).unwrap_err();
+        let error = check("", &[], "linux/amd64", None, false).unwrap_err();
         assert_eq!(
             error.in_file("Dockerfile"),
             "Dockerfile: file with no instructions"

@@ -32,11 +32,8 @@ const DEVICES: [(&str, u32, u32); 5] = [
 /// Run `spec` in tier B; the command's exit status.
 pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
     let mut stubs = Stubs::new(&spec.rootfs, None)?;
-    let dev = stubs.ensure("/dev", true)?;
-    let dev = open_in_root(stubs.root(), "/dev", OFlags::RDONLY | OFlags::DIRECTORY).map(|d| {
-        drop(dev);
-        d
-    })?;
+    drop(stubs.ensure("/dev", true)?);
+    let dev = open_in_root(stubs.root(), "/dev", OFlags::RDONLY | OFlags::DIRECTORY)?;
     let mut created_devices = Vec::new();
     for (name, major, minor) in DEVICES {
         if rustix::fs::statat(&dev, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {

@@ -93,7 +93,7 @@ impl Stubs {
                 .map_err(|e| format!("{so_far}: {e}"))?;
                 self.chown(&created)?;
             }
-            self.created.push((so_far.clone(), !(last && !dir)));
+            self.created.push((so_far.clone(), !last || dir));
         }
         open_in_root(&self.root, &clean, OFlags::PATH)
     }

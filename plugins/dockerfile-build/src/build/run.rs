@@ -192,7 +192,7 @@ impl Runner<'_> {
             let path = self
                 .build
                 .layout
-                .blob_path(&layer.descriptor.digest().to_string())?;
+                .blob_path(layer.descriptor.digest().as_ref())?;
             kiln_sdk::info!("  applying layer {}", layer.descriptor.digest());
             stage
                 .root
