@@ -102,11 +102,11 @@ fn loopback_up() -> Result<(), String> {
             *dst = *src as libc::c_char;
         }
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) < 0 {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut request) < 0 {
             return Err(format!("reading lo: {}", std::io::Error::last_os_error()));
         }
         request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &request) < 0 {
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &request) < 0 {
             return Err(format!(
                 "bringing lo up: {}",
                 std::io::Error::last_os_error()
