@@ -24,4 +24,4 @@ pub mod session;
 pub mod step;
 
 pub use error::Error;
-pub use session::Kiln;
+pub use session::{Inspection, Kiln, RunSupport};

@@ -34,8 +34,24 @@ struct Cli {
     /// (repeatable; added to /etc/kiln/policy.yml and $KILN_POLICY).
     #[arg(long, global = true, value_name = "FILE")]
     policy: Vec<PathBuf>,
+    /// Isolate RUN commands with this tier only (namespaces,
+    /// chroot-landlock or ptrace); it must work here. Default: the
+    /// strongest that works ($KILN_RUN_ISOLATION).
+    #[arg(long, global = true, value_name = "TIER", value_parser = tier_name)]
+    run_isolation: Option<String>,
+    /// Accept chroot isolation without Landlock, which root can escape
+    /// ($KILN_INSECURE_CHROOT=1).
+    #[arg(long, global = true)]
+    insecure_chroot: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--run-isolation`'s value, checked when the command line is read.
+fn tier_name(name: &str) -> Result<String, String> {
+    kiln_executor::tier::Tier::parse(name)
+        .map(|tier| tier.name().to_owned())
+        .ok_or_else(|| "use namespaces, chroot-landlock or ptrace".to_owned())
 }
 
 /// How results are printed.
@@ -219,6 +235,7 @@ fn main() -> ExitCode {
 async fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     kiln_runtime::policy::operator::set_extra_files(cli.policy);
+    kiln_runtime::policy::run::configure(cli.run_isolation, cli.insecure_chroot);
     let json = cli.command.format().is_some_and(|f| f.json);
     match run(cli.command).await {
         Ok(code) => code,
@@ -283,11 +300,11 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         } => {
             let plugin = kiln_runtime::plugins::PluginRef::parse(&plugin)
                 .map_err(|e| Error::Usage(e.to_string()))?;
-            let info = kiln.describe(&plugin).await?;
+            let inspection = kiln.inspect(&plugin).await?;
             if json {
-                JsonReporter::emit(&info);
+                JsonReporter::emit(&inspection);
             } else {
-                print!("{}", render::plugin_info(&info));
+                print!("{}", render::inspection(&inspection));
             }
         }
         Command::Step { options, .. } => {

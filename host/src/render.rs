@@ -37,8 +37,23 @@ fn capability_name(kind: CapabilityKind) -> &'static str {
     }
 }
 
+/// `kiln plugin inspect`: the description, then what RUN takes.
+pub fn inspection(inspection: &kiln::Inspection) -> String {
+    let mut out = plugin_info(&inspection.info);
+    if let Some(run) = &inspection.run {
+        out.push_str("\nnative commands (RUN):\n");
+        out.push_str(&format!("  needs   {}\n", run.grant));
+        match (&run.isolation, &run.unavailable) {
+            (Some(tier), _) => out.push_str(&format!("  here    isolated by {tier}\n")),
+            (None, Some(why)) => out.push_str(&format!("  here    unavailable: {why}\n")),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
 /// `describe()` data as the human-readable page `plugin inspect` prints.
-pub fn plugin_info(info: &PluginInfo) -> String {
+fn plugin_info(info: &PluginInfo) -> String {
     let mut out = format!("{} {}\n{}\n", info.name, info.version, info.summary);
     out.push_str("\ninputs:\n");
     if info.inputs.is_empty() {

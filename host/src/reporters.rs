@@ -137,9 +137,15 @@ impl Reporter for HumanReporter {
             &summary.status,
             summary.error.as_ref().or(excluded.as_ref()),
         ) {
-            (StepStatus::Ok, _) => {
-                self.line(&format!("── {} ok in {seconds:.1}s ──", summary.step))
-            }
+            (StepStatus::Ok, _) => self.line(&format!(
+                "── {} ok in {seconds:.1}s{} ──",
+                summary.step,
+                summary
+                    .isolation
+                    .as_ref()
+                    .map(|tier| format!(", RUN isolated by {tier}"))
+                    .unwrap_or_default()
+            )),
             (status, Some(error)) => self.line(&format!(
                 "── {} {}: {error} ──",
                 summary.step,
@@ -150,6 +156,9 @@ impl Reporter for HumanReporter {
     }
 
     fn step_result(&self, result: &StepResult) {
+        if let Some(tier) = &result.isolation {
+            self.line(&format!("RUN isolation: {tier}"));
+        }
         for (name, value) in &result.outputs {
             match value {
                 serde_json::Value::String(text) => println!("{name}={text}"),
@@ -167,7 +176,7 @@ impl Reporter for HumanReporter {
             .unwrap_or(5)
             .max(5);
         let mut table = format!(
-            "\n{:width$}  {:stage_width$}  {:9}  {:>9}  sandbox\n",
+            "\n{:width$}  {:stage_width$}  {:9}  {:>9}  sandbox (RUN isolation)\n",
             "step", "stage", "status", "duration"
         );
         for s in steps {
@@ -181,7 +190,11 @@ impl Reporter for HumanReporter {
                 s.stage,
                 s.status.label(),
                 duration,
-                if s.sandboxed { "yes" } else { "no (run:)" }
+                match (&s.isolation, s.sandboxed) {
+                    (Some(tier), _) => format!("yes ({tier})"),
+                    (None, true) => "yes".to_owned(),
+                    (None, false) => "no (run:)".to_owned(),
+                }
             ));
         }
         self.line(table.trim_end());
@@ -240,6 +253,8 @@ enum JsonEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a str>,
         duration_ms: u128,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        isolation: Option<&'a str>,
     },
 }
 
@@ -296,6 +311,7 @@ impl Reporter for JsonReporter {
             }),
             error: result.error.as_deref(),
             duration_ms: result.duration_ms,
+            isolation: result.isolation.as_deref(),
         });
     }
 

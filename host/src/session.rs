@@ -20,6 +20,30 @@ pub struct Kiln {
     reporter: Arc<dyn Reporter>,
 }
 
+/// A plugin as `kiln plugin inspect` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    /// What its `describe()` says.
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    /// Present when the plugin imports the executor interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSupport>,
+}
+
+/// What running native commands takes, for a plugin that may ask.
+#[derive(Debug, serde::Serialize)]
+pub struct RunSupport {
+    /// The grant a step needs.
+    pub grant: &'static str,
+    /// The isolation tier this machine gives RUN commands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<&'static str>,
+    /// Why no tier works here, naming what would unlock one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
 impl Kiln {
     /// A session whose step events go to `reporter`. The runtime starts
     /// when the first step needs it, so an operation checks its arguments
@@ -60,6 +84,30 @@ impl Kiln {
             .map_err(failed)
     }
 
+    /// What `kiln plugin inspect` shows: the plugin's description and,
+    /// when it can ask the host to run commands (Dockerfile RUN), the
+    /// grant that takes and the isolation this machine gives them.
+    pub async fn inspect(&self, plugin: &PluginRef) -> Result<Inspection, Error> {
+        let failed = |failure| Error::Plugin {
+            plugin: plugin.label(),
+            failure,
+        };
+        let runtime = self.runtime()?;
+        let loaded = step::load(runtime, plugin).map_err(failed)?;
+        let info = step::describe(runtime, &loaded, &plugin.label(), self.reporter.clone())
+            .await
+            .map_err(failed)?;
+        let run = loaded.runs_commands().then(|| {
+            let probed = kiln_runtime::policy::run::isolation();
+            RunSupport {
+                grant: "allow.run (kiln build/step: --allow-run)",
+                isolation: probed.as_ref().ok().map(|i| i.tier.name()),
+                unavailable: probed.err(),
+            }
+        });
+        Ok(Inspection { info, run })
+    }
+
     /// What every built-in's `describe()` says, in name order.
     pub async fn builtins(&self) -> Result<Vec<PluginInfo>, Error> {
         let mut infos = Vec::new();
@@ -93,6 +141,7 @@ impl Kiln {
             outputs: Vec::new(),
             error: None,
             duration_ms: 0,
+            isolation: None,
         };
         let outcome = match self.runtime() {
             Ok(runtime) => step::run(runtime, &request, self.reporter.clone(), values)
@@ -105,8 +154,10 @@ impl Kiln {
         };
         result.duration_ms = started.elapsed().as_millis();
         match outcome {
-            Ok(outputs) => {
-                result.outputs = outputs
+            Ok(called) => {
+                result.isolation = called.isolation.map(str::to_owned);
+                result.outputs = called
+                    .value
                     .iter()
                     .map(|o| (o.name.clone(), json(&o.value)))
                     .collect();

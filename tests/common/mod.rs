@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod debian;
 pub mod example;
 pub mod images;
 pub mod registry;

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use kiln_grant::{MAX_MEMORY, MemorySize};
 
+use kiln_executor::tier::Tier;
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::host_api::bindings;
 use crate::host_api::{NamedValue, PluginInfo, StepContext, StepError, StepState};
@@ -42,6 +43,16 @@ const DESCRIBE_MEMORY: u64 = 256 << 20;
 /// steps beside it.
 pub const MAX_HANDLES: usize = 1024;
 
+/// What a plugin call returned, and the isolation its RUN commands had
+/// (none when it ran none), for the step's summary.
+#[derive(Debug, Clone)]
+pub struct Called<R> {
+    /// The call's result.
+    pub value: R,
+    /// The RUN isolation tier used, by name.
+    pub isolation: Option<&'static str>,
+}
+
 /// A plugin ready to instantiate: compiled, linked, with its digest.
 pub struct LoadedPlugin {
     pre: bindings::StepPluginPre<StepState>,
@@ -51,9 +62,18 @@ pub struct LoadedPlugin {
     /// component's description cannot change, and asking again would
     /// instantiate it a second time for every step.
     info: tokio::sync::OnceCell<PluginInfo>,
+    /// Whether the component imports `kiln:plugin/executor`: it may ask
+    /// the host to run native commands (only when its step is granted).
+    runs_commands: bool,
 }
 
 impl LoadedPlugin {
+    /// Whether the component imports the executor interface, so that its
+    /// steps may need `allow.run`.
+    pub fn runs_commands(&self) -> bool {
+        self.runs_commands
+    }
+
     /// `sha256:<hex>` of the component bytes.
     pub fn digest(&self) -> &str {
         &self.digest
@@ -187,12 +207,17 @@ impl Runtime {
             return Ok(plugin.clone());
         }
         let (component, cache) = self.cache.load(&self.engine, wasm, &digest_hex)?;
+        let runs_commands = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("kiln:plugin/executor@"));
         let pre = bindings::StepPluginPre::new(self.linker.instantiate_pre(&component)?)?;
         let plugin = Arc::new(LoadedPlugin {
             pre,
             digest: format!("sha256:{digest_hex}"),
             cache,
             info: tokio::sync::OnceCell::new(),
+            runs_commands,
         });
         self.loaded_plugins().insert(digest_hex, plugin.clone());
         Ok(plugin)
@@ -224,6 +249,7 @@ impl Runtime {
                     Box::pin(async move { instance.kiln_plugin_step().call_describe(store).await })
                 })
                 .await
+                .map(|called| called.value)
             })
             .await
             .cloned()
@@ -237,8 +263,8 @@ impl Runtime {
         sandbox: Sandbox,
         context: StepContext,
         inputs: Vec<NamedValue>,
-    ) -> Result<Vec<NamedValue>, StepFailure> {
-        let result = self
+    ) -> Result<Called<Vec<NamedValue>>, StepFailure> {
+        let Called { value, isolation } = self
             .call(plugin, sandbox, move |instance, store| {
                 Box::pin(async move {
                     instance
@@ -248,12 +274,14 @@ impl Runtime {
                 })
             })
             .await?;
-        result.map_err(|error| match error {
-            StepError::InvalidInput(m) => StepFailure::InvalidInput(m),
-            StepError::Denied(m) if m.starts_with("denied") => StepFailure::Denied(m),
-            StepError::Denied(m) => StepFailure::Denied(format!("denied: {m}")),
-            StepError::Failed(m) => StepFailure::Failed(m),
-        })
+        value
+            .map(|value| Called { value, isolation })
+            .map_err(|error| match error {
+                StepError::InvalidInput(m) => StepFailure::InvalidInput(m),
+                StepError::Denied(m) if m.starts_with("denied") => StepFailure::Denied(m),
+                StepError::Denied(m) => StepFailure::Denied(format!("denied: {m}")),
+                StepError::Failed(m) => StepFailure::Failed(m),
+            })
     }
 
     /// Instantiate `plugin` in a new store built from `sandbox` and call
@@ -268,7 +296,7 @@ impl Runtime {
         ) -> std::pin::Pin<
             Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
-    ) -> Result<R, StepFailure> {
+    ) -> Result<Called<R>, StepFailure> {
         let log = sandbox.log.clone();
         let stdio = sandbox.stdio.clone();
         let timeout = sandbox.timeout;
@@ -328,8 +356,9 @@ impl Runtime {
         // Unfinished files go, whether the step succeeded, failed, timed
         // out or crashed.
         state.mounts.remove_partial_files(&log);
+        let isolation = state.run.used.map(Tier::name);
         let error = match outcome {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => return Ok(Called { value, isolation }),
             Err(_elapsed) => return Err(StepFailure::TimedOut(timeout)),
             Ok(Err(error)) => error,
         };

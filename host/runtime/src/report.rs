@@ -86,6 +86,9 @@ pub struct StepSummary {
     /// A plugin step's outputs, typed as in JSON (masked).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, serde_json::Value>,
+    /// The isolation its RUN commands had, when it ran any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
 }
 
 impl StepSummary {
@@ -127,4 +130,6 @@ pub struct StepResult {
     pub error: Option<String>,
     /// How long it ran.
     pub duration_ms: u128,
+    /// The isolation its RUN commands had, when it ran any.
+    pub isolation: Option<String>,
 }

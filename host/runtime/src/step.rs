@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kiln_grant::{SecretMask, StepGrant, ValueSource};
 
-use crate::engine::{LoadedPlugin, Runtime, StepFailure};
+use crate::engine::{Called, LoadedPlugin, Runtime, StepFailure};
 use crate::host_api::{NamedValue, NeededArtifact, PluginInfo, StepContext, Value};
 use crate::inputs;
 use crate::log::{DEFAULT_LOG_LIMIT, StepLog};
@@ -135,7 +135,7 @@ pub async fn run(
     request: &StepRequest,
     reporter: Arc<dyn Reporter>,
     values: &dyn ValueSource,
-) -> Result<Vec<NamedValue>, StepFailure> {
+) -> Result<Called<Vec<NamedValue>>, StepFailure> {
     let plugin = load(runtime, &request.plugin)?;
     let info = describe(runtime, &plugin, &request.name, reporter.clone()).await?;
     let checked = inputs::check(&info, &request.inputs).map_err(StepFailure::InvalidInput)?;
@@ -187,13 +187,16 @@ pub async fn run(
     };
     let result = runtime.run(&plugin, sandbox, context, checked.values).await;
     match result {
-        Ok(outputs) => Ok(outputs
-            .into_iter()
-            .map(|output| NamedValue {
-                name: output.name,
-                value: mask_value(log.mask(), output.value),
-            })
-            .collect()),
+        Ok(Called { value, isolation }) => Ok(Called {
+            value: value
+                .into_iter()
+                .map(|output| NamedValue {
+                    name: output.name,
+                    value: mask_value(log.mask(), output.value),
+                })
+                .collect(),
+            isolation,
+        }),
         Err(failure) => Err(show_failure(&log, failure)),
     }
 }

@@ -27,6 +27,10 @@ use super::shell;
 /// A step's outputs by name, typed as in JSON.
 type Outputs = std::collections::BTreeMap<String, serde_json::Value>;
 
+/// What a finished step hands its summary: outputs, and the isolation its
+/// RUN commands had.
+type Finished = (Outputs, Option<String>);
+
 /// What every step task shares.
 struct Shared {
     pipeline: Arc<Pipeline>,
@@ -181,13 +185,13 @@ async fn schedule(
         };
         let (name, stage, sandboxed, started) =
             running_names.remove(&id).expect("every task is named");
-        let (status_now, error, outputs) = match result {
-            Ok(outputs) => (StepStatus::Ok, None, outputs),
-            Err(Some(message)) => (StepStatus::Failed, Some(message), Outputs::new()),
+        let (status_now, error, (outputs, isolation)) = match result {
+            Ok(finished) => (StepStatus::Ok, None, finished),
+            Err(Some(message)) => (StepStatus::Failed, Some(message), Finished::default()),
             Err(None) => (
                 StepStatus::Cancelled,
                 Some("cancelled: another step failed".to_owned()),
-                Outputs::new(),
+                Finished::default(),
             ),
         };
         let summary = StepSummary {
@@ -199,6 +203,7 @@ async fn schedule(
             error,
             excluded: None,
             outputs,
+            isolation,
         };
         shared.reporter.step_finished(&summary);
         if status_now == StepStatus::Failed && !failed {
@@ -230,12 +235,13 @@ fn skipped(step: &Step, excluded: Option<&str>) -> StepSummary {
         error: None,
         excluded: excluded.map(str::to_owned),
         outputs: Outputs::new(),
+        isolation: None,
     }
 }
 
 /// Run one step and store what it hands on. A plugin step's outputs come
 /// back (typed, masked); a failure is a masked one-line reason.
-async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String> {
+async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Finished, String> {
     let step = &prepared.step;
     let project = &shared.pipeline.project_dir;
     let mask = shared.variables.mask();
@@ -245,7 +251,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String
         mask.clone(),
         u64::MAX,
     ));
-    let result: Result<Outputs, String> = match &step.action {
+    let result: Result<Finished, String> = match &step.action {
         Action::Shell { commands, timeout } => {
             for need in &step.needs {
                 let manifest = shared.artifacts.manifest(need).map_err(|e| e.to_string())?;
@@ -263,7 +269,7 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String
             shell::run(commands, project, env.into_iter(), *timeout, log.clone()).await?;
             save_artifacts(shared, step, project, &log)?;
             save_cache(shared, prepared, project, &log);
-            Ok(Outputs::new())
+            Ok(Finished::default())
         }
         Action::Plugin { plugin, .. } => {
             let fresh = |area: &str| {
@@ -321,9 +327,10 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String
             request.needs = step.needs.clone();
             request.masked = mask.clone();
             let values: &dyn ValueSource = shared.variables.as_ref();
-            let outputs = step::run(&shared.runtime, &request, shared.reporter.clone(), values)
+            let called = step::run(&shared.runtime, &request, shared.reporter.clone(), values)
                 .await
                 .map_err(|e| e.to_string())?;
+            let outputs = called.value;
             for output in &outputs {
                 log.host(
                     Level::Info,
@@ -332,10 +339,13 @@ async fn execute(shared: &Shared, prepared: &Prepared) -> Result<Outputs, String
             }
             save_artifacts(shared, step, &output, &log)?;
             save_cache(shared, prepared, &cache_dir, &log);
-            Ok(outputs
-                .iter()
-                .map(|o| (o.name.clone(), json(&o.value)))
-                .collect())
+            Ok((
+                outputs
+                    .iter()
+                    .map(|o| (o.name.clone(), json(&o.value)))
+                    .collect(),
+                called.isolation.map(str::to_owned),
+            ))
         }
     };
     result.map_err(|message| mask.apply(&message))

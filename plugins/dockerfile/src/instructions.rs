@@ -2,10 +2,13 @@
 //! BuildKit layers `instructions` over `parser`: each instruction's flags
 //! checked and parsed, its form (exec or shell) decided, its arguments
 //! named. Words are kept as written: variables are expanded only when a
-//! stage is evaluated, with the scope in force there.
+//! stage is evaluated, with the scope in force there. Here-documents go
+//! to COPY and ADD as files ([`Copy::documents`]) and to RUN as BuildKit
+//! runs them ([`Run::program`]).
 
 use std::fmt;
 
+use crate::heredoc::{self, Heredoc};
 use crate::parser::{self, Arg, Node};
 
 /// An instruction and where it stands in the Dockerfile.
@@ -112,8 +115,12 @@ pub struct Copy {
     pub link: bool,
     /// `--checksum` (ADD only; accepted, not checked: URLs are refused).
     pub checksum: Option<String>,
-    /// The sources, as written.
+    /// The sources from the context, a stage or an image, as written.
     pub sources: Vec<String>,
+    /// Files written from here-documents (`COPY <<EOF /dest`), copied
+    /// after the sources as BuildKit does: each named by its delimiter,
+    /// holding its [`body`](Heredoc::body).
+    pub documents: Vec<Heredoc>,
     /// The destination, as written.
     pub dest: String,
 }
@@ -124,6 +131,9 @@ pub struct Copy {
 pub struct Run {
     /// The command.
     pub command: Command,
+    /// The here-documents of a shell-form command, bodies as written
+    /// (see [`Run::program`]).
+    pub heredocs: Vec<Heredoc>,
     /// `--mount` specifications, as written.
     pub mounts: Vec<String>,
     /// `--network`.
@@ -139,6 +149,68 @@ pub enum Command {
     Exec(Vec<String>),
     /// The shell form: one line for the stage's `SHELL` to run.
     Shell(String),
+}
+
+/// What a RUN executes, once its here-documents are accounted for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// The exec form: the arguments, run as they are.
+    Exec(Vec<String>),
+    /// Text for the stage's `SHELL` to run, as its last argument.
+    Shell(String),
+    /// A document starting with `#!`: BuildKit writes `body` as the
+    /// executable file `/dev/pipes/NAME` (mode 0755, mounted read-only
+    /// for the command only) and the stage's `SHELL` runs that path.
+    Script {
+        /// The file's name: the document's delimiter.
+        name: String,
+        /// Its content, `<<-` tabs stripped.
+        body: String,
+    },
+}
+
+impl Program {
+    /// Where a [`Program::Script`]'s file is mounted, as in BuildKit.
+    pub const SCRIPT_DIR: &str = "/dev/pipes";
+}
+
+impl Run {
+    /// What runs, as BuildKit's `dispatchRun` decides: without heredocs
+    /// the command as it is. When the whole command is one heredoc
+    /// (`RUN <<EOF`), its body runs, through the shell (for shells
+    /// without heredoc support), or as a script file when it starts with
+    /// `#!`. Otherwise (`RUN python3 <<EOF`, `RUN cat <<A <<B > f`) the
+    /// line and the documents, each followed by its delimiter, go to the
+    /// shell as one text, so the shell itself feeds them to the command.
+    /// The delimiter's quoting does not expand anything here: expanding a
+    /// body is the shell's business.
+    pub fn program(&self) -> Program {
+        let line = match &self.command {
+            Command::Exec(args) => return Program::Exec(args.clone()),
+            Command::Shell(line) => line,
+        };
+        let Some(first) = self.heredocs.first() else {
+            return Program::Shell(line.clone());
+        };
+        if let Ok(Some(_)) = heredoc::parse_word(line) {
+            let body = first.body();
+            return if body.starts_with("#!") {
+                Program::Script {
+                    name: first.name.clone(),
+                    body,
+                }
+            } else {
+                Program::Shell(body)
+            };
+        }
+        let mut text = line.clone();
+        for document in &self.heredocs {
+            text.push('\n');
+            text.push_str(&document.content);
+            text.push_str(&document.name);
+        }
+        Program::Shell(text)
+    }
 }
 
 /// `HEALTHCHECK`.
@@ -345,6 +417,7 @@ impl Typing<'_> {
             link: false,
             checksum: None,
             sources: Vec::new(),
+            documents: Vec::new(),
             dest: String::new(),
         };
         for (name, value) in flags {
@@ -358,19 +431,39 @@ impl Typing<'_> {
                 (_, value) => copy.chmod = value,
             }
         }
-        match words {
-            [sources @ .., dest] if !sources.is_empty() => {
-                copy.sources = sources.to_vec();
-                copy.dest = dest.clone();
-                Ok(copy)
-            }
-            _ => Err(self.at.error("needs at least one source and a destination")),
+        let (sources, dest) = match words {
+            [sources @ .., dest] if !sources.is_empty() => (sources, dest),
+            _ => return Err(self.at.error("needs at least one source and a destination")),
+        };
+        // As BuildKit: a word that does not read as a heredoc is a path.
+        let document = |word: &str| heredoc::parse_word(word).ok().flatten();
+        if document(dest).is_some() {
+            return Err(self.at.error(format!(
+                "cannot accept a heredoc as a destination (`{dest}`): name a path"
+            )));
         }
+        for source in sources {
+            match document(source) {
+                Some(mut document) => {
+                    // The body the parser read under that delimiter (the
+                    // last one, when a line repeats it, as in BuildKit).
+                    let mut read = self.node.heredocs.iter().rev();
+                    if let Some(read) = read.find(|h| h.name == document.name) {
+                        document.content.clone_from(&read.content);
+                    }
+                    copy.documents.push(document);
+                }
+                None => copy.sources.push(source.clone()),
+            }
+        }
+        copy.dest = dest.clone();
+        Ok(copy)
     }
 
     fn run(&self, words: &[String], flags: Vec<(&str, Option<&str>)>) -> Run {
         let mut run = Run {
             command: self.command(words),
+            heredocs: self.node.heredocs.clone(),
             mounts: Vec::new(),
             network: None,
             security: None,
@@ -450,6 +543,7 @@ impl Typing<'_> {
         let mut nested = (**nested).clone();
         nested.start_line = self.node.start_line;
         nested.end_line = self.node.end_line;
+        nested.heredocs = self.node.heredocs.clone();
         Instruction::new(&nested).map(|i| Some(Box::new(i)))
     }
 }
@@ -551,6 +645,7 @@ mod tests {
                 link: true,
                 checksum: None,
                 sources: vec!["a".into(), "b".into()],
+                documents: Vec::new(),
                 dest: "/dst/".into(),
             })
         );
@@ -643,5 +738,75 @@ mod tests {
         assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
         assert!(expose_ports("http").is_err());
         assert_eq!(flag_value("--from=build"), ("from", Some("build")));
+    }
+
+    fn program(source: &str) -> Program {
+        let file = parser::parse(&format!("FROM scratch\n{source}")).unwrap();
+        match &convert(&file).unwrap()[1].value {
+            Kind::Run(run) => run.program(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_heredocs_become_what_buildkit_runs() {
+        assert_eq!(program("RUN ls /\n"), Program::Shell("ls /".into()));
+        assert_eq!(
+            program("RUN [\"<<EOF\"]\n"),
+            Program::Exec(vec!["<<EOF".into()])
+        );
+        // The whole command is one document: its body runs.
+        assert_eq!(
+            program("RUN <<EOF\nls /\nwhoami\nEOF\n"),
+            Program::Shell("ls /\nwhoami\n".into())
+        );
+        assert_eq!(
+            program("RUN <<-'EOF'\n\techo $HOME\n\tEOF\n"),
+            Program::Shell("echo $HOME\n".into())
+        );
+        assert_eq!(
+            program("RUN <<py\n#!/usr/bin/env python3\nprint(1)\npy\n"),
+            Program::Script {
+                name: "py".into(),
+                body: "#!/usr/bin/env python3\nprint(1)\n".into()
+            }
+        );
+        // Anything else: the line and the documents, for the shell.
+        assert_eq!(
+            program("RUN <<'EOF' | python\nprint(\"hello\")\nEOF\n"),
+            Program::Shell("<<'EOF' | python\nprint(\"hello\")\nEOF".into())
+        );
+        assert_eq!(
+            program("RUN --network=none cat <<-a <<b > /x\n\tone\n\ta\ntwo\nb\n"),
+            Program::Shell("cat <<-a <<b > /x\n\tone\na\ntwo\nb".into())
+        );
+    }
+
+    #[test]
+    fn copy_heredocs_become_documents() {
+        let Kind::Copy(copy) =
+            one("COPY --chmod=755 <<-EOF foo.txt <<'raw' /bar/\n\tTESTING\nEOF\n$x\nraw").unwrap()
+        else {
+            panic!();
+        };
+        assert_eq!(copy.sources, ["foo.txt"]);
+        assert_eq!(copy.dest, "/bar/");
+        let documents: Vec<(&str, String, bool)> = copy
+            .documents
+            .iter()
+            .map(|d| (d.name.as_str(), d.body(), d.expand))
+            .collect();
+        assert_eq!(
+            documents,
+            [
+                ("EOF", "TESTING\n".to_owned(), true),
+                ("raw", "$x\n".to_owned(), false)
+            ]
+        );
+        let error = one("COPY /foo <<EOF\nEOF").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "2: COPY: cannot accept a heredoc as a destination (`<<EOF`): name a path"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! types them (flags parsed, exec or shell form decided), [`stages`]
 //! groups them and decides once what each stage builds on (so host and
 //! plugin cannot disagree about which images a build pulls), [`shell`]
-//! expands variables in their words, [`pattern`] matches COPY/ADD source
+//! expands variables in their words, [`heredoc`] finds the
+//! here-documents of RUN, COPY and ADD, [`pattern`] matches COPY/ADD source
 //! globs, and [`ignore`] decides which context files `.dockerignore`
 //! leaves out. Matching lives here, next to the grammar, because Docker
 //! defines it (Go's `filepath.Match`, moby's patternmatcher) and kiln must
@@ -18,6 +19,7 @@
 //! `TARGETPLATFORM` ARGs are derived from; callers pass platforms as text.
 #![deny(missing_docs)]
 
+pub mod heredoc;
 pub mod ignore;
 pub mod instructions;
 pub mod parser;

@@ -2,9 +2,12 @@
 //! (`# escape=`, `# syntax=`, `# check=`), line continuations with the
 //! escape token, comments (also inside continuations), leading `--flags`,
 //! and per-instruction argument forms (JSON or shell, word lists,
-//! `key=value` pairs, `ONBUILD` nesting).
+//! `key=value` pairs, `ONBUILD` nesting), and the bodies of the
+//! here-documents RUN, COPY and ADD open (see [`heredoc`](crate::heredoc)).
 
 use std::fmt;
+
+use crate::heredoc::{self, Heredoc};
 
 /// One instruction (or, under `ONBUILD`, a nested one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +22,12 @@ pub struct Node {
     pub args: Vec<Arg>,
     /// Whether the arguments came from a JSON array (exec form).
     pub json: bool,
+    /// The here-documents the instruction opens, bodies read, in order
+    /// (of an `ONBUILD` trigger too, as BuildKit keeps them).
+    pub heredocs: Vec<Heredoc>,
     /// First line of the instruction (1-based).
     pub start_line: usize,
-    /// Last line, after continuations.
+    /// Last line, after continuations and here-document bodies.
     pub end_line: usize,
 }
 
@@ -162,7 +168,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     let mut instructions = Vec::new();
     let mut index = 0;
     while index < lines.len() {
-        let raw = lines[index];
+        let raw = trim_newline(lines[index]);
         index += 1;
         let start_line = index;
         let first = raw.trim_start();
@@ -175,7 +181,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
             continue;
         }
         while !complete && index < lines.len() {
-            let next = lines[index];
+            let next = trim_newline(lines[index]);
             index += 1;
             directives.consider(next.trim_start(), index)?;
             if is_comment(next) || next.trim().is_empty() {
@@ -189,6 +195,13 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
             line: start_line,
             message,
         })?;
+        if node.can_contain_heredoc() && line.contains("<<") {
+            node.heredocs =
+                read_heredocs(&line, &lines, &mut index).map_err(|message| ParseError {
+                    line: start_line,
+                    message,
+                })?;
+        }
         node.start_line = start_line;
         node.end_line = index;
         instructions.push(node);
@@ -206,17 +219,38 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     })
 }
 
-/// Lines as Go's `bufio.ScanLines` yields them: split on `\n`, a trailing
-/// `\r` dropped, no empty last line after a final newline.
+/// Lines as BuildKit's scanner yields them: split after each `\n`, line
+/// endings kept (a here-document's body keeps them), no empty last line
+/// after a final newline.
 fn split_lines(source: &str) -> Vec<&str> {
-    let mut lines: Vec<&str> = source
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
-    if source.ends_with('\n') || source.is_empty() {
-        lines.pop();
+    source.split_inclusive('\n').collect()
+}
+
+/// A line without its line ending (every trailing `\r` and `\n`).
+fn trim_newline(line: &str) -> &str {
+    line.trim_end_matches(['\r', '\n'])
+}
+
+/// The here-documents `line` opens, each body read from `lines` at
+/// `*index` up to its delimiter line, which `*index` ends past.
+fn read_heredocs(line: &str, lines: &[&str], index: &mut usize) -> Result<Vec<Heredoc>, String> {
+    let mut heredocs = heredoc::in_line(line)?;
+    for heredoc in &mut heredocs {
+        loop {
+            let Some(next) = lines.get(*index) else {
+                return Err(format!(
+                    "unterminated heredoc: no line `{}` ends the here-document this instruction opens",
+                    heredoc.name
+                ));
+            };
+            *index += 1;
+            if heredoc::ends(heredoc, trim_newline(next)) {
+                break;
+            }
+            heredoc.content.push_str(next);
+        }
     }
-    lines
+    Ok(heredocs)
 }
 
 /// The whitespace BuildKit splits instructions on.
@@ -269,6 +303,7 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         flags,
         args,
         json,
+        heredocs: Vec::new(),
         start_line: 0,
         end_line: 0,
     })
@@ -533,6 +568,16 @@ fn go_quote(text: &str) -> String {
 }
 
 impl Node {
+    /// Whether BuildKit reads here-documents after this instruction: RUN,
+    /// COPY and ADD in shell form, also as an ONBUILD trigger.
+    fn can_contain_heredoc(&self) -> bool {
+        let node = match self.args.first() {
+            Some(Arg::Instruction(trigger)) => trigger,
+            _ => self,
+        };
+        matches!(node.instruction.as_str(), "run" | "copy" | "add") && !node.json
+    }
+
     /// BuildKit's `Node.Dump()` of this instruction, the form of its test
     /// vectors: `run "echo" "hi"`, with flags as a Go `%q` list.
     pub fn dump(&self) -> String {
@@ -601,5 +646,109 @@ mod tests {
             words(r#"abc="123 456" def"#, '\\'),
             vec![r#"abc="123 456""#.to_owned(), "def".into()]
         );
+    }
+
+    /// (name, content, expand, chomp) of each heredoc of each instruction.
+    fn heredocs(source: &str) -> Vec<Vec<(String, String, bool, bool)>> {
+        parse(source)
+            .unwrap()
+            .instructions
+            .iter()
+            .map(|node| {
+                node.heredocs
+                    .iter()
+                    .map(|h| (h.name.clone(), h.content.clone(), h.expand, h.chomp))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn doc(
+        name: &str,
+        content: &str,
+        expand: bool,
+        chomp: bool,
+    ) -> Vec<(String, String, bool, bool)> {
+        vec![(name.into(), content.into(), expand, chomp)]
+    }
+
+    #[test]
+    fn heredoc_bodies_are_read_as_buildkit_reads_them() {
+        let source = "FROM alpine\n\
+                      RUN <<EMPTY\nEMPTY\n\
+                      RUN 3<<EMPTY2\nEMPTY2\n\
+                      RUN \"<<NOHEREDOC\"\n\
+                      RUN <<INDENT\n\tfoo\n\tbar\nINDENT\n\
+                      RUN <<-UNINDENT\n\tbaz\n\tquux\n\tUNINDENT\n\
+                      RUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\n\
+                      RUN <<COMMENT\n# internal comment\necho hi # trailing\nCOMMENT\n\
+                      RUN --mount=type=cache,target=/foo <<MOUNT\necho hello\nMOUNT\n\
+                      COPY <<X <<Y /dest\nY\nX\nX\nY\n\
+                      RUN <<COMPLEX python3\nprint('hello world')\nCOMPLEX\n\
+                      ADD <<'one two' /dest\nbar\none two\n\
+                      RUN <<  EOF  > foo\nEOF\n\
+                      USER <<INVALID\n";
+        let found = heredocs(source);
+        let none = Vec::new();
+        assert_eq!(
+            found,
+            [
+                none.clone(),
+                doc("EMPTY", "", true, false),
+                doc("EMPTY2", "", true, false),
+                none.clone(),
+                doc("INDENT", "\tfoo\n\tbar\n", true, false),
+                doc("UNINDENT", "\tbaz\n\tquux\n", true, true),
+                doc("NOEXPAND", "\tdon't expand $NAME\n", false, true),
+                doc(
+                    "COMMENT",
+                    "# internal comment\necho hi # trailing\n",
+                    true,
+                    false
+                ),
+                doc("MOUNT", "echo hello\n", true, false),
+                [doc("X", "Y\n", true, false), doc("Y", "X\n", true, false)].concat(),
+                doc("COMPLEX", "print('hello world')\n", true, false),
+                doc("one two", "bar\n", false, false),
+                doc("EOF", "", true, false),
+                none,
+            ]
+        );
+    }
+
+    #[test]
+    fn only_shell_form_run_copy_add_and_their_triggers_open_heredocs() {
+        let source = "FROM scratch\nRUN [\"<<EOF\"]\nCOPY [\"<<EOF\", \"/x\"]\n\
+                      CMD cat <<EOF\nONBUILD RUN <<EOF\necho $HOME\nEOF\n";
+        let found = heredocs(source);
+        assert!(found[1].is_empty() && found[2].is_empty() && found[3].is_empty());
+        assert_eq!(found[4], doc("EOF", "echo $HOME\n", true, false));
+    }
+
+    #[test]
+    fn lines_stay_right_after_heredoc_bodies() {
+        let source = "FROM scratch\nCOPY <<a <<b \\\n  /dest/\none\na\ntwo\nb\n\nLABEL x=y\nRUN <<EOF\r\nline\r\nEOF\r\nUSER me";
+        let file = parse(source).unwrap();
+        let spans: Vec<(usize, usize)> = file
+            .instructions
+            .iter()
+            .map(|n| (n.start_line, n.end_line))
+            .collect();
+        assert_eq!(spans, [(1, 1), (2, 7), (9, 9), (10, 12), (13, 13)]);
+        // The body keeps its line endings, as BuildKit's does.
+        assert_eq!(file.instructions[3].heredocs[0].content, "line\r\n");
+    }
+
+    #[test]
+    fn an_unterminated_heredoc_names_its_instruction() {
+        let err = parse("FROM scratch\n\nRUN <<EOF cat\necho\n EOF\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(
+            err.to_string()
+                .starts_with("line 3: unterminated heredoc: no line `EOF`"),
+            "{err}"
+        );
+        let err = parse("FROM scratch\nCOPY <<a <<b /\na\n").unwrap_err();
+        assert!(err.to_string().contains("`b`"), "{err}");
     }
 }

@@ -3,6 +3,10 @@
 //! `${VAR-word}`, `${VAR:+word}`, `${VAR+word}`, `${VAR?msg}`,
 //! `${VAR:?msg}` expansion. Positional and special parameters (`$1`,
 //! `$@`, `$$`, ...) expand to nothing, as no shell runs.
+//!
+//! BuildKit's lexer also has switches its heredoc handling depends on
+//! ([`Lexing`]): the [`heredoc`](crate::heredoc) module finds and names
+//! here-documents with them, and expands a COPY document's body.
 
 use std::fmt;
 
@@ -50,14 +54,54 @@ impl Env for Vec<(String, String)> {
 
 /// Expand `word` into one string (quotes removed, variables expanded).
 pub fn process_word(word: &str, env: &dyn Env, escape: char) -> Result<String, ShellError> {
-    Lexer::new(word, env, escape)
+    Lexer::new(word, env, escape, Lexing::default())
         .process(None)
         .map(|(word, _)| word)
 }
 
 /// Expand `word` into words: unquoted expansions are split on whitespace.
 pub fn process_words(word: &str, env: &dyn Env, escape: char) -> Result<Vec<String>, ShellError> {
-    Lexer::new(word, env, escape)
+    Lexer::new(word, env, escape, Lexing::default())
+        .process(None)
+        .map(|(_, words)| words)
+}
+
+/// BuildKit's `Lex` switches beyond the escape token. Heredocs need them:
+/// a delimiter is found in the raw words of its line and is quoted when
+/// its words with and without quotes differ; a COPY body is expanded
+/// with quotes left alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Lexing {
+    /// Quotes stay in the result (`RawQuotes`).
+    pub(crate) raw_quotes: bool,
+    /// Escape tokens stay in the result (`RawEscapes`).
+    pub(crate) raw_escapes: bool,
+    /// Quotes are ordinary characters (`SkipProcessQuotes`).
+    pub(crate) literal_quotes: bool,
+    /// A reference to an unset variable stays as written (`SkipUnsetEnv`).
+    pub(crate) keep_unset: bool,
+}
+
+/// [`process_word`] with BuildKit's switches.
+pub(crate) fn lex_word(
+    word: &str,
+    env: &dyn Env,
+    escape: char,
+    lexing: Lexing,
+) -> Result<String, ShellError> {
+    Lexer::new(word, env, escape, lexing)
+        .process(None)
+        .map(|(word, _)| word)
+}
+
+/// [`process_words`] with BuildKit's switches.
+pub(crate) fn lex_words(
+    word: &str,
+    env: &dyn Env,
+    escape: char,
+    lexing: Lexing,
+) -> Result<Vec<String>, ShellError> {
+    Lexer::new(word, env, escape, lexing)
         .process(None)
         .map(|(_, words)| words)
 }
@@ -111,6 +155,7 @@ struct Lexer<'a> {
     position: usize,
     env: &'a dyn Env,
     escape: char,
+    lexing: Lexing,
     /// How many `${name:-word}` operands enclose the current position.
     depth: usize,
 }
@@ -125,12 +170,13 @@ fn error(message: &str) -> ShellError {
 }
 
 impl<'a> Lexer<'a> {
-    fn new(word: &str, env: &'a dyn Env, escape: char) -> Self {
+    fn new(word: &str, env: &'a dyn Env, escape: char, lexing: Lexing) -> Self {
         Lexer {
             chars: word.chars().collect(),
             position: 0,
             env,
             escape,
+            lexing,
             depth: 0,
         }
     }
@@ -156,13 +202,14 @@ impl<'a> Lexer<'a> {
                 self.next();
                 return Ok((result, words.finish()));
             }
+            let quote = matches!(c, '\'' | '"') && !self.lexing.literal_quotes;
             match c {
-                '\'' => {
+                '\'' if quote => {
                     let text = self.single_quoted()?;
                     result.push_str(&text);
                     words.add_raw_string(&text);
                 }
-                '"' => {
+                '"' if quote => {
                     let text = self.double_quoted()?;
                     result.push_str(&text);
                     words.add_raw_string(&text);
@@ -172,11 +219,21 @@ impl<'a> Lexer<'a> {
                     result.push_str(&text);
                     words.add_string(&text);
                 }
+                '<' => {
+                    let text = self.angle();
+                    result.push_str(&text);
+                    words.add_raw_string(&text);
+                }
                 _ => {
                     self.next();
                     if c == self.escape {
                         // An escape makes the next character literal; at
-                        // the end of the word it is dropped.
+                        // the end of the word it is dropped (kept, with
+                        // the escape, when escapes are raw).
+                        if self.lexing.raw_escapes {
+                            words.add_raw_char(c);
+                            result.push(c);
+                        }
                         let Some(escaped) = self.next() else { break };
                         words.add_raw_char(escaped);
                         result.push(escaped);
@@ -195,10 +252,34 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// `<`, or `<<` with the blanks after it kept in the same word, as
+    /// BuildKit reads a heredoc operator (`<< EOF` is one word).
+    fn angle(&mut self) -> String {
+        self.next();
+        if self.peek() != Some('<') {
+            return "<".to_owned();
+        }
+        self.next();
+        let mut text = "<<".to_owned();
+        while let Some(blank @ (' ' | '\t' | '\r')) = self.peek() {
+            self.next();
+            text.push(blank);
+        }
+        text
+    }
+
+    /// The quote `c`, when quotes are raw.
+    fn raw_quote(&self, text: &mut String, c: char) {
+        if self.lexing.raw_quotes {
+            text.push(c);
+        }
+    }
+
     /// `'...'`: everything literal; no escapes.
     fn single_quoted(&mut self) -> Result<String, ShellError> {
         self.next();
         let mut text = String::new();
+        self.raw_quote(&mut text, '\'');
         loop {
             match self.next() {
                 None => {
@@ -206,7 +287,10 @@ impl<'a> Lexer<'a> {
                         "unexpected end of statement while looking for matching single-quote",
                     ));
                 }
-                Some('\'') => return Ok(text),
+                Some('\'') => {
+                    self.raw_quote(&mut text, '\'');
+                    return Ok(text);
+                }
                 Some(c) => text.push(c),
             }
         }
@@ -217,6 +301,7 @@ impl<'a> Lexer<'a> {
     fn double_quoted(&mut self) -> Result<String, ShellError> {
         self.next();
         let mut text = String::new();
+        self.raw_quote(&mut text, '"');
         loop {
             match self.peek() {
                 None => {
@@ -226,12 +311,16 @@ impl<'a> Lexer<'a> {
                 }
                 Some('"') => {
                     self.next();
+                    self.raw_quote(&mut text, '"');
                     return Ok(text);
                 }
                 Some('$') => text.push_str(&self.dollar()?),
                 Some(_) => {
                     let mut c = self.next().expect("peeked");
                     if c == self.escape {
+                        if self.lexing.raw_escapes {
+                            text.push(c);
+                        }
                         match self.peek() {
                             None => continue,
                             Some(next) if next == '"' || next == '$' || next == self.escape => {
@@ -283,7 +372,11 @@ impl<'a> Lexer<'a> {
             if name.is_empty() {
                 return Ok("$".to_owned());
             }
-            return Ok(self.value(&name).unwrap_or_default());
+            return Ok(match self.value(&name) {
+                Some(value) => value,
+                None if self.lexing.keep_unset => format!("${name}"),
+                None => String::new(),
+            });
         }
         self.next();
         match self.peek() {
@@ -292,63 +385,88 @@ impl<'a> Lexer<'a> {
             Some(_) => {}
         }
         let name = self.name();
-        match self.next() {
-            Some('}') => Ok(self.value(&name).unwrap_or_default()),
-            Some('?') => {
-                let word = self.operand()?;
-                match self.value(&name) {
-                    Some(value) => Ok(value),
-                    None => Err(required(&name, &word)),
-                }
-            }
-            Some(modifier @ ('-' | '+')) => {
-                let word = self.operand()?;
-                let value = self.value(&name);
-                Ok(match (modifier, value) {
-                    ('-', None) => word,
-                    ('+', Some(_)) => word,
-                    (_, value) => value.unwrap_or_default(),
-                })
-            }
-            Some(':') => {
-                let modifier = self.next();
-                let word = self.operand()?;
-                let value = self.value(&name).unwrap_or_default();
-                match modifier {
-                    Some('-') => Ok(if value.is_empty() { word } else { value }),
-                    Some('+') => Ok(if value.is_empty() { value } else { word }),
-                    Some('?') if value.is_empty() => Err(required(&name, &word)),
-                    Some('?') => Ok(value),
-                    Some(other) => Err(ShellError(format!(
-                        "unsupported modifier ({other}) in substitution"
-                    ))),
-                    None => Err(error("syntax error: missing '}'")),
-                }
-            }
-            Some(other) => Err(ShellError(format!(
-                "unsupported modifier ({other}) in substitution"
-            ))),
-            None => Err(error("syntax error: missing '}'")),
+        let value = self.value(&name);
+        let keep = value.is_none() && self.lexing.keep_unset;
+        let (colon, modifier) = match self.next() {
+            Some('}') if keep => return Ok(format!("${{{name}}}")),
+            Some('}') => return Ok(value.unwrap_or_default()),
+            Some('/') => return self.substitution(&name, keep),
+            Some(':') => (true, self.next()),
+            Some(modifier @ ('-' | '+' | '?' | '#' | '%')) => (false, Some(modifier)),
+            Some(other) => return Err(unsupported(&other.to_string())),
+            None => return Err(error("syntax error: missing '}'")),
+        };
+        let written = format!(
+            "{}{}",
+            if colon { ":" } else { "" },
+            modifier.map(String::from).unwrap_or_default()
+        );
+        // BuildKit reads a pattern's escapes raw, other operands' not.
+        let pattern = matches!(modifier, Some('#' | '%'));
+        if colon && pattern {
+            return Err(unsupported(&written));
+        }
+        let word = self.operand('}', pattern)?;
+        if keep {
+            return Ok(format!("${{{name}{written}{word}}}"));
+        }
+        let set = value.is_some();
+        let value = value.unwrap_or_default();
+        let empty = !set || (colon && value.is_empty());
+        match modifier {
+            Some('-') => Ok(if empty { word } else { value }),
+            Some('+') => Ok(if empty { String::new() } else { word }),
+            Some('?') if empty => Err(required(&name, &word)),
+            Some('?') => Ok(value),
+            // `#` and `%` trim patterns, which kiln does not implement.
+            _ => Err(unsupported(&written)),
         }
     }
 
-    /// The word after a modifier, up to the closing `}`.
-    fn operand(&mut self) -> Result<String, ShellError> {
+    /// `${name/pattern/replacement}` (or `//`), after the first `/`: read
+    /// so that a heredoc line keeps it as written; kiln does not
+    /// implement the replacement itself.
+    fn substitution(&mut self, name: &str, keep: bool) -> Result<String, ShellError> {
+        // `//` (every match) is written back with one `/`, as BuildKit does.
+        if self.peek() == Some('/') {
+            self.next();
+        }
+        let pattern = self.operand('/', true)?;
+        let replacement = self.operand('}', true)?;
+        if keep {
+            Ok(format!("${{{name}/{pattern}/{replacement}}}"))
+        } else {
+            Err(unsupported("/"))
+        }
+    }
+
+    /// The word after a modifier, up to `stop` (consumed), with escapes
+    /// kept raw or not for its length.
+    fn operand(&mut self, stop: char, raw_escapes: bool) -> Result<String, ShellError> {
         if self.depth >= MAX_NESTING {
             return Err(ShellError(format!(
                 "substitutions nested more than {MAX_NESTING} levels deep"
             )));
         }
         self.depth += 1;
-        let word = self.process(Some('}'));
+        let outer = std::mem::replace(&mut self.lexing.raw_escapes, raw_escapes);
+        let word = self.process(Some(stop));
+        self.lexing.raw_escapes = outer;
         self.depth -= 1;
         match word {
             Ok((word, _)) => Ok(word),
             Err(e) if e.0.starts_with("substitutions nested") => Err(e),
+            Err(_) if self.peek().is_none() && stop == '/' => {
+                Err(error("syntax error: missing '/' in ${}"))
+            }
             Err(_) if self.peek().is_none() => Err(error("syntax error: missing '}'")),
             Err(e) => Err(e),
         }
     }
+}
+
+fn unsupported(modifier: &str) -> ShellError {
+    ShellError(format!("unsupported modifier ({modifier}) in substitution"))
 }
 
 fn required(name: &str, message: &str) -> ShellError {

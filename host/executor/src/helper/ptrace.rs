@@ -22,7 +22,6 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
         .as_ref()
         .ok_or("no proot to run the command with")?;
     let mut command = Command::new(proot);
-    command.arg("--kill-on-exit");
     if spec.uid == 0 {
         command.arg("-0");
     } else {
@@ -34,10 +33,13 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
         .arg("-w")
         .arg(&spec.workdir)
         .args(["-b", "/dev", "-b", "/proc"]);
+    // Debian's proot (5.1) writes its loader and the glue for missing
+    // mount points to a hard-coded /tmp: the pod's own, writable here.
     let mut rules: Vec<(String, bool)> = vec![
         (spec.rootfs.display().to_string(), true),
         (spec.scratch.display().to_string(), true),
         ("/dev".to_owned(), true),
+        ("/tmp".to_owned(), true),
     ];
     rules.extend(TRACER_READS.iter().map(|p| (p.to_string(), false)));
     for mount in &spec.mounts {
@@ -58,7 +60,6 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
         .args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().filter_map(|e| e.split_once('=')))
-        .env("PROOT_TMP_DIR", &spec.scratch)
         .stdin(std::process::Stdio::null());
     let proxy = spec.network.proxy_port(Tier::Ptrace);
     // SAFETY: the closure runs in the forked child before exec and only

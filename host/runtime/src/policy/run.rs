@@ -3,7 +3,8 @@
 //!
 //! The isolation is probed once per kiln process (see
 //! [`kiln_executor::tier`]). `KILN_RUN_ISOLATION=namespaces|chroot-landlock|ptrace`
-//! asks for one tier (it must work here); `KILN_INSECURE_CHROOT=1` accepts
+//! (or `--run-isolation`) asks for one tier (it must work here);
+//! `KILN_INSECURE_CHROOT=1` (or `--insecure-chroot`) accepts
 //! `chroot` without Landlock, which root can escape.
 
 use std::path::PathBuf;
@@ -48,21 +49,41 @@ impl RunAccess {
     }
 }
 
+/// The user's choices from the command line, set once at start-up.
+static CHOSEN: OnceLock<(Option<String>, bool)> = OnceLock::new();
+
+/// Take `--run-isolation` and `--insecure-chroot` (which win over
+/// `KILN_RUN_ISOLATION` and `KILN_INSECURE_CHROOT`); called once, before
+/// any step runs.
+pub fn configure(tier: Option<String>, insecure_chroot: bool) {
+    let _ = CHOSEN.set((tier, insecure_chroot));
+}
+
 /// The isolation this machine gives RUN commands: probed once, then the
 /// same for every command of the process.
 pub fn isolation() -> Result<Isolation, String> {
     static PROBED: OnceLock<Result<Isolation, String>> = OnceLock::new();
     PROBED
         .get_or_init(|| {
-            let wanted = match std::env::var("KILN_RUN_ISOLATION") {
-                Ok(name) if !name.is_empty() => Some(Tier::parse(&name).ok_or_else(|| {
+            let (flag, insecure_flag) = CHOSEN.get().cloned().unwrap_or_default();
+            let named = flag
+                .map(|name| ("--run-isolation", name))
+                .or_else(|| {
+                    std::env::var("KILN_RUN_ISOLATION")
+                        .ok()
+                        .map(|name| ("KILN_RUN_ISOLATION", name))
+                })
+                .filter(|(_, name)| !name.is_empty());
+            let wanted = match named {
+                Some((source, name)) => Some(Tier::parse(&name).ok_or_else(|| {
                     format!(
-                        "KILN_RUN_ISOLATION={name} is not a tier; use namespaces, chroot-landlock or ptrace"
+                        "{source} {name} is not a tier; use namespaces, chroot-landlock or ptrace"
                     )
                 })?),
-                _ => None,
+                None => None,
             };
-            let insecure = std::env::var("KILN_INSECURE_CHROOT").is_ok_and(|v| v == "1");
+            let insecure = insecure_flag
+                || std::env::var("KILN_INSECURE_CHROOT").is_ok_and(|v| v == "1");
             let probe = Probe::run(None);
             let tier = probe.choose(wanted, insecure).map_err(|e| e.to_string())?;
             let helper = std::env::current_exe()

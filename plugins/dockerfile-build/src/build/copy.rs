@@ -1,12 +1,14 @@
 //! COPY and ADD: sources from the build context, another stage or an
-//! image, Docker's destination rules, archives extracted by ADD.
+//! image, Docker's destination rules, archives extracted by ADD, and
+//! files written from here-documents (`COPY <<EOF /dest`).
 
 use std::path::Path;
 
+use kiln_dockerfile::heredoc::{self, Heredoc};
 use kiln_dockerfile::instructions::{Copy, Instruction};
 use kiln_dockerfile::pattern;
 use kiln_oci::archive::{self, Landing};
-use kiln_oci::tree::{self, Entry, Kind, Tree, join};
+use kiln_oci::tree::{self, Entry, FileData, Kind, Tree, join};
 
 use super::stage::{Stage, adjust};
 use super::{Runner, within};
@@ -114,7 +116,7 @@ impl Runner<'_> {
                 }
             }
         }
-        if found.len() > 1 && !dest.ends_with('/') {
+        if found.len() + copy.documents.len() > 1 && !dest.ends_with('/') {
             return Err(self.error(
                 node,
                 format!("with more than one source file the destination must be a directory and end with a /: write `{dest}/`"),
@@ -123,6 +125,16 @@ impl Runner<'_> {
         let dest_is_dir = dest.ends_with('/');
         // Symlinks in the image lead the destination (`/bin` → `usr/bin`).
         let (dest_path, dest_entry) = stage.resolve(&within(&stage.workdir(), dest), self.build)?;
+        // Where a file named `name` lands: in the destination directory,
+        // or at the destination itself.
+        let file_target = |name: &str| {
+            if dest_is_dir || dest_path.is_empty() || dest_entry.as_ref().is_some_and(Entry::is_dir)
+            {
+                join(&dest_path, name)
+            } else {
+                dest_path.clone()
+            }
+        };
         let mut layer = Tree::default();
         for (path, source, entry) in found {
             let name = path.rsplit('/').next().unwrap_or_default().to_owned();
@@ -156,14 +168,7 @@ impl Runner<'_> {
                 }
                 continue;
             }
-            let target = if dest_is_dir
-                || dest_path.is_empty()
-                || dest_entry.as_ref().is_some_and(Entry::is_dir)
-            {
-                join(&dest_path, &name)
-            } else {
-                dest_path.clone()
-            };
+            let target = file_target(&name);
             if is_add
                 && view.is_none()
                 && let Kind::File(data) = &entry.kind
@@ -202,6 +207,46 @@ impl Runner<'_> {
             stage.add_parents(&mut layer, &target, self.build, owner)?;
             layer.insert(target, adjust(entry, owner, chmod));
         }
+        // As BuildKit, documents come after the sources and are never
+        // extracted, whatever they hold.
+        for document in &copy.documents {
+            let entry = self.document(node, document, vars)?;
+            let target = file_target(&document.name);
+            stage.add_parents(&mut layer, &target, self.build, owner)?;
+            layer.insert(target, adjust(entry, owner, chmod));
+        }
         Ok(layer)
+    }
+
+    /// A here-document as a file (mode 0644, owned by root, as BuildKit
+    /// writes it): its body, expanded unless the delimiter was quoted,
+    /// written to the build's scratch directory under its digest, which
+    /// is also its identity for the layer cache.
+    fn document(
+        &self,
+        node: &Instruction,
+        document: &Heredoc,
+        vars: &[(String, String)],
+    ) -> Result<Entry, Error> {
+        let mut body = document.body();
+        if document.expand {
+            body = heredoc::expand_body(&body, &vars)
+                .map_err(|e| self.error(node, format!("here-document `{}`: {e}", document.name)))?;
+        }
+        let digest = kiln_sdk::digest::sha256_oci(body.as_bytes());
+        let hex = digest.trim_start_matches("sha256:");
+        let path = self.build.scratch.dir().join(format!("heredoc-{hex}"));
+        std::fs::write(&path, &body).map_err(|e| Error::io(&path, e))?;
+        Ok(Entry {
+            kind: Kind::File(FileData {
+                source: path.to_string_lossy().into_owned(),
+                size: body.len() as u64,
+                identity: format!("heredoc {digest}"),
+            }),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: self.build.epoch,
+        })
     }
 }

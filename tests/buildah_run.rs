@@ -1,0 +1,819 @@
+//! Dockerfile RUN, kiln against buildah. Each directory of
+//! `tests/data/run-diff/BASE/` is a Dockerfile (starting `ARG BASE` and
+//! `FROM $BASE`) and its context; kiln (`--allow-run`) and buildah
+//! (`bud --isolation chroot`) build it from the same base image, served by
+//! a registry of the test's own, and the two images must agree:
+//!
+//! - their unpacked file trees (umoci): the same paths, each of the same
+//!   kind, permission bits, owner, contents (sha256) or link target, and
+//!   the same hard-link groups; mtimes are not compared;
+//! - their configs: Env, Cmd, Entrypoint, WorkingDir, User, Labels,
+//!   ExposedPorts, Volumes;
+//! - their histories' shape: one entry per instruction, the same ones
+//!   marked empty, and each RUN's command.
+//!
+//! What buildah leaves that kiln by design does not is listed in
+//! [`BUILDAH_LEFTOVERS`] and [`HISTORY_SHAPE`]; nothing else is ignored.
+//!
+//! Bases: `busybox/` builds on Debian's static busybox with every applet
+//! linked, `debian/` on a Debian bookworm minbase made by mmdebstrap
+//! (`common::debian`). A case may also hold `args` (flags for both tools,
+//! split at whitespace) and `secrets` (`ID=VALUE` lines: buildah reads a
+//! file, kiln a secret granted to a pipeline step, as `kiln build` takes
+//! none). Neither is part of the context.
+//!
+//! `KILN_RUN_DIFF_CASE=NAME` runs only the cases whose name contains NAME.
+//! Runs as root (buildah, and umoci unpacking with owners). Skips when
+//! buildah is not installed, unless `KILN_REQUIRE_CONFORMANCE` is set.
+//!
+//! `tests/data/run-diff/apt/` is not compared: kiln's RUN reaches the
+//! Debian mirror through its proxy only when the build grants the host.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use common::debian::{APT_CONF, debian_layout};
+use common::images::{busybox_layout, image_config, push_layout};
+use common::registry::{Auth, Registry};
+use common::{Run, kiln, run_ok};
+
+/// What both tools name the image they build; `latest` tags it in the
+/// OCI layouts.
+const TAG: &str = "run-diff:latest";
+
+/// The repository and tag of the base image in the test's registry.
+const BASE: &str = "base:1";
+
+/// The members of the image config's `config` that are compared.
+const CONFIG_FIELDS: &[&str] = &[
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+];
+
+/// Paths buildah 1.28 (`--isolation chroot`) leaves in the layer of every
+/// RUN and kiln by design does not (README, "### RUN": nothing from
+/// `/proc`, `/sys`, `/dev` or a mount target reaches a layer): the mount
+/// points of its run-time file systems, created as empty directories, and
+/// the files it binds over `/etc`, created empty with mode 0755. They are
+/// ignored where buildah's image has them empty and kiln's has nothing.
+const BUILDAH_LEFTOVERS: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+];
+
+#[test]
+fn busybox_runs_match_buildah() {
+    compare_base("busybox", busybox_with_applets);
+}
+
+#[test]
+fn debian_runs_match_buildah() {
+    compare_base("debian", debian_layout);
+}
+
+/// Push the base image `layout` makes, build every case of
+/// `tests/data/run-diff/NAME/` with both tools, and fail listing every
+/// difference of every case.
+fn compare_base(name: &str, layout: fn(&Path) -> PathBuf) {
+    if !buildah_installed() {
+        return;
+    }
+    let cases = cases(name);
+    if cases.is_empty() {
+        return;
+    }
+    assert_eq!(
+        run_ok(Command::new("id").arg("-u")).trim(),
+        "0",
+        "this test runs as root: buildah builds, and umoci unpacks with owners"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(Auth::Anonymous);
+    let (repo, tag) = BASE.split_once(':').unwrap();
+    push_layout(&layout(work.path()), tag, &registry.host(), repo);
+    let builds = Builds {
+        registry: registry.host(),
+        base: format!("{}/{BASE}", registry.host()),
+        buildah_root: work.path().join("buildah"),
+    };
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let dir = work.path().join(&case.name);
+        let context = case.context(&dir);
+        let expected = builds.buildah(case, &context, &dir);
+        let found = match builds.kiln(case, &context, &dir) {
+            Ok(actual) => differences(&actual, &expected),
+            Err(why) => vec![format!("kiln build failed: {why}")],
+        };
+        if found.is_empty() {
+            eprintln!("{name}/{}: same as buildah", case.name);
+        } else {
+            eprintln!("{name}/{}: differs from buildah", case.name);
+            failures.push(format!(
+                "case `{name}/{}` (kiln | buildah):\n  {}",
+                case.name,
+                found.join("\n  ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from buildah:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Whether buildah can run; when it cannot, a skip, or a failure under
+/// `KILN_REQUIRE_CONFORMANCE` (CI).
+fn buildah_installed() -> bool {
+    if Command::new("buildah")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
+        "KILN_REQUIRE_CONFORMANCE is set but buildah is not installed (apt-get install buildah)"
+    );
+    eprintln!("skipping: buildah is not installed (apt-get install buildah)");
+    false
+}
+
+/// Debian's static busybox with every applet it has linked where
+/// `busybox --list-full` puts it: `common::images`'s busybox image (root
+/// and `app` users, a sticky `/tmp`) and a second layer of the applets.
+fn busybox_with_applets(dir: &Path) -> PathBuf {
+    let layout = busybox_layout(dir);
+    let applets = dir.join("applets-rootfs");
+    for path in run_ok(Command::new("/bin/busybox").arg("--list-full")).lines() {
+        let path = applets.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        symlink("/bin/busybox", path).unwrap();
+    }
+    let layer = dir.join("applets-layer.tar");
+    run_ok(
+        Command::new("tar")
+            .args([
+                "--create",
+                "--sort=name",
+                "--numeric-owner",
+                "--owner=0",
+                "--group=0",
+                "--mtime=@0",
+            ])
+            .arg("--file")
+            .arg(&layer)
+            .arg("--directory")
+            .arg(&applets)
+            .arg("."),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["raw", "add-layer", "--image"])
+            .arg(format!("{}:latest", layout.display()))
+            .arg(&layer),
+    );
+    layout
+}
+
+/// One directory of `tests/data/run-diff/BASE/`.
+struct Case {
+    name: String,
+    dir: PathBuf,
+}
+
+/// The files of a case that are not part of its context.
+const CASE_FILES: &[&str] = &["args", "secrets"];
+
+/// Every case of `base`, by name, narrowed by `KILN_RUN_DIFF_CASE`.
+fn cases(base: &str) -> Vec<Case> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/run-diff")
+        .join(base);
+    let only = std::env::var("KILN_RUN_DIFF_CASE").unwrap_or_default();
+    let mut cases: Vec<Case> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|dir| Case {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            dir,
+        })
+        .filter(|c| c.name.contains(&only))
+        .collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+impl Case {
+    /// A copy of the case in `dir`, without its `args` and `secrets`: the
+    /// build context, holding the Dockerfile.
+    fn context(&self, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let context = dir.join("context");
+        run_ok(Command::new("cp").arg("-a").arg(&self.dir).arg(&context));
+        for name in CASE_FILES {
+            let _ = std::fs::remove_file(context.join(name));
+        }
+        context
+    }
+
+    /// The case's own flags for both tools.
+    fn args(&self) -> Vec<String> {
+        self.text("args")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The case's secrets, as (id, value).
+    fn secrets(&self) -> Vec<(String, String)> {
+        self.text("secrets")
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(id, value)| (id.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    fn text(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+/// Where both tools build from, and buildah's storage for the test.
+struct Builds {
+    /// The test's registry, `127.0.0.1:PORT`.
+    registry: String,
+    /// The base image's reference in it.
+    base: String,
+    /// buildah's image store and run state, private to the test.
+    buildah_root: PathBuf,
+}
+
+impl Builds {
+    /// `kiln build --allow-run` of the case (or, with secrets, a pipeline
+    /// step granted them), read back.
+    fn kiln(&self, case: &Case, context: &Path, dir: &Path) -> Result<Image, String> {
+        let base_arg = format!("BASE={}", self.base);
+        let secrets = case.secrets();
+        let (command, layout) = if secrets.is_empty() {
+            let layout = dir.join("kiln-image");
+            let output = format!("oci:{}", layout.display());
+            let mut command = kiln(
+                dir,
+                &[
+                    "build",
+                    "--allow-run",
+                    "--allow-net",
+                    &self.registry,
+                    "--build-arg",
+                    &base_arg,
+                    "-t",
+                    TAG,
+                    "--output",
+                    &output,
+                ],
+            );
+            command.args(case.args()).arg(context);
+            (command, layout)
+        } else {
+            let artifacts = dir.join("kiln-artifacts");
+            let names: Vec<&str> = secrets.iter().map(|(id, _)| id.as_str()).collect();
+            let pipeline = dir.join("kiln.yml");
+            assert!(
+                case.args().is_empty(),
+                "{}: a case with secrets takes no args",
+                case.name
+            );
+            std::fs::write(
+                &pipeline,
+                format!(
+                    "stages: [build]\nsteps:\n  build-image:\n    stage: build\n    \
+                     uses: dockerfile-build\n    with:\n      context: {context}\n      \
+                     tags: {TAG}\n      build-args: {base_arg}\n    allow:\n      \
+                     read: [{context}]\n      net: [\"{registry}\"]\n      run: true\n      \
+                     secrets: [{names}]\n",
+                    context = context.display(),
+                    registry = self.registry,
+                    names = names.join(", "),
+                ),
+            )
+            .unwrap();
+            let mut command = kiln(
+                dir,
+                &[
+                    "run",
+                    pipeline.to_str().unwrap(),
+                    "--artifacts-dir",
+                    artifacts.to_str().unwrap(),
+                ],
+            );
+            command.envs(secrets.iter().map(|(id, value)| (id, value)));
+            (command, artifacts.join("out/build-image/image"))
+        };
+        let run = Run::of(command);
+        if run.code() != Some(0) {
+            return Err(format!("exit {:?}\n{}", run.code(), run.all()));
+        }
+        Image::read(&layout, &dir.join("kiln-bundle"))
+    }
+
+    /// `buildah bud` of the case, pushed to an OCI layout and read back;
+    /// the reference image. buildah failing is a fault in the case, so it
+    /// panics.
+    fn buildah(&self, case: &Case, context: &Path, dir: &Path) -> Image {
+        let mut command = self.buildah_command();
+        command
+            .args(["bud", "--isolation", "chroot", "--tls-verify=false"])
+            // A layer per instruction, as kiln writes them.
+            .arg("--layers")
+            .arg("--build-arg")
+            .arg(format!("BASE={}", self.base))
+            .args(["-t", TAG])
+            .args(case.args());
+        for (id, value) in case.secrets() {
+            let file = dir.join(format!("secret-{id}"));
+            std::fs::write(&file, value).unwrap();
+            command
+                .arg("--secret")
+                .arg(format!("id={id},src={}", file.display()));
+        }
+        let built = command.arg(context).output().unwrap();
+        assert!(
+            built.status.success(),
+            "case `{}`: buildah bud failed (a fault in the case):\n{}{}",
+            case.name,
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let layout = dir.join("buildah-image");
+        run_ok(
+            self.buildah_command()
+                .args(["push", "--quiet", TAG])
+                .arg(format!("oci:{}:latest", layout.display())),
+        );
+        Image::read(&layout, &dir.join("buildah-bundle"))
+            .unwrap_or_else(|e| panic!("case `{}`: {e}", case.name))
+    }
+
+    /// `buildah` with the test's storage; `vfs` needs no kernel overlay.
+    fn buildah_command(&self) -> Command {
+        let mut command = Command::new("buildah");
+        command
+            .arg("--root")
+            .arg(self.buildah_root.join("storage"))
+            .arg("--runroot")
+            .arg(self.buildah_root.join("run"))
+            .args(["--storage-driver", "vfs"]);
+        command
+    }
+}
+
+/// An image as the comparison sees it.
+struct Image {
+    /// The compared members of the config's `config`, normalised.
+    config: BTreeMap<&'static str, Value>,
+    /// The history, one entry per instruction.
+    history: Vec<Step>,
+    /// Every path of the unpacked root filesystem.
+    tree: Tree,
+}
+
+impl Image {
+    /// The image tagged `latest` in `layout`, unpacked by umoci into
+    /// `bundle`.
+    fn read(layout: &Path, bundle: &Path) -> Result<Image, String> {
+        let config = image_config(layout).map_err(|e| format!("{}: {e}", layout.display()))?;
+        let output = Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:latest", layout.display()))
+            .arg(bundle)
+            .output()
+            .map_err(|e| format!("umoci: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "umoci unpack {} failed: {}",
+                layout.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(Image {
+            config: compared_config(&config["config"]),
+            history: config["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(Step::of)
+                .collect(),
+            tree: Tree::read(&bundle.join("rootfs")),
+        })
+    }
+}
+
+/// The compared members of `config`, with "unset" spelled one way: absent,
+/// null, "" and empty lists and maps all mean the same to a runtime.
+fn compared_config(config: &Value) -> BTreeMap<&'static str, Value> {
+    let mut compared = BTreeMap::new();
+    for &field in CONFIG_FIELDS {
+        let Some(mut value) = config.get(field).cloned() else {
+            continue;
+        };
+        // buildah labels every image with its version; kiln has no reason
+        // to.
+        if let Value::Object(labels) = &mut value
+            && field == "Labels"
+        {
+            labels.remove("io.buildah.version");
+        }
+        let unset = match &value {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => false,
+        };
+        if !unset {
+            compared.insert(field, value);
+        }
+    }
+    compared
+}
+
+/// One history entry, as far as the two tools are meant to agree.
+///
+/// The wording differs by design (`HISTORY_SHAPE`): buildah writes
+/// Docker's classic `/bin/sh -c #(nop) ENV A=b`, and for RUN the shell,
+/// prefixed by `|N NAME=VALUE...` when build arguments are in scope; kiln
+/// writes the instruction as the Dockerfile has it, `ENV A=b`,
+/// `RUN echo hi`, without the build arguments' values. Compared: whether
+/// the entry has a layer, the instruction, and for RUN the command.
+#[derive(PartialEq)]
+struct Step {
+    empty_layer: bool,
+    /// `RUN`, `ENV`, ...; the whole `created_by` of entries neither tool
+    /// wrote (the base's).
+    instruction: String,
+    /// A RUN's command as the Dockerfile has it, mounts left out.
+    command: Option<String>,
+}
+
+/// Why history entries are compared by shape rather than by text.
+const HISTORY_SHAPE: &str = "buildah writes `/bin/sh -c #(nop) INSTRUCTION` and `|N ARGS /bin/sh -c COMMAND`, kiln `INSTRUCTION` and `RUN COMMAND`";
+
+impl Step {
+    fn of(entry: &Value) -> Step {
+        let empty_layer = entry["empty_layer"].as_bool().unwrap_or(false);
+        let created_by = entry["created_by"].as_str().unwrap_or_default().trim();
+        if let Some(command) = created_by.strip_prefix("RUN ") {
+            // kiln's.
+            return Step::run(empty_layer, command);
+        }
+        if let Some((_, instruction)) = created_by.split_once("#(nop) ") {
+            // buildah's, of an instruction without a layer.
+            let keyword = instruction.split_whitespace().next().unwrap_or_default();
+            return Step {
+                empty_layer,
+                instruction: keyword.to_owned(),
+                command: None,
+            };
+        }
+        if let Some(keyword) = created_by
+            .split_whitespace()
+            .next()
+            .filter(|word| word.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            // kiln's, of an instruction without a layer (`ENV A=b`).
+            return Step {
+                empty_layer,
+                instruction: keyword.to_owned(),
+                command: None,
+            };
+        }
+        if !created_by.starts_with("umoci ") {
+            // buildah's RUN: `[|N NAME=VALUE... ]SHELL... COMMAND`; its
+            // command is what follows the shell, which the comparison
+            // finds by the command kiln wrote (`same_run`).
+            return Step::run(empty_layer, created_by);
+        }
+        Step {
+            empty_layer,
+            instruction: created_by.to_owned(),
+            command: None,
+        }
+    }
+
+    fn run(empty_layer: bool, command: &str) -> Step {
+        // Both write `--mount=...` flags before the command, or neither;
+        // the command is what matters.
+        let mut command = command.trim();
+        while let Some(rest) = command.strip_prefix("--") {
+            command = rest
+                .split_once(' ')
+                .map_or("", |(_, rest)| rest)
+                .trim_start();
+        }
+        Step {
+            empty_layer,
+            instruction: "RUN".to_owned(),
+            command: Some(command.to_owned()),
+        }
+    }
+
+    /// Whether kiln's entry `self` and buildah's `other` describe the same
+    /// instruction: buildah's RUN text ends with kiln's command.
+    fn same_as(&self, other: &Step) -> bool {
+        self.empty_layer == other.empty_layer
+            && self.instruction == other.instruction
+            && match (&self.command, &other.command) {
+                (Some(kiln), Some(buildah)) => buildah.ends_with(kiln.as_str()),
+                (kiln, buildah) => kiln == buildah,
+            }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.instruction)?;
+        if let Some(command) = &self.command {
+            write!(f, " {command}")?;
+        }
+        if self.empty_layer {
+            write!(f, " (no layer)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A root filesystem, path by path (`/`, `/bin`, ...).
+struct Tree(BTreeMap<String, Node>);
+
+/// What a path is, as compared: mtimes left out.
+#[derive(Clone, PartialEq)]
+struct Node {
+    kind: Kind,
+    /// Permission bits, with setuid, setgid and sticky.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// The other paths of its hard-link group, sorted; empty for a file
+    /// with one link and for everything but files.
+    hard_links: Vec<String>,
+}
+
+#[derive(Clone, PartialEq)]
+enum Kind {
+    Dir,
+    File { size: u64, sha256: String },
+    Symlink(String),
+    Fifo,
+    Device(u64),
+    Socket,
+}
+
+impl Tree {
+    /// Every path under `root`, not following symlinks.
+    fn read(root: &Path) -> Tree {
+        let mut nodes = BTreeMap::new();
+        let mut inodes: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut pending = vec![root.to_owned()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let name = format!("/{}", path.strip_prefix(root).unwrap().display());
+            let file_type = meta.file_type();
+            let kind = if file_type.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    pending.push(entry.unwrap().path());
+                }
+                Kind::Dir
+            } else if file_type.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                Kind::Symlink(target.to_string_lossy().into_owned())
+            } else if file_type.is_file() {
+                if meta.nlink() > 1 {
+                    inodes.entry(meta.ino()).or_default().push(name.clone());
+                }
+                Kind::File {
+                    size: meta.len(),
+                    sha256: hex::encode(Sha256::digest(std::fs::read(&path).unwrap())),
+                }
+            } else if file_type.is_fifo() {
+                Kind::Fifo
+            } else if file_type.is_char_device() || file_type.is_block_device() {
+                Kind::Device(meta.rdev())
+            } else {
+                Kind::Socket
+            };
+            let node = Node {
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                hard_links: Vec::new(),
+            };
+            nodes.insert(name, node);
+        }
+        for group in inodes.values() {
+            for path in group {
+                let mut others: Vec<String> =
+                    group.iter().filter(|p| *p != path).cloned().collect();
+                others.sort();
+                nodes.get_mut(path).unwrap().hard_links = others;
+            }
+        }
+        Tree(nodes)
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Dir => "dir".to_owned(),
+            Kind::File { size, sha256 } => format!("file {size} bytes sha256:{}", &sha256[..12]),
+            Kind::Symlink(target) => format!("symlink -> {target}"),
+            Kind::Fifo => "fifo".to_owned(),
+            Kind::Device(rdev) => format!("device {rdev:#x}"),
+            Kind::Socket => "socket".to_owned(),
+        };
+        write!(f, "{kind} {:04o} {}:{}", self.mode, self.uid, self.gid)?;
+        if !self.hard_links.is_empty() {
+            write!(f, " linked to {}", self.hard_links.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether buildah's `node` at `path`, absent from kiln's image, is one of
+/// the run-time mount points and bound files of `BUILDAH_LEFTOVERS`.
+fn buildah_leftover(path: &str, node: &Node) -> bool {
+    let empty = match &node.kind {
+        Kind::Dir => true,
+        Kind::File { size, .. } => *size == 0,
+        _ => false,
+    };
+    empty && node.uid == 0 && BUILDAH_LEFTOVERS.contains(&path)
+}
+
+/// Every way `actual` (kiln's) differs from `expected` (buildah's), one
+/// line each: the config field, history entry or path, and both values.
+fn differences(actual: &Image, expected: &Image) -> Vec<String> {
+    let mut found = Vec::new();
+    for &field in CONFIG_FIELDS {
+        let (kiln, buildah) = (actual.config.get(field), expected.config.get(field));
+        if kiln != buildah {
+            let show = |v: Option<&Value>| v.map_or("(unset)".to_owned(), Value::to_string);
+            found.push(format!(
+                "config.{field}: {} | {}",
+                show(kiln),
+                show(buildah)
+            ));
+        }
+    }
+    let steps = actual.history.len().max(expected.history.len());
+    for index in 0..steps {
+        let (kiln, buildah) = (actual.history.get(index), expected.history.get(index));
+        let same = match (kiln, buildah) {
+            (Some(kiln), Some(buildah)) => kiln.same_as(buildah),
+            _ => false,
+        };
+        if !same {
+            let show = |s: Option<&Step>| s.map_or("(absent)".to_owned(), Step::to_string);
+            found.push(format!(
+                "history[{index}] ({HISTORY_SHAPE}): {} | {}",
+                show(kiln),
+                show(buildah)
+            ));
+        }
+    }
+    let paths: BTreeSet<&String> = actual.tree.0.keys().chain(expected.tree.0.keys()).collect();
+    for path in paths {
+        let (kiln, buildah) = (actual.tree.0.get(path), expected.tree.0.get(path));
+        if kiln == buildah {
+            continue;
+        }
+        if let (None, Some(node)) = (kiln, buildah)
+            && buildah_leftover(path, node)
+        {
+            continue;
+        }
+        let show = |n: Option<&Node>| n.map_or("(absent)".to_owned(), Node::to_string);
+        found.push(format!("{path}: {} | {}", show(kiln), show(buildah)));
+    }
+    found
+}
+
+/// Task 2: apt-get in a RUN on the Debian base reaches the mirror through
+/// kiln's proxy when the build grants the mirror's host, and not at all
+/// otherwise.
+#[test]
+fn apt_get_reaches_the_mirror_only_when_granted() {
+    if !Path::new("/usr/bin/mmdebstrap").exists()
+        && std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none()
+    {
+        eprintln!("skipping: mmdebstrap is not installed (apt-get install mmdebstrap)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(Auth::Anonymous);
+    let (repo, tag) = BASE.split_once(':').unwrap();
+    push_layout(&debian_layout(work.path()), tag, &registry.host(), repo);
+    let base = format!("BASE={}/{BASE}", registry.host());
+
+    let context = work.path().join("context");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-diff/apt"))
+            .arg(&context),
+    );
+    let hosts = apt_configuration(&context);
+
+    let build = |allow_net: &[String], output: &str| {
+        let mut args = vec!["build", "--allow-run", "--no-cache", "--allow-net"];
+        let registry_host = registry.host();
+        args.push(&registry_host);
+        for host in allow_net {
+            args.extend(["--allow-net", host]);
+        }
+        args.extend(["--build-arg", &base, "-t", TAG, "-o", output, "."]);
+        Run::of(kiln(&context, &args))
+    };
+
+    let granted = build(&hosts, "oci:granted");
+    let text = granted.ok();
+    assert!(text.contains("isolation"), "{text}");
+    let root = Image::read(&context.join("granted"), &work.path().join("bundle"))
+        .unwrap()
+        .tree;
+    let curl = root
+        .0
+        .get("/usr/bin/curl")
+        .expect("the image has /usr/bin/curl");
+    assert!(
+        matches!(curl.kind, Kind::File { .. }) && curl.mode & 0o111 != 0,
+        "/usr/bin/curl: {curl}"
+    );
+
+    let refused = build(&[], "oci:refused");
+    assert_ne!(refused.code(), Some(0), "{}", refused.all());
+    let text = refused.all();
+    assert!(
+        text.contains("denied")
+            || text.contains("Could not resolve")
+            || text.contains("Unable to connect"),
+        "neither kiln's denial nor apt's failure to reach the mirror:\n{text}"
+    );
+    assert!(!context.join("refused/index.json").exists());
+}
+
+/// Copy this machine's apt sources and options into `context/apt/` (the
+/// Dockerfile copies them into the image); returns the hosts they name.
+/// A machine without them gets Debian's mirror.
+fn apt_configuration(context: &Path) -> Vec<String> {
+    let dir = context.join("apt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sources = Path::new("/etc/apt/sources.list.d/debian.sources");
+    let text = std::fs::read_to_string(sources).unwrap_or_else(|_| {
+        format!(
+            "Types: deb\nURIs: {}\nSuites: bookworm bookworm-updates\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            common::debian::MIRROR
+        )
+    });
+    std::fs::write(dir.join("debian.sources"), &text).unwrap();
+    let options = std::fs::read_to_string(APT_CONF).unwrap_or_default();
+    std::fs::write(dir.join("99artifact-registry"), options).unwrap();
+    let mut hosts: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("URIs:"))
+        .flat_map(str::split_whitespace)
+        .filter_map(|uri| uri.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_owned())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
