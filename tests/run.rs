@@ -48,8 +48,8 @@ fn unpack(dir: &Path) -> std::path::PathBuf {
     bundle.join("rootfs")
 }
 
-/// The tiers root can use here (both, on this machine's kernel).
-const TIERS: [&str; 2] = ["namespaces", "chroot-landlock"];
+/// The tiers root can use here (tests/run installs proot for the last).
+const TIERS: [&str; 3] = ["namespaces", "chroot-landlock", "ptrace"];
 
 #[test]
 fn run_changes_become_layers_that_umoci_reads() {
@@ -156,4 +156,42 @@ fn escapes_from_inside_run_are_contained() {
         server.connections.load(std::sync::atomic::Ordering::SeqCst),
         0
     );
+}
+
+#[test]
+fn granted_hosts_are_reached_through_the_proxy_and_others_are_denied() {
+    let granted = Server::start();
+    let other = Server::start();
+    // busybox's nc speaks to the proxy named by $http_proxy (its wget, a
+    // static glibc binary, cannot resolve names without NSS libraries).
+    let fetch = |port: u16, file: &str| {
+        format!(
+            "printf 'GET http://127.0.0.1:{port}/ HTTP/1.0\\r\\n\\r\\n' | nc ${{http_proxy#http://}} > /{file}"
+        )
+    };
+    for tier in TIERS {
+        let dir = context(&format!(
+            "RUN {}; {}; true\nRUN --network=none {}; true\n",
+            fetch(granted.port, "granted"),
+            fetch(other.port, "other"),
+            fetch(granted.port, "offline"),
+        ));
+        let run = build(
+            dir.path(),
+            tier,
+            &["--allow-net", &format!("127.0.0.1:{}", granted.port)],
+        );
+        let text = run.ok();
+        assert!(
+            text.contains(&format!("denied HTTP request to 127.0.0.1:{}", other.port)),
+            "{tier}: {text}"
+        );
+        let root = unpack(dir.path());
+        let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap_or_default();
+        assert!(read("granted").contains("hello from loopback"), "{tier}: {}", read("granted"));
+        assert!(read("other").starts_with("HTTP/1.1 403"), "{tier}: {}", read("other"));
+        assert!(read("offline").is_empty(), "{tier}: --network=none reached the proxy");
+    }
+    assert_eq!(other.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(granted.connections.load(std::sync::atomic::Ordering::SeqCst), TIERS.len());
 }

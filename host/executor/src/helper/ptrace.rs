@@ -25,7 +25,7 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
     if spec.uid == 0 {
         command.arg("-0");
     } else {
-        command.arg(format!("-i{}:{}", spec.uid, spec.gid));
+        command.arg("-i").arg(format!("{}:{}", spec.uid, spec.gid));
     }
     command
         .arg("-r")
