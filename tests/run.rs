@@ -195,3 +195,60 @@ fn granted_hosts_are_reached_through_the_proxy_and_others_are_denied() {
     assert_eq!(other.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(granted.connections.load(std::sync::atomic::Ordering::SeqCst), TIERS.len());
 }
+
+#[test]
+fn mounts_give_the_command_files_that_never_reach_the_image() {
+    for tier in TIERS {
+        let dir = context(
+            "RUN --mount=type=secret,id=token test \"$(cat /run/secrets/token | md5sum)\" = \"$( (printf s3cret; printf %s -value) | md5sum)\" && echo has-secret > /secret-ok\n\
+             RUN --mount=type=secret,id=token,env=TOKEN test ${#TOKEN} = 12 && echo \"the token is $TOKEN\"\n\
+             RUN --mount=type=cache,target=/var/cache/count sh -c 'n=$(cat /var/cache/count/n 2>/dev/null || echo 0); echo $((n+1)) > /var/cache/count/n; cp /var/cache/count/n /seen'\n\
+             RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /copied\n\
+             RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /listed\n",
+        );
+        std::fs::write(dir.path().join("data.txt"), "from the context\n").unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let build_with_secret = |extra: &[&str]| {
+            let mut args = vec!["build", "--allow-run", "--secret", "id=token,env=BUILD_TOKEN", "-o", "oci:out"];
+            args.extend(extra);
+            args.push(".");
+            let mut command = kiln(dir.path(), &args);
+            command
+                .env("KILN_RUN_ISOLATION", tier)
+                .env("KILN_CACHE_DIR", cache.path())
+                .env("BUILD_TOKEN", "s3cret-value");
+            Run::of(command)
+        };
+        let first = build_with_secret(&[]).ok();
+        assert!(!first.contains("s3cret-value"), "{tier}: the secret was printed:\n{first}");
+        assert!(first.contains("the token is"), "{first}");
+        let root = unpack(dir.path());
+        assert_eq!(std::fs::read_to_string(root.join("secret-ok")).unwrap(), "has-secret\n");
+        assert_eq!(std::fs::read_to_string(root.join("seen")).unwrap(), "1\n", "{tier}");
+        assert_eq!(std::fs::read_to_string(root.join("copied")).unwrap(), "from the context\n");
+        assert_eq!(std::fs::read_to_string(root.join("listed")).unwrap(), "x\n");
+        for absent in ["run/secrets", "var/cache/count/n", "mnt/data.txt", "scratch/x"] {
+            assert!(!root.join(absent).exists(), "{tier}: /{absent} reached the image");
+        }
+        // Nowhere in any blob: layers, config, history.
+        for blob in std::fs::read_dir(dir.path().join("out/blobs/sha256")).unwrap() {
+            let path = blob.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let mut text = Vec::new();
+            if std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+                .is_err()
+            {
+                text = bytes;
+            }
+            assert!(
+                !String::from_utf8_lossy(&text).contains("s3cret-value"),
+                "{tier}: the secret is in {}",
+                path.display()
+            );
+        }
+        // The cache survives into the next build; the RUN runs again.
+        build_with_secret(&["--no-cache"]).ok();
+        let root = unpack(dir.path());
+        assert_eq!(std::fs::read_to_string(root.join("seen")).unwrap(), "2\n", "{tier}");
+    }
+}

@@ -162,6 +162,11 @@ pub struct BuildOptions {
     /// Let `RUN --network=host` use the host's network unfiltered.
     #[arg(long)]
     pub allow_run_host_network: bool,
+    /// A secret for `RUN --mount=type=secret,id=ID` (repeatable), as buildx
+    /// takes it: from the environment variable ENV, or the file SRC, or by
+    /// default the variable named ID. Never written to a layer or the log.
+    #[arg(long = "secret", value_name = "id=ID[,env=VAR|,src=FILE]")]
+    pub secrets: Vec<SecretSpec>,
     // Flattened options carry their own help; a doc comment here would
     // replace it, hence no doc comment.
     #[command(flatten)]
@@ -318,9 +323,11 @@ impl Kiln {
             }
         }
         let plugin = PluginRef::parse(DOCKERFILE_BUILD).map_err(Error::usage)?;
+        let secrets = BuildSecrets::read(&args.secrets)?;
         let grant = StepGrant {
             net,
             untrusted_net,
+            secrets: secrets.values.keys().cloned().collect(),
             run: args.allow_run,
             run_host_network: args.allow_run_host_network,
             ..StepGrant::default()
@@ -334,7 +341,7 @@ impl Kiln {
         let request = StepRequest::new("build", plugin, inputs, grant, dirs);
         // The layout is named with the build's outputs, before any push, so
         // a failed push still says where the image is.
-        let mut outcome = self.execute(request, &ProcessEnv).await;
+        let mut outcome = self.execute(request, &secrets).await;
         if let Ok(build) = &mut outcome
             && files.iter().any(|o| matches!(o, Output::Oci(_)))
         {
@@ -540,5 +547,100 @@ mod tests {
         );
         assert!("tar:x".parse::<Output>().is_err());
         assert!("oci:".parse::<Output>().is_err());
+    }
+}
+
+/// `--secret id=ID[,env=VAR|,src=FILE]`: where one build secret comes from.
+#[derive(Debug, Clone)]
+pub struct SecretSpec {
+    /// The name `RUN --mount=type=secret,id=` uses.
+    pub id: String,
+    /// Where its value is read.
+    pub source: SecretSource,
+}
+
+/// Where a build secret's value is read, when the build starts.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for SecretSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut id = None;
+        let mut source = None;
+        let mut kind = None;
+        for part in text.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: write KEY=VALUE (id=, env=, src=)"))?;
+            match key {
+                "id" => id = Some(value.to_owned()),
+                "env" => source = Some(SecretSource::Env(value.to_owned())),
+                "src" | "source" => source = Some(SecretSource::File(PathBuf::from(value))),
+                "type" => kind = Some(value.to_owned()),
+                other => return Err(format!("unknown key `{other}`; use id=, env= or src=")),
+            }
+        }
+        let id = id
+            .or_else(|| match &source {
+                Some(SecretSource::Env(name)) => Some(name.clone()),
+                Some(SecretSource::File(path)) => {
+                    path.file_name().map(|n| n.to_string_lossy().into_owned())
+                }
+                None => None,
+            })
+            .ok_or("a secret needs id=")?;
+        let source = match (source, kind.as_deref()) {
+            (Some(source), _) => source,
+            (None, Some("file")) => SecretSource::File(PathBuf::from(&id)),
+            (None, _) => SecretSource::Env(id.clone()),
+        };
+        Ok(SecretSpec { id, source })
+    }
+}
+
+/// The build's secrets, read once, answered by id; any other name (a
+/// registry credential) comes from the environment as for every step.
+struct BuildSecrets {
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl BuildSecrets {
+    fn read(specs: &[SecretSpec]) -> Result<BuildSecrets, Error> {
+        let mut values = std::collections::BTreeMap::new();
+        for spec in specs {
+            let value = match &spec.source {
+                SecretSource::Env(name) => std::env::var(name).map_err(|_| {
+                    Error::usage(format!(
+                        "--secret id={}: the environment variable {name} is not set",
+                        spec.id
+                    ))
+                })?,
+                SecretSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                    Error::usage(format!(
+                        "--secret id={}: cannot read {}: {e}",
+                        spec.id,
+                        path.display()
+                    ))
+                })?,
+            };
+            values.insert(spec.id.clone(), value);
+        }
+        Ok(BuildSecrets { values })
+    }
+}
+
+impl kiln_grant::ValueSource for BuildSecrets {
+    fn get(&self, name: &str) -> Option<String> {
+        self.values
+            .get(name)
+            .cloned()
+            .or_else(|| ProcessEnv.get(name))
     }
 }

@@ -168,8 +168,11 @@ fn command(spec: &RunSpec) -> Result<i32, String> {
                 rustix::mount::mount_bind(source, &target_path)
                     .map_err(|e| format!("mounting {}: {e}", mount.target))?;
                 if !mount.writable {
+                    // The bind is on top of the opened target: reopen it
+                    // to name the new mount.
+                    let bound = open_in_root(&root, &mount.target, OFlags::PATH)?;
                     rustix::mount::mount_remount(
-                        &target_path,
+                        fd_path(&bound),
                         MountFlags::BIND
                             | MountFlags::RDONLY
                             | MountFlags::NOSUID
