@@ -1137,3 +1137,36 @@ fn symlinks_lead_inside_the_context_and_the_image_only() {
     assert_eq!(tree["/opt/app/extra.sh"].content, b"extra\n");
     assert!(!tree.contains_key("/opt/app/app.tar.gz"));
 }
+
+#[test]
+fn add_of_a_root_file_system_tar_to_the_root_keeps_its_tree() {
+    // As mmdebstrap and `tar -C DIR -cf x.tar .` write them: the first
+    // entry is `./`, the root itself.
+    let project = Project::new(&[("ctx/Dockerfile", "FROM scratch\nADD rootfs.tar /\n")]);
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("etc")).unwrap();
+    std::fs::write(tree.path().join("etc/os-release"), "ID=test\n").unwrap();
+    std::os::unix::fs::symlink("etc", tree.path().join("link")).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(tree.path())
+            .arg("-cf")
+            .arg(project.path().join("ctx/rootfs.tar"))
+            .arg("."),
+    );
+    let run = project.build(&["--output", "oci:out"]);
+    assert_eq!(run.code(), Some(0), "{}", run.all());
+    let bundle = project.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:latest", project.path().join("out").display()))
+            .arg(&bundle),
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/os-release")).unwrap(),
+        "ID=test\n"
+    );
+    assert!(bundle.join("rootfs/link").is_symlink());
+}

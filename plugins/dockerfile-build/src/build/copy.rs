@@ -193,7 +193,7 @@ impl Runner<'_> {
                     self.build.scratch,
                 )
                 .map_err(|e| self.error(node, e))?;
-                stage.add_parents(&mut layer, &format!("{dir}/x"), self.build, owner)?;
+                stage.add_parents(&mut layer, &join(&dir, "x"), self.build, owner)?;
                 for (p, e) in extracted.iter() {
                     if layer
                         .get(p)
@@ -210,8 +210,9 @@ impl Runner<'_> {
         // As BuildKit, documents come after the sources and are never
         // extracted, whatever they hold.
         for document in &copy.documents {
+            let name = heredoc::file_name(&document.name).map_err(|e| self.error(node, e))?;
             let entry = self.document(node, document, vars)?;
-            let target = file_target(&document.name);
+            let target = file_target(name);
             stage.add_parents(&mut layer, &target, self.build, owner)?;
             layer.insert(target, adjust(entry, owner, chmod));
         }
