@@ -48,7 +48,7 @@ cat > "$work/apt/Dockerfile" <<EOF
 FROM $host/base/debian:1
 COPY debian.sources /etc/apt/sources.list.d/debian.sources
 COPY 99artifact-registry /etc/apt/apt.conf.d/99artifact-registry
-RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
+RUN rm -f /etc/apt/sources.list && apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
 EOF
 { echo "FROM $host/base/busybox:1"; for i in $(seq 1 20); do echo "RUN echo $i > /f$i"; done; } > "$work/many/Dockerfile"
 

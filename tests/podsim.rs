@@ -13,7 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, run_ok};
+use common::Run;
+use common::images::{busybox_run_context, unpack_rootfs};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,23 +37,14 @@ fn static_kiln() -> Option<PathBuf> {
 /// A build context every pod user may write: busybox, and a Dockerfile
 /// whose last RUN tries to escape.
 fn context(marker: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY busybox /bin/busybox\n\
-             RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/usr/bin\", \"/sbin\", \"/usr/sbin\"]\n\
-             RUN [\"/bin/busybox\", \"--install\", \"-s\"]\n\
-             RUN echo built > /hello && mkdir /app && echo x > /app/x && rm /app/x\n\
-             RUN cat /proc/1/root/etc/hostname > /leak 2>/dev/null; \
-                 echo x > {marker} 2>/dev/null; \
-                 mkdir -p /c && chroot /c sh -c 'cd ../../..; echo x > {marker}' 2>/dev/null; \
-                 kill -9 1 2>/dev/null; true\n",
-            marker = marker.display()
-        ),
-    )
-    .unwrap();
+    let dir = busybox_run_context(&format!(
+        "RUN echo built > /hello && mkdir /app && echo x > /app/x && rm /app/x\n\
+         RUN cat /proc/1/root/etc/hostname > /leak 2>/dev/null; \
+             echo x > {marker} 2>/dev/null; \
+             mkdir -p /c && chroot /c sh -c 'cd ../../..; echo x > {marker}' 2>/dev/null; \
+             kill -9 1 2>/dev/null; true\n",
+        marker = marker.display()
+    ));
     make_writable(dir.path());
     dir
 }
@@ -61,7 +53,11 @@ fn make_writable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     for entry in walk(path) {
         let current = std::fs::metadata(&entry).unwrap().permissions().mode();
-        let mode = if entry.is_dir() { 0o777 } else { current | 0o666 };
+        let mode = if entry.is_dir() {
+            0o777
+        } else {
+            current | 0o666
+        };
         let _ = std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode));
     }
 }
@@ -115,7 +111,9 @@ fn each_pod_profile_gets_its_tier_and_the_same_image() {
     ];
     match &proot_rootfs {
         Some(rootfs) => cases.push(("nonroot-restricted", "ptrace", Some(rootfs.as_path()))),
-        None => eprintln!("ptrace tier skipped: KILN_TEST_PROOT_ROOTFS is not set (tests/run sets it)"),
+        None => {
+            eprintln!("ptrace tier skipped: KILN_TEST_PROOT_ROOTFS is not set (tests/run sets it)")
+        }
     }
     let mut digests = Vec::new();
     // One marker for every case: the Dockerfile (and so the image) is the
@@ -128,23 +126,23 @@ fn each_pod_profile_gets_its_tier_and_the_same_image() {
         let run = build_in_pod(&kiln, profile, rootfs, dir.path());
         let text = run.all();
         assert_eq!(run.code(), Some(0), "{profile}:\n{text}");
-        assert!(text.contains(&format!("ran with {tier} isolation")), "{profile}:\n{text}");
+        assert!(
+            text.contains(&format!("ran with {tier} isolation")),
+            "{profile}:\n{text}"
+        );
         digests.push((profile, digest(&run.stdout())));
         // Escapes stayed inside: nothing written outside, the host's
         // files not read, kiln not killed (it finished).
         assert!(!marker.exists(), "{profile}: wrote outside the root");
-        let bundle = dir.path().join("bundle");
-        run_ok(
-            Command::new("umoci")
-                .args(["unpack", "--image"])
-                .arg(format!("{}:latest", dir.path().join("out").display()))
-                .arg(&bundle),
-        );
-        let leaked = std::fs::read_to_string(bundle.join("rootfs/leak")).unwrap_or_default();
+        let root = unpack_rootfs(dir.path());
+        let leaked = std::fs::read_to_string(root.join("leak")).unwrap_or_default();
         // The pod's own /etc/hostname is "podsim"; nothing of it may show.
-        assert!(leaked.is_empty(), "{profile}: read the pod's files: {leaked}");
+        assert!(
+            leaked.is_empty(),
+            "{profile}: read the pod's files: {leaked}"
+        );
         assert_eq!(
-            std::fs::read_to_string(bundle.join("rootfs/hello")).unwrap(),
+            std::fs::read_to_string(root.join("hello")).unwrap(),
             "built\n"
         );
     }

@@ -5,24 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{Run, Server, kiln, run_ok};
+use common::images::{busybox_run_context, unpack_rootfs};
+use common::{Run, Server, kiln};
 
-/// A build context with a static busybox and `dockerfile`.
+/// A busybox context for `dockerfile`'s lines.
 fn context(dockerfile: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
-        .expect("busybox-static (tests/run installs it)");
-    let prelude = "FROM scratch\nCOPY busybox /bin/busybox\n\
-                   RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/usr/bin\", \"/sbin\", \"/usr/sbin\", \"/tmp\"]\n\
-                   RUN [\"/bin/busybox\", \"--install\", \"-s\"]\nRUN chmod 1777 /tmp\n";
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        format!("{prelude}{dockerfile}"),
-    )
-    .unwrap();
-    dir
+    busybox_run_context(dockerfile)
 }
 
 /// `kiln build --allow-run` of `dir` into `dir/out`, in `tier`.
@@ -35,17 +24,9 @@ fn build(dir: &Path, tier: &str, extra: &[&str]) -> Run {
     Run::of(command)
 }
 
-/// The image in `dir/out`, unpacked by umoci into `dir/unpacked`.
+/// The image in `dir/out`: its root file system, unpacked by umoci.
 fn unpack(dir: &Path) -> std::path::PathBuf {
-    let bundle = dir.join("unpacked");
-    let _ = std::fs::remove_dir_all(&bundle);
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:latest", dir.join("out").display()))
-            .arg(&bundle),
-    );
-    bundle.join("rootfs")
+    unpack_rootfs(dir)
 }
 
 /// The tiers root can use here (tests/run installs proot for the last).
@@ -188,12 +169,31 @@ fn granted_hosts_are_reached_through_the_proxy_and_others_are_denied() {
         );
         let root = unpack(dir.path());
         let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap_or_default();
-        assert!(read("granted").contains("hello from loopback"), "{tier}: {}", read("granted"));
-        assert!(read("other").starts_with("HTTP/1.1 403"), "{tier}: {}", read("other"));
-        assert!(read("offline").is_empty(), "{tier}: --network=none reached the proxy");
+        assert!(
+            read("granted").contains("hello from loopback"),
+            "{tier}: {}",
+            read("granted")
+        );
+        assert!(
+            read("other").starts_with("HTTP/1.1 403"),
+            "{tier}: {}",
+            read("other")
+        );
+        assert!(
+            read("offline").is_empty(),
+            "{tier}: --network=none reached the proxy"
+        );
     }
-    assert_eq!(other.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert_eq!(granted.connections.load(std::sync::atomic::Ordering::SeqCst), TIERS.len());
+    assert_eq!(
+        other.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert_eq!(
+        granted
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        TIERS.len()
+    );
 }
 
 #[test]
@@ -209,7 +209,14 @@ fn mounts_give_the_command_files_that_never_reach_the_image() {
         std::fs::write(dir.path().join("data.txt"), "from the context\n").unwrap();
         let cache = tempfile::tempdir().unwrap();
         let build_with_secret = |extra: &[&str]| {
-            let mut args = vec!["build", "--allow-run", "--secret", "id=token,env=BUILD_TOKEN", "-o", "oci:out"];
+            let mut args = vec![
+                "build",
+                "--allow-run",
+                "--secret",
+                "id=token,env=BUILD_TOKEN",
+                "-o",
+                "oci:out",
+            ];
             args.extend(extra);
             args.push(".");
             let mut command = kiln(dir.path(), &args);
@@ -220,15 +227,36 @@ fn mounts_give_the_command_files_that_never_reach_the_image() {
             Run::of(command)
         };
         let first = build_with_secret(&[]).ok();
-        assert!(!first.contains("s3cret-value"), "{tier}: the secret was printed:\n{first}");
+        assert!(
+            !first.contains("s3cret-value"),
+            "{tier}: the secret was printed:\n{first}"
+        );
         assert!(first.contains("the token is"), "{first}");
         let root = unpack(dir.path());
-        assert_eq!(std::fs::read_to_string(root.join("secret-ok")).unwrap(), "has-secret\n");
-        assert_eq!(std::fs::read_to_string(root.join("seen")).unwrap(), "1\n", "{tier}");
-        assert_eq!(std::fs::read_to_string(root.join("copied")).unwrap(), "from the context\n");
+        assert_eq!(
+            std::fs::read_to_string(root.join("secret-ok")).unwrap(),
+            "has-secret\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("seen")).unwrap(),
+            "1\n",
+            "{tier}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("copied")).unwrap(),
+            "from the context\n"
+        );
         assert_eq!(std::fs::read_to_string(root.join("listed")).unwrap(), "x\n");
-        for absent in ["run/secrets", "var/cache/count/n", "mnt/data.txt", "scratch/x"] {
-            assert!(!root.join(absent).exists(), "{tier}: /{absent} reached the image");
+        for absent in [
+            "run/secrets",
+            "var/cache/count/n",
+            "mnt/data.txt",
+            "scratch/x",
+        ] {
+            assert!(
+                !root.join(absent).exists(),
+                "{tier}: /{absent} reached the image"
+            );
         }
         // Nowhere in any blob: layers, config, history.
         for blob in std::fs::read_dir(dir.path().join("out/blobs/sha256")).unwrap() {
@@ -249,6 +277,29 @@ fn mounts_give_the_command_files_that_never_reach_the_image() {
         // The cache survives into the next build; the RUN runs again.
         build_with_secret(&["--no-cache"]).ok();
         let root = unpack(dir.path());
-        assert_eq!(std::fs::read_to_string(root.join("seen")).unwrap(), "2\n", "{tier}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("seen")).unwrap(),
+            "2\n",
+            "{tier}"
+        );
     }
+}
+
+#[test]
+fn a_changed_bind_mount_source_runs_the_command_again() {
+    let dir =
+        context("RUN --mount=type=bind,source=data.txt,target=/data.txt cp /data.txt /copied\n");
+    std::fs::write(dir.path().join("data.txt"), "first\n").unwrap();
+    build(dir.path(), "namespaces", &[]).ok();
+    assert_eq!(
+        std::fs::read_to_string(unpack(dir.path()).join("copied")).unwrap(),
+        "first\n"
+    );
+    std::fs::write(dir.path().join("data.txt"), "second, longer\n").unwrap();
+    let text = build(dir.path(), "namespaces", &[]).ok();
+    assert!(text.contains("ran with namespaces"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(unpack(dir.path()).join("copied")).unwrap(),
+        "second, longer\n"
+    );
 }

@@ -286,3 +286,28 @@ pub fn podman_run(dir: &Path, archive: &Path, image: &str, command: &[&str]) -> 
     args.extend_from_slice(command);
     run_ok(&mut podman(dir, &args))
 }
+
+/// A build context for RUN tests: Debian's static busybox, and a
+/// Dockerfile that installs it on `scratch` (with a world-writable `/tmp`)
+/// before `rest`.
+pub fn busybox_run_context(rest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("busybox-static (tests/run installs it)");
+    let prelude = "FROM scratch\nCOPY busybox /bin/busybox\n\
+                   RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/usr/bin\", \"/sbin\", \"/usr/sbin\", \"/tmp\"]\n\
+                   RUN [\"/bin/busybox\", \"--install\", \"-s\"]\nRUN chmod 1777 /tmp\n";
+    std::fs::write(dir.path().join("Dockerfile"), format!("{prelude}{rest}")).unwrap();
+    dir
+}
+
+/// The image kiln wrote to the layout `dir/out` (tag `latest`), unpacked
+/// by umoci into `dir/bundle`: its root file system.
+pub fn unpack_rootfs(dir: &Path) -> std::path::PathBuf {
+    let bundle = dir.join("bundle");
+    let _ = std::fs::remove_dir_all(&bundle);
+    if let Err(e) = unpack(&dir.join("out"), &bundle) {
+        panic!("{e}");
+    }
+    bundle.join("rootfs")
+}

@@ -18,12 +18,12 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use kiln_grant::{MAX_MEMORY, MemorySize};
 
-use kiln_executor::tier::Tier;
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::host_api::bindings;
 use crate::host_api::{NamedValue, PluginInfo, StepContext, StepError, StepState};
 use crate::log::{LogLimitExceeded, StepLog};
 use crate::policy::Sandbox;
+use kiln_executor::tier::Tier;
 
 /// Linear memories one plugin may have (Rust components have one).
 const MAX_MEMORIES: u32 = 2;

@@ -104,6 +104,26 @@ impl Context {
         Ok(found)
     }
 
+    /// What identifies the context files at `source` (a file, or a
+    /// directory and everything below it) for a cache key, without reading
+    /// their bytes: paths, kinds, modes and each file's identity.
+    pub fn identity(&self, source: &str) -> Result<String, Error> {
+        let mut text = String::new();
+        for found in self.sources(source)? {
+            let below = if found.entry.is_dir() {
+                self.walk(&found.target)?
+            } else {
+                Vec::new()
+            };
+            for (path, entry) in std::iter::once((found.path, found.entry))
+                .chain(below.into_iter().map(|f| (f.path, f.entry)))
+            {
+                text.push_str(&format!("{path} {entry:?}\n"));
+            }
+        }
+        Ok(text)
+    }
+
     /// Every path below the context directory `dir`, sorted, without what
     /// `.dockerignore` excludes. Symlinks are listed, not followed.
     pub fn walk(&self, dir: &str) -> Result<Vec<Found>, Error> {

@@ -39,6 +39,18 @@ impl Heredoc {
     }
 }
 
+/// `name`, a delimiter, as the name of the file a document becomes
+/// (COPY's file, RUN's `#!` script): one path component, so that a
+/// delimiter cannot place the file elsewhere.
+pub fn file_name(name: &str) -> Result<&str, String> {
+    if name.contains('/') || name == "." || name == ".." {
+        return Err(format!(
+            "the here-document `{name}` names the file it becomes: use a delimiter that is a file name"
+        ));
+    }
+    Ok(name)
+}
+
 /// BuildKit's lexer settings for finding heredocs in a line: quotes and
 /// escapes kept (a quoted `"<<EOF"` is not one), variables left alone.
 const RAW_LINE: Lexing = Lexing {
@@ -52,6 +64,14 @@ const RAW_LINE: Lexing = Lexing {
 /// body empty; `None` for any other word. An unbalanced quote in the
 /// delimiter is an error. The leading file descriptor is accepted and,
 /// as in BuildKit, has no effect.
+///
+/// ```
+/// use kiln_dockerfile::heredoc::parse_word;
+///
+/// let quoted = parse_word("<<-'EOF'").unwrap().unwrap();
+/// assert_eq!((quoted.name.as_str(), quoted.expand, quoted.chomp), ("EOF", false, true));
+/// assert_eq!(parse_word("<<EOF sh").unwrap(), None);
+/// ```
 pub fn parse_word(word: &str) -> Result<Option<Heredoc>, String> {
     let Some(operator) = word
         .trim_start_matches(|c: char| c.is_ascii_digit())
@@ -110,10 +130,47 @@ pub(crate) fn in_line(line: &str) -> Result<Vec<Heredoc>, String> {
 }
 
 /// `text` with the tabs that start each of its lines removed (`<<-`).
+///
+/// ```
+/// assert_eq!(kiln_dockerfile::heredoc::chomp("\tone\n\t\ttwo\n  three\n"), "one\ntwo\n  three\n");
+/// ```
 pub fn chomp(text: &str) -> String {
     text.split_inclusive('\n')
         .map(|line| line.trim_start_matches('\t'))
         .collect()
+}
+
+/// How Linux runs a file starting with `#!INTERPRETER [ARGUMENT]`: the
+/// interpreter, then the rest of the line as one argument when there is
+/// one (blanks around it dropped, a `\r` kept, as the kernel does); the
+/// file's path goes after them. `None` when the file does not start with
+/// `#!` or the line names no interpreter. A RUN document with a `#!`
+/// line runs this way under BuildKit (as an executable file), and a WASI
+/// plugin cannot make a file executable, so kiln runs the interpreter as
+/// the kernel would.
+///
+/// ```
+/// use kiln_dockerfile::heredoc::interpreter;
+///
+/// let python = interpreter("#!/usr/bin/env python3\nprint(1)\n").unwrap();
+/// assert_eq!(python, ["/usr/bin/env", "python3"]);
+/// assert_eq!(interpreter("#!\necho hi\n"), None);
+/// ```
+pub fn interpreter(body: &str) -> Option<Vec<String>> {
+    let line = body.strip_prefix("#!")?;
+    let line = line.split('\n').next().unwrap_or_default();
+    let line = line.trim_start_matches([' ', '\t']);
+    let end = line.find([' ', '\t']).unwrap_or(line.len());
+    let (program, argument) = line.split_at(end);
+    if program.is_empty() {
+        return None;
+    }
+    let argument = argument.trim_matches([' ', '\t']);
+    let mut command = vec![program.to_owned()];
+    if !argument.is_empty() {
+        command.push(argument.to_owned());
+    }
+    Some(command)
 }
 
 /// Whether `line` (its line ending removed) ends `heredoc`.
@@ -130,6 +187,13 @@ pub(crate) fn ends(heredoc: &Heredoc, line: &str) -> bool {
 /// from `env` as BuildKit does for an unquoted delimiter: quotes are
 /// ordinary characters, `\` escapes the next character whatever the
 /// Dockerfile's escape token, unset variables are empty.
+///
+/// ```
+/// use kiln_dockerfile::heredoc::expand_body;
+///
+/// let env = vec![("WHO".to_owned(), "kiln".to_owned())];
+/// assert_eq!(expand_body("'hi' $WHO \\$WHO\n", &env).unwrap(), "'hi' kiln $WHO\n");
+/// ```
 pub fn expand_body(body: &str, env: &dyn Env) -> Result<String, ShellError> {
     let lexing = Lexing {
         literal_quotes: true,
@@ -204,6 +268,14 @@ mod tests {
     }
 
     #[test]
+    fn delimiters_name_files() {
+        assert_eq!(file_name("file.txt"), Ok("file.txt"));
+        for name in ["a/b", "..", ".", "/x"] {
+            assert!(file_name(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
     fn chomping_strips_leading_tabs_only() {
         assert_eq!(
             chomp("\thello\n\t\tworld\n  kept\n"),
@@ -213,6 +285,19 @@ mod tests {
         assert!(ends(&heredoc, "\t\tEOF"));
         assert!(!ends(&heredoc, " EOF"));
         assert!(!ends(&parse_word("<<EOF").unwrap().unwrap(), "\tEOF"));
+    }
+
+    #[test]
+    fn interpreters_are_read_as_the_kernel_reads_them() {
+        assert_eq!(interpreter("#!/bin/sh\necho"), Some(vec!["/bin/sh".into()]));
+        assert_eq!(
+            interpreter("#! /usr/bin/env  -S python3 -u \t\nprint()"),
+            Some(vec!["/usr/bin/env".into(), "-S python3 -u".into()])
+        );
+        assert_eq!(interpreter("#!/bin/sh\r\n"), Some(vec!["/bin/sh\r".into()]));
+        assert_eq!(interpreter("#!\necho"), None);
+        assert_eq!(interpreter("#! \t\n"), None);
+        assert_eq!(interpreter("echo #!/bin/sh"), None);
     }
 
     #[test]

@@ -158,20 +158,20 @@ pub enum Program {
     Exec(Vec<String>),
     /// Text for the stage's `SHELL` to run, as its last argument.
     Shell(String),
-    /// A document starting with `#!`: BuildKit writes `body` as the
-    /// executable file `/dev/pipes/NAME` (mode 0755, mounted read-only
-    /// for the command only) and the stage's `SHELL` runs that path.
+    /// A document whose `#!` line names an interpreter: BuildKit writes
+    /// `body` as the executable file `/dev/pipes/NAME`, mounted for the
+    /// command only, and the stage's `SHELL` runs that path, so that the
+    /// kernel hands the file to the interpreter.
     Script {
         /// The file's name: the document's delimiter.
         name: String,
         /// Its content, `<<-` tabs stripped.
         body: String,
+        /// What the kernel runs: the interpreter and its optional
+        /// argument (see [`heredoc::interpreter`]); the file's path
+        /// follows them.
+        interpreter: Vec<String>,
     },
-}
-
-impl Program {
-    /// Where a [`Program::Script`]'s file is mounted, as in BuildKit.
-    pub const SCRIPT_DIR: &str = "/dev/pipes";
 }
 
 impl Run {
@@ -179,11 +179,24 @@ impl Run {
     /// the command as it is. When the whole command is one heredoc
     /// (`RUN <<EOF`), its body runs, through the shell (for shells
     /// without heredoc support), or as a script file when it starts with
-    /// `#!`. Otherwise (`RUN python3 <<EOF`, `RUN cat <<A <<B > f`) the
-    /// line and the documents, each followed by its delimiter, go to the
-    /// shell as one text, so the shell itself feeds them to the command.
+    /// `#!` (a `#!` line naming no interpreter leaves the file to the
+    /// shell, which runs it as the body). Otherwise (`RUN python3 <<EOF`,
+    /// `RUN cat <<A <<B > f`) the line and the documents, each followed
+    /// by its delimiter, go to the shell as one text, so the shell itself
+    /// feeds them to the command.
     /// The delimiter's quoting does not expand anything here: expanding a
     /// body is the shell's business.
+    ///
+    /// ```
+    /// use kiln_dockerfile::instructions::{self, Kind, Program};
+    ///
+    /// let source = "FROM scratch\nRUN python3 <<EOF\nprint(1)\nEOF\n";
+    /// let file = kiln_dockerfile::parser::parse(source).unwrap();
+    /// let Kind::Run(run) = &instructions::convert(&file).unwrap()[1].value else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(run.program(), Program::Shell("python3 <<EOF\nprint(1)\nEOF".into()));
+    /// ```
     pub fn program(&self) -> Program {
         let line = match &self.command {
             Command::Exec(args) => return Program::Exec(args.clone()),
@@ -194,13 +207,13 @@ impl Run {
         };
         if let Ok(Some(_)) = heredoc::parse_word(line) {
             let body = first.body();
-            return if body.starts_with("#!") {
-                Program::Script {
+            return match heredoc::interpreter(&body) {
+                Some(interpreter) => Program::Script {
                     name: first.name.clone(),
                     body,
-                }
-            } else {
-                Program::Shell(body)
+                    interpreter,
+                },
+                None => Program::Shell(body),
             };
         }
         let mut text = line.clone();
@@ -448,8 +461,8 @@ impl Typing<'_> {
                     // The body the parser read under that delimiter (the
                     // last one, when a line repeats it, as in BuildKit).
                     let mut read = self.node.heredocs.iter().rev();
-                    if let Some(read) = read.find(|h| h.name == document.name) {
-                        document.content.clone_from(&read.content);
+                    if let Some(body) = read.find(|h| h.name == document.name) {
+                        document.content.clone_from(&body.content);
                     }
                     copy.documents.push(document);
                 }
@@ -768,8 +781,13 @@ mod tests {
             program("RUN <<py\n#!/usr/bin/env python3\nprint(1)\npy\n"),
             Program::Script {
                 name: "py".into(),
-                body: "#!/usr/bin/env python3\nprint(1)\n".into()
+                body: "#!/usr/bin/env python3\nprint(1)\n".into(),
+                interpreter: vec!["/usr/bin/env".into(), "python3".into()],
             }
+        );
+        assert_eq!(
+            program("RUN <<EOF\n#!\necho hi\nEOF\n"),
+            Program::Shell("#!\necho hi\n".into())
         );
         // Anything else: the line and the documents, for the shell.
         assert_eq!(

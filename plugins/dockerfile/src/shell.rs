@@ -54,16 +54,12 @@ impl Env for Vec<(String, String)> {
 
 /// Expand `word` into one string (quotes removed, variables expanded).
 pub fn process_word(word: &str, env: &dyn Env, escape: char) -> Result<String, ShellError> {
-    Lexer::new(word, env, escape, Lexing::default())
-        .process(None)
-        .map(|(word, _)| word)
+    lex_word(word, env, escape, Lexing::default())
 }
 
 /// Expand `word` into words: unquoted expansions are split on whitespace.
 pub fn process_words(word: &str, env: &dyn Env, escape: char) -> Result<Vec<String>, ShellError> {
-    Lexer::new(word, env, escape, Lexing::default())
-        .process(None)
-        .map(|(_, words)| words)
+    lex_words(word, env, escape, Lexing::default())
 }
 
 /// BuildKit's `Lex` switches beyond the escape token. Heredocs need them:

@@ -82,12 +82,19 @@ pub fn isolation() -> Result<Isolation, String> {
                 })?),
                 None => None,
             };
-            let insecure = insecure_flag
-                || std::env::var("KILN_INSECURE_CHROOT").is_ok_and(|v| v == "1");
+            let insecure =
+                insecure_flag || std::env::var("KILN_INSECURE_CHROOT").is_ok_and(|v| v == "1");
             let probe = Probe::run(None);
             let tier = probe.choose(wanted, insecure).map_err(|e| e.to_string())?;
-            let helper = std::env::current_exe()
-                .map_err(|e| format!("cannot find kiln's own binary for the RUN helper: {e}"))?;
+            // kiln's own binary, even if it was replaced on disk while
+            // running (an upgrade, a rebuild): the kernel keeps it.
+            let own = std::path::Path::new("/proc/self/exe");
+            let helper = if own.exists() {
+                own.to_path_buf()
+            } else {
+                std::env::current_exe()
+                    .map_err(|e| format!("cannot find kiln's own binary for the RUN helper: {e}"))?
+            };
             Ok(Isolation {
                 tier,
                 helper,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use kiln_dockerfile::heredoc::Heredoc;
 use kiln_dockerfile::instructions::{
     Command, Healthcheck, Instruction, InstructionError, Kind, Located, expose_ports,
 };
@@ -180,6 +181,29 @@ impl<'a> Runner<'a> {
         )
     }
 
+    /// The instruction as BuildKit records it when it has here-documents:
+    /// its own line(s) joined, then each document's body and delimiter on
+    /// lines of their own, so that an ONBUILD trigger parses again.
+    fn text_with_heredocs<T>(&self, at: &Located<T>, heredocs: &[Heredoc]) -> String {
+        if heredocs.is_empty() {
+            return self.text_of(at);
+        }
+        let body_lines: usize = heredocs.iter().map(|h| h.content.lines().count() + 1).sum();
+        let head = Located {
+            keyword: at.keyword.clone(),
+            value: (),
+            start_line: at.start_line,
+            end_line: at.end_line.saturating_sub(body_lines).max(at.start_line),
+        };
+        let mut text = self.text_of(&head);
+        for heredoc in heredocs {
+            text.push('\n');
+            text.push_str(&heredoc.content);
+            text.push_str(&heredoc.name);
+        }
+        text
+    }
+
     fn expand<T>(
         &self,
         at: &Located<T>,
@@ -268,7 +292,16 @@ impl<'a> Runner<'a> {
         instruction: &Instruction,
         global: &[(String, String)],
     ) -> Result<(), Error> {
-        let history = self.text_of(instruction);
+        let heredocs = |kind: &Kind| match kind {
+            Kind::Run(run) => run.heredocs.clone(),
+            Kind::Copy(copy) | Kind::Add(copy) => copy.documents.clone(),
+            _ => Vec::new(),
+        };
+        let documents = match &instruction.value {
+            Kind::Onbuild(Some(trigger)) => heredocs(&trigger.value),
+            other => heredocs(other),
+        };
+        let history = self.text_with_heredocs(instruction, &documents);
         kiln_sdk::info!(
             "{}:{}: {history}",
             self.build.dockerfile_name,

@@ -4,12 +4,15 @@
 //! become the stage's next layer, written like any other.
 //!
 //! As BuildKit: the shell form runs through the stage's SHELL, the exec
-//! form as it is; neither is expanded by the builder. The environment is
-//! the image's ENV plus the stage's build arguments ENV does not set. A
-//! RUN layer is reused when the same command ran on the same layers with
-//! the same environment, user, directory, network and mounts.
+//! form as it is; neither is expanded by the builder. Here-documents run
+//! as [`Run::program`] says; a `#!` document is a file mounted for the
+//! command (see [`SCRIPT_DIR`]). The environment is the image's ENV plus
+//! the stage's build arguments ENV does not set. A RUN layer is reused
+//! when the same command ran on the same layers with the same
+//! environment, user, directory, network and mounts.
 
-use kiln_dockerfile::instructions::{Command, Run};
+use kiln_dockerfile::heredoc;
+use kiln_dockerfile::instructions::{Program, Run};
 use kiln_oci::layer;
 use kiln_sdk::Error;
 use kiln_sdk::executor::{self as exec, Mount, MountSource, Network, Rootfs, Sharing};
@@ -18,6 +21,11 @@ use serde_json::Value;
 use super::stage::Stage;
 use super::{Build, Runner};
 use kiln_dockerfile::instructions::Located;
+
+/// Where a RUN's `#!` here-document is mounted. BuildKit mounts it at
+/// `/dev/pipes`, but the executor gives each command a fresh `/dev` in
+/// which nothing else can be mounted.
+const SCRIPT_DIR: &str = "/run/heredocs";
 
 /// A stage's root file system on the host; a clone of the stage (a later
 /// `FROM stage`) starts without one and builds its own.
@@ -43,11 +51,23 @@ impl Runner<'_> {
         run: &Run,
         history: &str,
     ) -> Result<(), Error> {
-        let args = match &run.command {
-            Command::Exec(args) => args.clone(),
-            Command::Shell(line) => {
+        let mut script = None;
+        let args = match run.program() {
+            Program::Exec(args) => args,
+            Program::Shell(text) => {
                 let mut args = stage.shell.clone();
-                args.push(line.clone());
+                args.push(text);
+                args
+            }
+            Program::Script {
+                name,
+                body,
+                interpreter,
+            } => {
+                let (mount, path) = self.script(at, &name, &body)?;
+                script = Some(mount);
+                let mut args = interpreter;
+                args.push(path);
                 args
             }
         };
@@ -76,7 +96,8 @@ impl Runner<'_> {
                 ));
             }
         };
-        let mut mounts = Vec::new();
+        // The script's mount first, as BuildKit adds it before --mount's.
+        let mut mounts: Vec<Mount> = script.into_iter().collect();
         let mut secret_env = Vec::new();
         for spec in &run.mounts {
             let (mount, env_name) = parse_mount(spec, self.build).map_err(|e| self.error(at, e))?;
@@ -106,7 +127,7 @@ impl Runner<'_> {
             secret_env,
             source_date_epoch: Some(self.build.epoch),
         };
-        let key = self.run_key(stage, &command);
+        let key = self.run_key(stage, &command)?;
         if !self.build.no_cache
             && let Some(layer) = self.cache.get(&key, self.build.layout)
         {
@@ -166,15 +187,58 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// A RUN's `#!` here-document written to the build's scratch
+    /// directory and mounted read-only as `name` in [`SCRIPT_DIR`]: the
+    /// mount and the script's path.
+    fn script<T>(&self, at: &Located<T>, name: &str, body: &str) -> Result<(Mount, String), Error> {
+        let name = heredoc::file_name(name).map_err(|e| self.error(at, e))?;
+        let digest = kiln_sdk::digest::sha256_oci(body.as_bytes());
+        let file = self.build.scratch.dir().join(format!(
+            "heredoc-run-{}",
+            digest.trim_start_matches("sha256:")
+        ));
+        std::fs::write(&file, body).map_err(|e| Error::io(&file, e))?;
+        let path = format!("{SCRIPT_DIR}/{name}");
+        let mount = Mount {
+            target: path.clone(),
+            source: MountSource::Bind(file.to_string_lossy().into_owned()),
+            writable: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            required: true,
+        };
+        Ok((mount, path))
+    }
+
     /// The layer cache key of `command` on `stage`'s layers.
-    fn run_key(&self, stage: &Stage, command: &exec::Command) -> String {
-        let mut text = format!("kiln-run-v1 {:?}\n", self.build.compression);
+    /// The layer cache key of `command` on `stage`'s layers. A bind
+    /// mount counts by content: the context files' identities, or a
+    /// here-document script's name (its digest; the scratch directory
+    /// holding it is new for every build).
+    fn run_key(&self, stage: &Stage, command: &exec::Command) -> Result<String, Error> {
+        let mut text = format!("kiln-run-v2 {:?}\n", self.build.compression);
         for layer in &stage.image.layers {
             text.push_str(&layer.diff_id);
             text.push('\n');
         }
+        let mut command = command.clone();
+        for mount in &mut command.mounts {
+            let MountSource::Bind(path) = &mount.source else {
+                continue;
+            };
+            let path = std::path::Path::new(path);
+            let identity = if let Ok(script) = path.strip_prefix(self.build.scratch.dir()) {
+                format!("script {}", script.display())
+            } else if let Ok(relative) = path.strip_prefix(self.build.context.root()) {
+                self.build.context.identity(&relative.to_string_lossy())?
+            } else {
+                path.display().to_string()
+            };
+            mount.source = MountSource::Bind(identity);
+        }
         text.push_str(&format!("{command:?}"));
-        kiln_sdk::digest::sha256_oci(text.as_bytes())
+        Ok(kiln_sdk::digest::sha256_oci(text.as_bytes()))
     }
 
     /// Make the stage's root file system hold all its layers.
