@@ -90,7 +90,10 @@ async fn the_runtime_survives_every_failure_and_runs_the_next_step() {
         let outputs = step::run(&runtime, &hello_step, reporter.clone(), &ProcessEnv)
             .await
             .unwrap_or_else(|e| panic!("hello after {attack}: {e}"));
-        assert_eq!(outputs.value[0].value, Value::Text(format!("hello, {attack}!")));
+        assert_eq!(
+            outputs.value[0].value,
+            Value::Text(format!("hello, {attack}!"))
+        );
         assert_eq!(outputs.isolation, None, "hello runs no command");
     }
     // One loaded plugin is described once, however many steps run it.
