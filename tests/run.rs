@@ -303,3 +303,33 @@ fn a_changed_bind_mount_source_runs_the_command_again() {
         "second, longer\n"
     );
 }
+
+#[test]
+fn a_bind_mount_from_another_stage_reads_its_files() {
+    let dir = busybox_run_context(
+        "RUN mkdir /app && echo built in the first stage > /app/out.txt && chmod 0755 /app/out.txt\n\
+         FROM scratch AS final\nCOPY busybox /bin/busybox\n\
+         RUN --mount=type=bind,from=0,source=/app,target=/mnt [\"/bin/busybox\", \"cp\", \"-p\", \"/mnt/out.txt\", \"/final\"]\n",
+    );
+    for tier in TIERS {
+        let text = build(dir.path(), tier, &["--no-cache"]).ok();
+        assert!(text.contains(&format!("ran with {tier}")), "{text}");
+        let root = unpack(dir.path());
+        assert_eq!(
+            std::fs::read_to_string(root.join("final")).unwrap(),
+            "built in the first stage\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(root.join("final"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755,
+            "{tier}: modes come from the stage's layers"
+        );
+        assert!(!root.join("mnt/out.txt").exists(), "{tier}");
+        assert!(!root.join("app").exists(), "{tier}");
+    }
+}

@@ -129,6 +129,13 @@ pub fn check(
     Ok(plan.base_images())
 }
 
+/// The `from=` of a `RUN --mount` specification, if it has one.
+fn mount_from(spec: &str) -> Option<&str> {
+    spec.split(',')
+        .find_map(|field| field.trim().strip_prefix("from="))
+        .filter(|from| !from.is_empty())
+}
+
 /// `NAME=VALUE` lines, blank lines skipped: the form build arguments (and
 /// labels) travel in from `kiln build` and a pipeline's `with:` to the
 /// build. A line without a name and `=` is the error, as written.
@@ -461,7 +468,7 @@ impl Plan {
                 Ok(_) => {}
                 Err(_) => todo.extend(0..index),
             }
-            for from in self.copy_froms(index) {
+            for from in self.files_from(index) {
                 match from {
                     name if name.contains('$') => todo.extend(0..index),
                     name => todo.extend(self.earlier(name, index)),
@@ -471,14 +478,16 @@ impl Plan {
         needed
     }
 
-    /// The `--from` values of stage `index`'s COPYs, as written.
-    fn copy_froms(&self, index: usize) -> impl Iterator<Item = &str> {
+    /// The stages and images stage `index` reads files from, as written:
+    /// its COPYs' `--from` and its RUNs' `--mount=...,from=`.
+    fn files_from(&self, index: usize) -> impl Iterator<Item = &str> {
         self.stages[index]
             .instructions
             .iter()
-            .filter_map(|i| match &i.value {
-                Kind::Copy(copy) => copy.from.as_deref(),
-                _ => None,
+            .flat_map(|i| match &i.value {
+                Kind::Copy(copy) => copy.from.as_deref().into_iter().collect::<Vec<_>>(),
+                Kind::Run(run) => run.mounts.iter().filter_map(|m| mount_from(m)).collect(),
+                _ => Vec::new(),
             })
     }
 
@@ -493,7 +502,7 @@ impl Plan {
         let mut images: Vec<String> = Vec::new();
         for index in 0..self.stages.len() {
             let mut bases: Vec<Base> = self.base(index).into_iter().collect();
-            for from in self.copy_froms(index) {
+            for from in self.files_from(index) {
                 if let Ok(name) = self.expand(from, &self.global) {
                     bases.push(self.named(&name, index));
                 }
@@ -622,6 +631,18 @@ mod tests {
         );
         assert_eq!(name_values("A=1\n=2\n"), Err("=2"));
         assert_eq!(name_values("nope"), Err("nope"));
+    }
+
+    #[test]
+    fn a_run_mount_from_a_stage_makes_it_needed() {
+        let source = "FROM scratch AS tools\nCOPY a /a\nFROM scratch AS unused\n\
+                      FROM scratch\nRUN --mount=type=bind,from=tools,target=/t true\n\
+                      RUN --mount=type=bind,target=/x,from=registry.example/img:1 true\n";
+        let dockerfile = crate::parser::parse(source).unwrap();
+        let plan = Plan::new(&dockerfile, &[], &Platform::parse("linux/amd64").unwrap()).unwrap();
+        assert_eq!(plan.needed(2), [true, false, true]);
+        assert_eq!(plan.base_images(), ["registry.example/img:1"]);
+        assert_eq!(mount_from("type=cache,target=/c"), None);
     }
 
     #[test]

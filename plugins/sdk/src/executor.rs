@@ -3,5 +3,5 @@
 //! plugins need not reach into the generated bindings.
 
 pub use crate::bindings::kiln::plugin::executor::{
-    Command, Isolation, Mount, MountSource, Network, Outcome, Rootfs, Sharing,
+    Command, Isolation, LayeredSource, Mount, MountSource, Network, Outcome, Rootfs, Sharing,
 };

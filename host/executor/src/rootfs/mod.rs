@@ -117,6 +117,30 @@ impl Rootfs {
         &self.ids
     }
 
+    /// The host path of `path` (absolute inside the image), symlinks
+    /// resolved as a command would see them and never out of the root:
+    /// what a read-only bind of another stage's files names.
+    pub fn host_path(&self, path: &str) -> Result<PathBuf, Error> {
+        let failed = |source: std::io::Error| Error::Io {
+            op: "resolve inside the root",
+            path: path.to_owned(),
+            source,
+        };
+        let relative = RelPath::normalise(path.as_bytes()).ok_or_else(|| Error::Layer {
+            entry: path.to_owned(),
+            reason: "climbs out of the root".into(),
+        })?;
+        let root = confined::open_root(&self.dir)?;
+        let opened = confined::open_in_root(
+            std::os::fd::AsFd::as_fd(&root),
+            &relative,
+            rustix::fs::OFlags::PATH,
+        )
+        .map_err(|e| failed(e.into()))?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&opened);
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(failed)
+    }
+
     /// Apply one layer: `blob` is a tar, tar+gzip or tar+zstd stream (told
     /// apart by magic bytes, since media types lie). Whiteouts and opaque
     /// markers remove what lower layers put there; no entry can write

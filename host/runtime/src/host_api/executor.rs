@@ -100,13 +100,15 @@ impl StepState {
     }
 
     /// Host sources for the command's mounts; secret files are written to
-    /// `secrets` (a private directory removed after the command).
+    /// `secrets` (a private directory removed after the command), and
+    /// other stages' files are built into `layered`, kept until then.
     fn mounts(
         &self,
         mounts: &[Mount],
         access: &RunAccess,
         ids: &kiln_executor::ids::IdMap,
         secrets: &std::path::Path,
+        layered: &mut Vec<RootfsState>,
     ) -> Result<Vec<MountSpec>, String> {
         let owner = |uid: Option<u32>, gid: Option<u32>| match *ids {
             kiln_executor::ids::IdMap::Shift { base, .. } => Some((
@@ -181,11 +183,27 @@ impl StepState {
                     }
                     Some(self.mounts.host_path(guest)?)
                 }
+                MountSource::Layered(source) => {
+                    let tier = isolation()?.tier;
+                    let mut rootfs = Rootfs::create(unique_dir(&access.work), *ids)
+                        .map_err(|e| e.to_string())?;
+                    for layer in &source.layers {
+                        let file = self.mounts.open_file(layer)?;
+                        rootfs
+                            .apply(std::io::BufReader::with_capacity(1 << 20, file))
+                            .map_err(|e| format!("{layer}: {e}"))?;
+                    }
+                    let path = rootfs.host_path(&source.path).map_err(|e| {
+                        format!("RUN --mount from another stage: {}: {e}", source.path)
+                    })?;
+                    layered.push(RootfsState { rootfs, tier });
+                    Some(path)
+                }
             };
             specs.push(MountSpec {
                 source,
                 target: mount.target.clone(),
-                writable: !matches!(mount.source, MountSource::Bind(_) | MountSource::Secret(_))
+                writable: matches!(mount.source, MountSource::Cache(_) | MountSource::Tmpfs)
                     && mount.writable,
             });
         }
@@ -248,11 +266,12 @@ impl HostRootfs for StepState {
                 .map_err(|e| e.to_string())?
                 .rootfs
                 .ids();
-            let mounts = self.mounts(&command.mounts, &access, &ids, &secrets);
+            let mut layered = Vec::new();
+            let mounts = self.mounts(&command.mounts, &access, &ids, &secrets, &mut layered);
             let out = self.mounts.create_file(&diff);
-            Ok::<_, String>((access, isolation, network, secrets, mounts, out))
+            Ok::<_, String>((access, isolation, network, secrets, mounts, out, layered))
         })();
-        let (access, mut isolation, network, secrets, mounts, out) = match prepared {
+        let (access, mut isolation, network, secrets, mounts, out, layered) = match prepared {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -313,6 +332,7 @@ impl HostRootfs for StepState {
             )
         });
         let _ = std::fs::remove_dir_all(&secrets);
+        tokio::task::block_in_place(|| drop(layered));
         let tier = state.tier;
         self.run.used = Some(tier);
         Ok(match result {

@@ -100,7 +100,11 @@ impl Runner<'_> {
         let mut mounts: Vec<Mount> = script.into_iter().collect();
         let mut secret_env = Vec::new();
         for spec in &run.mounts {
-            let (mount, env_name) = parse_mount(spec, self.build).map_err(|e| self.error(at, e))?;
+            let (mut mount, env_name, from) =
+                parse_mount(spec, self.build).map_err(|e| self.error(at, e))?;
+            if let Some(from) = from {
+                mount.source = self.layered_source(at, &from, mount.source)?;
+            }
             if let Some(name) = env_name
                 && let MountSource::Secret(id) = &mount.source
             {
@@ -211,7 +215,35 @@ impl Runner<'_> {
         Ok((mount, path))
     }
 
-    /// The layer cache key of `command` on `stage`'s layers.
+    /// `--mount=type=bind,from=NAME`: the files of the stage or image
+    /// `NAME`, built by the host from its layer blobs; `source` holds the
+    /// path inside them.
+    fn layered_source<T>(
+        &mut self,
+        at: &Located<T>,
+        from: &str,
+        source: MountSource,
+    ) -> Result<MountSource, Error> {
+        let MountSource::Bind(path) = source else {
+            return Ok(source);
+        };
+        let other = self.source_stage(at, from)?;
+        kiln_oci::registry::fetch_layers(
+            &other.image.layers,
+            self.build.layout,
+            self.build.insecure,
+        )?;
+        let mut layers = Vec::new();
+        for layer in &other.image.layers {
+            let blob = self
+                .build
+                .layout
+                .blob_path(layer.descriptor.digest().as_ref())?;
+            layers.push(blob.to_string_lossy().into_owned());
+        }
+        Ok(MountSource::Layered(exec::LayeredSource { layers, path }))
+    }
+
     /// The layer cache key of `command` on `stage`'s layers. A bind
     /// mount counts by content: the context files' identities, or a
     /// here-document script's name (its digest; the scratch directory
@@ -289,9 +321,13 @@ fn host_error(message: String) -> Error {
     }
 }
 
-/// One `--mount=...`: the mount, and for a secret the variable it also
-/// (or only) goes to.
-fn parse_mount(spec: &str, build: &Build<'_>) -> Result<(Mount, Option<String>), String> {
+/// One `--mount=...`: the mount, for a secret the variable it also (or
+/// only) goes to, and the stage or image `from=` names.
+#[allow(clippy::type_complexity)]
+fn parse_mount(
+    spec: &str,
+    build: &Build<'_>,
+) -> Result<(Mount, Option<String>, Option<String>), String> {
     let mut kind = "bind".to_owned();
     let mut fields = Vec::new();
     for part in spec.split(',').filter(|p| !p.is_empty()) {
@@ -313,6 +349,7 @@ fn parse_mount(spec: &str, build: &Build<'_>) -> Result<(Mount, Option<String>),
     let mut required = false;
     let mut sharing = Sharing::Shared;
     let mut env = None;
+    let mut from = None;
     let flag = |value: &Option<String>| value.as_deref().is_none_or(|v| v == "true" || v == "1");
     for (key, value) in &fields {
         let text = || value.clone().unwrap_or_default();
@@ -355,11 +392,7 @@ fn parse_mount(spec: &str, build: &Build<'_>) -> Result<(Mount, Option<String>),
                     }
                 }
             }
-            "from" => {
-                return Err(format!(
-                    "RUN --mount={spec}: `from=` is not supported yet; COPY --from the files into the stage first"
-                ));
-            }
+            "from" => from = Some(text()),
             "size" | "relabel" => {}
             other => return Err(format!("RUN --mount={spec}: unknown option `{other}`")),
         }
@@ -371,6 +404,11 @@ fn parse_mount(spec: &str, build: &Build<'_>) -> Result<(Mount, Option<String>),
             format!("/{target}")
         }
     };
+    if from.is_some() && kind != "bind" {
+        return Err(format!(
+            "RUN --mount={spec}: `from=` is supported on bind mounts; copy the files into the cache in a RUN instead"
+        ));
+    }
     let (source, writable) = match kind.as_str() {
         "cache" => {
             if target.is_empty() {
@@ -408,11 +446,18 @@ fn parse_mount(spec: &str, build: &Build<'_>) -> Result<(Mount, Option<String>),
                 return Err(format!("RUN --mount={spec}: a bind mount needs target="));
             }
             let inside = kiln_oci::path::clean_inside_root(source.as_deref().unwrap_or("."));
-            let path = build.context.root().join(inside);
-            (
-                MountSource::Bind(path.to_string_lossy().into_owned()),
-                writable.unwrap_or(false),
-            )
+            // With `from=` the path is inside that stage, resolved later.
+            let path = if from.is_some() {
+                format!("/{inside}")
+            } else {
+                build
+                    .context
+                    .root()
+                    .join(inside)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            (MountSource::Bind(path), writable.unwrap_or(false))
         }
         other => {
             return Err(format!(
@@ -436,6 +481,7 @@ fn parse_mount(spec: &str, build: &Build<'_>) -> Result<(Mount, Option<String>),
             required,
         },
         env,
+        from.filter(|_| kind == "bind"),
     ))
 }
 
