@@ -140,7 +140,7 @@ fn skipped(mounts: &[MountSpec]) -> Vec<String> {
 fn tempfile_dir(root: &Path) -> Result<PathBuf, RunError> {
     let parent = root.parent().unwrap_or(Path::new("/tmp"));
     for attempt in 0..100u32 {
-        let dir = parent.join(format!(".run-{}-{attempt}", std::process::id()));
+        let dir = parent.join(format!("{}-scratch-{attempt}", std::process::id()));
         match std::fs::create_dir(&dir) {
             Ok(()) => {
                 let _ = std::fs::set_permissions(

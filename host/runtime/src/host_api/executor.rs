@@ -20,7 +20,7 @@ use wasmtime::component::Resource;
 
 use super::StepState;
 use super::bindings::kiln::plugin::executor::{
-    Command, Host, HostRootfs, Isolation, Mount, MountSource, Network, Outcome,
+    Command, Host, HostRootfs, Isolation, Mount, MountSource, Network, Outcome, Sharing,
 };
 use crate::policy::proxy::Proxy;
 use crate::policy::run::{RunAccess, id_map, isolation};
@@ -100,15 +100,15 @@ impl StepState {
     }
 
     /// Host sources for the command's mounts; secret files are written to
-    /// `secrets` (a private directory removed after the command), and
-    /// other stages' files are built into `layered`, kept until then.
+    /// `secrets` (a private directory removed after the command); other
+    /// stages' files and cache locks are kept in `held` until then.
     fn mounts(
         &self,
         mounts: &[Mount],
         access: &RunAccess,
         ids: &kiln_executor::ids::IdMap,
         secrets: &std::path::Path,
-        layered: &mut Vec<RootfsState>,
+        held: &mut Held,
     ) -> Result<Vec<MountSpec>, String> {
         let owner = |uid: Option<u32>, gid: Option<u32>| match *ids {
             kiln_executor::ids::IdMap::Shift { base, .. } => Some((
@@ -134,9 +134,13 @@ impl StepState {
             }
             let source = match &mount.source {
                 MountSource::Tmpfs => None,
-                MountSource::Cache((id, _sharing)) => {
+                MountSource::Cache((id, sharing)) => {
                     let name = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16]);
-                    let dir = access.caches.join(name);
+                    std::fs::create_dir_all(&access.caches)
+                        .map_err(|e| format!("{}: {e}", access.caches.display()))?;
+                    let (dir, lock) = lock_cache(&access.caches, &name, *sharing)
+                        .map_err(|e| format!("cache {id}: {e}"))?;
+                    held.locks.push(lock);
                     if !dir.is_dir() {
                         std::fs::create_dir_all(&dir)
                             .map_err(|e| format!("cache {id}: {}: {e}", dir.display()))?;
@@ -196,7 +200,7 @@ impl StepState {
                     let path = rootfs.host_path(&source.path).map_err(|e| {
                         format!("RUN --mount from another stage: {}: {e}", source.path)
                     })?;
-                    layered.push(RootfsState { rootfs, tier });
+                    held.layered.push(RootfsState { rootfs, tier });
                     Some(path)
                 }
             };
@@ -218,6 +222,8 @@ impl HostRootfs for StepState {
             let isolation = isolation()?;
             std::fs::create_dir_all(&access.work)
                 .map_err(|e| format!("{}: {e}", access.work.display()))?;
+            static SWEPT: std::sync::Once = std::sync::Once::new();
+            SWEPT.call_once(|| tokio::task::block_in_place(|| sweep_stale(&access.work)));
             let dir = unique_dir(&access.work);
             let rootfs = Rootfs::create(dir, id_map()).map_err(|e| e.to_string())?;
             Ok(RootfsState {
@@ -266,12 +272,12 @@ impl HostRootfs for StepState {
                 .map_err(|e| e.to_string())?
                 .rootfs
                 .ids();
-            let mut layered = Vec::new();
-            let mounts = self.mounts(&command.mounts, &access, &ids, &secrets, &mut layered);
+            let mut held = Held::default();
+            let mounts = self.mounts(&command.mounts, &access, &ids, &secrets, &mut held);
             let out = self.mounts.create_file(&diff);
-            Ok::<_, String>((access, isolation, network, secrets, mounts, out, layered))
+            Ok::<_, String>((access, isolation, network, secrets, mounts, out, held))
         })();
-        let (access, mut isolation, network, secrets, mounts, out, layered) = match prepared {
+        let (access, mut isolation, network, secrets, mounts, out, held) = match prepared {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -332,7 +338,7 @@ impl HostRootfs for StepState {
             )
         });
         let _ = std::fs::remove_dir_all(&secrets);
-        tokio::task::block_in_place(|| drop(layered));
+        tokio::task::block_in_place(|| drop(held));
         let tier = state.tier;
         self.run.used = Some(tier);
         Ok(match result {
@@ -366,6 +372,73 @@ impl HostRootfs for StepState {
 
 impl Host for StepState {}
 
+/// What a command's mounts hold until it ends: other stages' files and
+/// locks on its cache directories.
+#[derive(Default)]
+struct Held {
+    layered: Vec<RootfsState>,
+    locks: Vec<std::fs::File>,
+}
+
+/// The cache directory for `name` under `caches` and the lock that
+/// `sharing` takes on it, as BuildKit shares caches between concurrent
+/// builds: `shared` alongside others (a shared lock, so that a `locked`
+/// user waits for them), `locked` alone, `private` in a directory of its
+/// own when the usual one is in use.
+fn lock_cache(
+    caches: &std::path::Path,
+    name: &str,
+    sharing: Sharing,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use rustix::fs::FlockOperation as Op;
+    let lock = |suffix: &str, op: Op| -> std::io::Result<Option<(PathBuf, std::fs::File)>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(caches.join(format!("{name}{suffix}.lock")))?;
+        match tokio::task::block_in_place(|| rustix::fs::flock(&file, op)) {
+            Ok(()) => Ok(Some((caches.join(format!("{name}{suffix}")), file))),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let found = match sharing {
+        Sharing::Shared => lock("", Op::LockShared)?,
+        Sharing::Locked => lock("", Op::LockExclusive)?,
+        Sharing::Private => {
+            let mut found = None;
+            for n in 0..64 {
+                let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+                if let Some(held) = lock(&suffix, Op::NonBlockingLockExclusive)? {
+                    found = Some(held);
+                    break;
+                }
+            }
+            found
+        }
+    };
+    found.ok_or_else(|| std::io::Error::other("every private copy of the cache is in use"))
+}
+
+/// Remove root file systems a kiln that was killed left under `work`
+/// (named `PID-N`, by a process that no longer runs): they would fill the
+/// disk and, in kiln's cache, GitLab's cache archive.
+fn sweep_stale(work: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split(['-', '.']).next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A new directory name under `parent` for one root file system.
 fn unique_dir(parent: &std::path::Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -380,4 +453,23 @@ fn private_dir(parent: &std::path::Path) -> Result<PathBuf, String> {
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn cache_sharing_follows_buildkit() {
+        let caches = tempfile::tempdir().unwrap();
+        let (shared, _a) = lock_cache(caches.path(), "c", Sharing::Shared).unwrap();
+        let (also_shared, _b) = lock_cache(caches.path(), "c", Sharing::Shared).unwrap();
+        assert_eq!(shared, also_shared, "shared users share one directory");
+        let (private, held) = lock_cache(caches.path(), "c", Sharing::Private).unwrap();
+        assert_eq!(private, caches.path().join("c-1"), "the usual one is in use");
+        drop(held);
+        drop((_a, _b));
+        let (free, _c) = lock_cache(caches.path(), "c", Sharing::Private).unwrap();
+        assert_eq!(free, caches.path().join("c"));
+    }
 }
