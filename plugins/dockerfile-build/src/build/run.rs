@@ -85,6 +85,17 @@ impl Runner<'_> {
                 env.push(format!("{name}={value}"));
             }
         }
+        match run.security.as_deref() {
+            None | Some("sandbox") => {}
+            Some(other) => {
+                return Err(self.error(
+                    at,
+                    format!(
+                        "RUN --security={other}: kiln never runs a command with the host's privileges; drop the flag"
+                    ),
+                ));
+            }
+        }
         let network = match run.network.as_deref() {
             None | Some("default") => Network::Default,
             Some("none") => Network::None,
