@@ -9,7 +9,7 @@
 //! other processes' signals and abstract sockets, and its TCP to the
 //! proxy; seccomp refuses every socket but Unix and proxied TCP.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -17,6 +17,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use super::stubs::{Stubs, open_in_root};
 use super::{exec, fork_child, wait};
 use crate::confine;
+use crate::rootfs::confined;
+use crate::rootfs::relpath::RelPath;
 use crate::spec::{MountSpec, RunSpec};
 use crate::tier::Tier;
 
@@ -202,30 +204,9 @@ fn copy_tree(source: &Path, parent: &OwnedFd, name: &str) -> Result<(), String> 
 }
 
 /// Remove `name` in `parent` and everything under it, never following a
-/// symlink.
+/// symlink; what cannot be removed stays (the root is thrown away later).
 fn remove_tree(parent: &OwnedFd, name: &str) {
-    if let Ok(dir) = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        let names: Vec<String> = rustix::fs::Dir::read_from(&dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != "." && n != "..")
-                    .collect()
-            })
-            .unwrap_or_default();
-        for child in names {
-            remove_tree(&dir, &child);
-        }
-        let _ = rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR);
-    } else {
-        let _ = rustix::fs::unlinkat(parent, name, AtFlags::empty());
-    }
+    let _ = confined::remove_tree(parent.as_fd(), name.as_bytes(), &RelPath::root());
 }
 
 /// The command's process: `chroot`, confinement, the command.

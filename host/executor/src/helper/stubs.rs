@@ -4,23 +4,19 @@
 //! (BuildKit removes its mount stubs the same way).
 
 use std::os::fd::{AsFd, OwnedFd};
+
+use crate::rootfs::confined;
+use crate::rootfs::relpath::RelPath;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// Open `path` (absolute inside the image) beneath `root` with symlinks
 /// resolved inside it, never through `/proc` magic links.
 pub(super) fn open_in_root(root: impl AsFd, path: &str, flags: OFlags) -> Result<OwnedFd, String> {
-    let relative = path.trim_start_matches('/');
-    let relative = if relative.is_empty() { "." } else { relative };
-    rustix::fs::openat2(
-        root,
-        relative,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| format!("{path}: {e}"))
+    let relative = RelPath::normalise(path.as_bytes())
+        .ok_or_else(|| format!("{path} climbs out of the root"))?;
+    confined::open_in_root(root.as_fd(), &relative, flags).map_err(|e| format!("{path}: {e}"))
 }
 
 /// Mount points created for one command.
@@ -57,7 +53,9 @@ impl Stubs {
     /// `dir` is false), creating missing parents, and return it opened
     /// with `O_PATH`.
     pub(super) fn ensure(&mut self, target: &str, dir: bool) -> Result<OwnedFd, String> {
-        let clean = kiln_path_clean(target);
+        let clean = RelPath::normalise(target.as_bytes())
+            .ok_or_else(|| format!("mount target {target} climbs out of the root"))?;
+        let clean = format!("/{}", String::from_utf8_lossy(clean.as_bytes()));
         let mut so_far = String::new();
         let components: Vec<&str> = clean.split('/').filter(|c| !c.is_empty()).collect();
         for (i, name) in components.iter().enumerate() {
@@ -131,22 +129,6 @@ impl Stubs {
     }
 }
 
-/// `target` cleaned to an absolute path without `.`/`..` climbing above
-/// the root.
-fn kiln_path_clean(target: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,8 +151,14 @@ mod tests {
     }
 
     #[test]
-    fn cleaning_never_climbs_above_the_root() {
-        assert_eq!(kiln_path_clean("../../etc//x/."), "/etc/x");
-        assert_eq!(kiln_path_clean("/"), "/");
+    fn a_target_above_the_root_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let mut stubs = Stubs::new(root.path(), None).unwrap();
+        assert!(
+            stubs
+                .ensure("/../../etc/x", true)
+                .unwrap_err()
+                .contains("climbs out")
+        );
     }
 }

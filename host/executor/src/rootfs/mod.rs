@@ -23,12 +23,12 @@
 //! ```
 
 mod apply;
-mod confined;
+pub(crate) mod confined;
 mod decompress;
 mod diff;
 mod layer_tar;
 mod owners;
-mod relpath;
+pub(crate) mod relpath;
 mod snapshot;
 #[cfg(test)]
 mod testing;

@@ -409,7 +409,11 @@ fn lock_cache(
         Sharing::Private => {
             let mut found = None;
             for n in 0..64 {
-                let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+                let suffix = if n == 0 {
+                    String::new()
+                } else {
+                    format!("-{n}")
+                };
                 if let Some(held) = lock(&suffix, Op::NonBlockingLockExclusive)? {
                     found = Some(held);
                     break;
@@ -430,7 +434,11 @@ fn sweep_stale(work: &std::path::Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.split(['-', '.']).next().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .split(['-', '.'])
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -466,7 +474,11 @@ mod tests {
         let (also_shared, _b) = lock_cache(caches.path(), "c", Sharing::Shared).unwrap();
         assert_eq!(shared, also_shared, "shared users share one directory");
         let (private, held) = lock_cache(caches.path(), "c", Sharing::Private).unwrap();
-        assert_eq!(private, caches.path().join("c-1"), "the usual one is in use");
+        assert_eq!(
+            private,
+            caches.path().join("c-1"),
+            "the usual one is in use"
+        );
         drop(held);
         drop((_a, _b));
         let (free, _c) = lock_cache(caches.path(), "c", Sharing::Private).unwrap();

@@ -12,7 +12,7 @@ use kiln_dockerfile::stages::{Base, Plan};
 use kiln_dockerfile::{parser, shell};
 use kiln_oci::archive::Scratch;
 use kiln_oci::image::{self, Image, rfc3339};
-use kiln_oci::layer::{self, Compression};
+use kiln_oci::layer::{self, Compression, Layer};
 use kiln_oci::tree::{Tree, join};
 use kiln_oci::{ImageLayout, Platform, Reference, registry};
 use serde_json::{Value, json};
@@ -392,12 +392,7 @@ impl<'a> Runner<'a> {
                 let (real, existing) = stage.resolve(&path, self.build)?;
                 if !real.is_empty() && existing.is_none() {
                     // BuildKit creates the directory as the current USER.
-                    let user = stage
-                        .image
-                        .field("User")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
+                    let user = stage.user();
                     let owner = if user.is_empty() {
                         None
                     } else {
@@ -488,29 +483,36 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The cached layer for `key` (unless `--no-cache`), counted and said.
+    fn cached_layer(&mut self, key: &str) -> Option<Layer> {
+        if self.build.no_cache {
+            return None;
+        }
+        let layer = self.cache.get(key, self.build.layout)?;
+        self.reused += 1;
+        kiln_sdk::info!("  reused layer {}", layer.descriptor.digest());
+        Some(layer)
+    }
+
+    /// A layer just written: counted, said, and cached under `key`.
+    fn wrote_layer(&mut self, key: String, layer: &Layer) {
+        self.written += 1;
+        kiln_sdk::info!(
+            "  wrote layer {} ({} bytes)",
+            layer.descriptor.digest(),
+            layer.descriptor.size()
+        );
+        self.cache.put(key, layer.clone());
+    }
+
     /// Turn `tree` into a layer (or reuse the cached one) and add it.
     fn commit_layer(&mut self, stage: &mut Stage, tree: Tree, history: &str) -> Result<(), Error> {
         let key = LayerCache::key(&tree, self.build.compression);
-        let cached = if self.build.no_cache {
-            None
-        } else {
-            self.cache.get(&key, self.build.layout)
-        };
-        let layer = match cached {
-            Some(layer) => {
-                self.reused += 1;
-                kiln_sdk::info!("  reused layer {}", layer.descriptor.digest());
-                layer
-            }
+        let layer = match self.cached_layer(&key) {
+            Some(layer) => layer,
             None => {
                 let layer = layer::write(&tree, self.build.layout, self.build.compression)?;
-                self.written += 1;
-                kiln_sdk::info!(
-                    "  wrote layer {} ({} bytes)",
-                    layer.descriptor.digest(),
-                    layer.descriptor.size()
-                );
-                self.cache.put(key, layer.clone());
+                self.wrote_layer(key, &layer);
                 layer
             }
         };

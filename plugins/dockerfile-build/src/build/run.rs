@@ -126,12 +126,7 @@ impl Runner<'_> {
             }
             mounts.push(mount);
         }
-        let user = stage
-            .image
-            .field("User")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let user = stage.user();
         let command = exec::Command {
             args,
             env,
@@ -143,11 +138,7 @@ impl Runner<'_> {
             source_date_epoch: Some(self.build.epoch),
         };
         let key = self.run_key(stage, &command)?;
-        if !self.build.no_cache
-            && let Some(layer) = self.cache.get(&key, self.build.layout)
-        {
-            self.reused += 1;
-            kiln_sdk::info!("  reused layer {}", layer.descriptor.digest());
+        if let Some(layer) = self.cached_layer(&key) {
             stage.image.layers.push(layer);
             stage.image.history(&self.created, history, false);
             stage.forget_files();
@@ -187,13 +178,7 @@ impl Runner<'_> {
         );
         let _ = std::fs::remove_file(&diff);
         let layer = written?;
-        self.written += 1;
-        kiln_sdk::info!(
-            "  wrote layer {} ({} bytes)",
-            layer.descriptor.digest(),
-            layer.descriptor.size()
-        );
-        self.cache.put(key, layer.clone());
+        self.wrote_layer(key, &layer);
         stage.image.layers.push(layer);
         stage.image.history(&self.created, history, false);
         stage.forget_files();

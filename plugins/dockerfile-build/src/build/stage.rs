@@ -82,6 +82,15 @@ impl Stage {
         }
     }
 
+    /// `USER` as set, empty for root.
+    pub(super) fn user(&self) -> String {
+        self.image
+            .field("User")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// The working directory, relative to the root.
     pub(super) fn workdir(&self) -> String {
         kiln_oci::path::clean_inside_root(
