@@ -16,7 +16,6 @@ use kiln_dockerfile::instructions::{Program, Run};
 use kiln_oci::layer;
 use kiln_sdk::Error;
 use kiln_sdk::executor::{self as exec, Mount, MountSource, Network, Rootfs, Sharing};
-use serde_json::Value;
 
 use super::stage::Stage;
 use super::{Build, Runner};
