@@ -5,9 +5,10 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
-use common::images::{busybox_run_context, unpack_rootfs};
-use common::{Run, Server, kiln};
+use common::images::{busybox_run_context, podman_run, unpack_rootfs};
+use common::{Run, Server, kiln, run_ok};
 
 /// A busybox context for `dockerfile`'s lines.
 fn context(dockerfile: &str) -> tempfile::TempDir {
@@ -331,5 +332,51 @@ fn a_bind_mount_from_another_stage_reads_its_files() {
         );
         assert!(!root.join("mnt/out.txt").exists(), "{tier}");
         assert!(!root.join("app").exists(), "{tier}");
+    }
+}
+
+#[test]
+fn a_command_cannot_trace_kiln_and_podman_runs_the_image() {
+    let dir = context(
+        "COPY ptrace /ptrace\nARG TARGET\nRUN /ptrace $TARGET > /traced; cat /traced\nCMD [\"cat\", \"/traced\"]\n",
+    );
+    run_ok(
+        Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.path().join("ptrace"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/escape/ptrace.c")),
+    );
+    // This test's own process: the host's, kiln's parent, the same user
+    // as the build.
+    let target = format!("TARGET={}", std::process::id());
+    for tier in TIERS {
+        build(
+            dir.path(),
+            tier,
+            &[
+                "--no-cache",
+                "--build-arg",
+                &target,
+                "-o",
+                "docker-archive:image.tar",
+                "-t",
+                "kiln.test/traced:latest",
+            ],
+        )
+        .ok();
+        let traced = std::fs::read_to_string(unpack(dir.path()).join("traced")).unwrap();
+        assert!(traced.starts_with("ptrace "), "{tier}: {traced}");
+        assert!(
+            !traced.contains("ATTACHED") && !traced.contains("OPENED"),
+            "{tier}: {traced}"
+        );
+        let podman_dir = tempfile::tempdir().unwrap();
+        let printed = podman_run(
+            podman_dir.path(),
+            &dir.path().join("image.tar"),
+            "kiln.test/traced:latest",
+            &[],
+        );
+        assert_eq!(printed, traced, "{tier}: podman runs the image kiln built");
     }
 }
