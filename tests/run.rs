@@ -380,3 +380,35 @@ fn a_command_cannot_trace_kiln_and_podman_runs_the_image() {
         assert_eq!(printed, traced, "{tier}: podman runs the image kiln built");
     }
 }
+
+#[test]
+fn a_pipeline_step_granted_run_builds_and_says_its_isolation() {
+    let dir = context("RUN echo from the pipeline > /piped\n");
+    std::fs::write(
+        dir.path().join("kiln.yml"),
+        "stages: [image]\nsteps:\n  build:\n    stage: image\n    uses: dockerfile-build\n    with:\n      output: /output/image\n    allow:\n      run: true\n",
+    )
+    .unwrap();
+    let mut command = kiln(dir.path(), &["run", "--json", "kiln.yml"]);
+    command.env("KILN_RUN_ISOLATION", "namespaces");
+    let text = Run::of(command).ok();
+    let summary = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|event| event["event"] == "summary" || event.get("steps").is_some())
+        .unwrap_or_else(|| panic!("no summary in:\n{text}"));
+    assert_eq!(summary["steps"][0]["isolation"], "namespaces", "{summary}");
+    // Without the grant, kiln run refuses before the step starts.
+    std::fs::write(
+        dir.path().join("kiln.yml"),
+        "stages: [image]\nsteps:\n  build:\n    stage: image\n    uses: dockerfile-build\n",
+    )
+    .unwrap();
+    let refused = Run::of(kiln(dir.path(), &["run", "kiln.yml"]));
+    assert_eq!(refused.code(), Some(2), "{}", refused.all());
+    assert!(
+        refused.stderr().contains("allow: { run: true }"),
+        "{}",
+        refused.stderr()
+    );
+}
