@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use crate::helper::{HELPER_ARG, SETUP_FAILED, error_file};
+use crate::helper::{HELPER_ARG, SETUP_FAILED, error_file, group_file};
 use crate::rootfs::{Changes, Rootfs};
 use crate::spec::{MountSpec, Network, RunSpec};
 use crate::tier::Tier;
@@ -99,12 +99,16 @@ pub fn run(
         reason,
     })?;
     let scratch = tempfile_dir(rootfs.path())?;
+    let mut env = request.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
     let spec = RunSpec {
         tier: isolation.tier,
         rootfs: rootfs.path().to_path_buf(),
         ids: *rootfs.ids(),
         args: request.args.clone(),
-        env: request.env.clone(),
+        env,
         workdir: request.workdir.clone(),
         uid: user.uid,
         gid: user.gid,
@@ -158,6 +162,14 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf, RunError> {
     ))
 }
 
+/// What the helper's threads report.
+enum Event {
+    /// A line the command printed.
+    Line(Stream, String),
+    /// The helper ended.
+    Exited(std::io::Result<std::process::ExitStatus>),
+}
+
 /// Start the helper, relay its output, wait for it until `deadline`.
 fn run_helper(
     spec: &RunSpec,
@@ -179,7 +191,7 @@ fn run_helper(
         .spawn()
         .map_err(|e| RunError::Helper(format!("starting {}: {e}", isolation.helper.display())))?;
     let (send, receive) = mpsc::channel();
-    let readers: Vec<_> = [
+    for (stream, pipe) in [
         (
             Stream::Stdout,
             child
@@ -197,7 +209,7 @@ fn run_helper(
     ]
     .into_iter()
     .filter_map(|(stream, pipe)| pipe.map(|p| (stream, p)))
-    .map(|(stream, pipe)| {
+    {
         let send = send.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(pipe);
@@ -206,31 +218,54 @@ fn run_helper(
                 let text = String::from_utf8_lossy(&line)
                     .trim_end_matches(['\n', '\r'])
                     .to_owned();
-                if send.send((stream, text)).is_err() {
+                if send.send(Event::Line(stream, text)).is_err() {
                     break;
                 }
                 line.clear();
             }
-        })
-    })
-    .collect();
-    drop(send);
-    loop {
+        });
+    }
+    // The helper's end is the command's end, even if something the
+    // command started still holds its output open.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = send.send(Event::Exited(child.wait()));
+    });
+    let status = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match receive.recv_timeout(left) {
-            Ok((stream, line)) => output(stream, &line),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(Event::Line(stream, line)) => output(stream, &line),
+            Ok(Event::Exited(status)) => break status,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(RunError::Helper("the helper's waiter ended".into()));
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                // SAFETY: signalling our own child, which is not reaped
+                // until the waiter thread sees it end, and the command's
+                // process group where it has one (tiers B and C).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                if let Some(group) = std::fs::read_to_string(group_file(spec))
+                    .ok()
+                    .and_then(|g| g.trim().parse::<libc::pid_t>().ok())
+                    .filter(|g| *g > 1)
+                {
+                    // SAFETY: as above, a group of processes the helper started.
+                    unsafe { libc::kill(-group, libc::SIGKILL) };
+                }
                 return Err(RunError::Timeout);
             }
         }
     }
-    for reader in readers {
-        let _ = reader.join();
+    .map_err(|e| RunError::Helper(e.to_string()))?;
+    // What the command printed last may still be in the pipes; a
+    // process that keeps writing is not waited for.
+    let drained = Instant::now() + std::time::Duration::from_secs(1);
+    while Instant::now() < drained
+        && let Ok(Event::Line(stream, line)) =
+            receive.recv_timeout(std::time::Duration::from_millis(100))
+    {
+        output(stream, &line);
     }
-    let status = child.wait().map_err(|e| RunError::Helper(e.to_string()))?;
     let code = status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     });

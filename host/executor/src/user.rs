@@ -17,16 +17,15 @@ pub struct User {
     pub gid: u32,
     /// Supplementary groups, the primary one first.
     pub groups: Vec<u32>,
+    /// The home directory `/etc/passwd` gives the user, `/` when it names
+    /// none: `HOME` when the image's ENV does not set it, as runc does.
+    pub home: String,
 }
 
 /// Resolve `spec` (empty for root) in the root file system at `root`.
 pub fn resolve(root: &Path, spec: &str) -> Result<User, String> {
     if spec.is_empty() {
-        return Ok(User {
-            uid: 0,
-            gid: 0,
-            groups: vec![0],
-        });
+        return resolve(root, "0");
     }
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -38,6 +37,11 @@ pub fn resolve(root: &Path, spec: &str) -> Result<User, String> {
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > 3 && (f[0] == user || f[2] == user));
+    let home = entry
+        .as_ref()
+        .and_then(|f| f.get(5))
+        .filter(|h| !h.is_empty())
+        .map_or_else(|| "/".to_owned(), |h| (*h).to_owned());
     let (uid, primary, name) = match (user.parse::<u32>(), &entry) {
         (Ok(uid), entry) => (
             uid,
@@ -89,7 +93,12 @@ pub fn resolve(root: &Path, spec: &str) -> Result<User, String> {
             }
         }
     }
-    Ok(User { uid, gid, groups })
+    Ok(User {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 /// The text of `path` inside the root (symlinks resolved inside it), or
@@ -143,6 +152,9 @@ mod tests {
         let root = root();
         let app = resolve(root.path(), "app").unwrap();
         assert_eq!((app.uid, app.gid, app.groups), (1000, 1000, vec![1000, 10]));
+        assert_eq!(app.home, "/home/app");
+        assert_eq!(resolve(root.path(), "").unwrap().home, "/root");
+        assert_eq!(resolve(root.path(), "4242").unwrap().home, "/");
         let explicit = resolve(root.path(), "app:wheel").unwrap();
         assert_eq!((explicit.gid, explicit.groups), (10, vec![10]));
         let numeric = resolve(root.path(), "4242:7").unwrap();

@@ -194,6 +194,10 @@ pub struct Landing<'a> {
     pub epoch: u64,
     /// Prefix of the files' cache identities.
     pub identity: &'a str,
+    /// Whether file contents are kept (copied to scratch), or only what
+    /// the tree says of each file: an outline, for finding out what is
+    /// where without writing a base image's files out.
+    pub contents: bool,
 }
 
 /// Read the tar in `reader` (compressed or not) into `tree`.
@@ -267,7 +271,11 @@ pub fn extract(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = item.size();
-                let source = scratch.store(&mut item, size, &format!("{what}: {raw}"))?;
+                let source = if landing.contents {
+                    scratch.store(&mut item, size, &format!("{what}: {raw}"))?
+                } else {
+                    String::new()
+                };
                 Kind::File(FileData {
                     source,
                     size,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 /// What a path is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A regular file.
     File(FileData),
@@ -21,7 +21,7 @@ pub enum Kind {
 
 /// Where a regular file's bytes come from, and what identifies them for the
 /// layer cache without reading them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileData {
     /// Guest path of the bytes: a build-context file or a scratch copy.
     pub source: String,
@@ -33,7 +33,7 @@ pub struct FileData {
 }
 
 /// One path of a tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// What it is.
     pub kind: Kind,
@@ -68,7 +68,7 @@ impl Entry {
 
 /// Paths relative to the image root (`usr/bin/x`, no leading `/`; the
 /// root itself is never stored).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Tree {
     entries: BTreeMap<String, Entry>,
 }

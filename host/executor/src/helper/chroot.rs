@@ -15,7 +15,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::stubs::{Stubs, open_in_root};
-use super::{exec, fork_child, wait};
+use super::{exec, fork_child, own_group, wait_group};
 use crate::confine;
 use crate::rootfs::confined;
 use crate::rootfs::relpath::RelPath;
@@ -58,7 +58,7 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
         .try_for_each(|mount| place(&mut stubs, mount).map(|p| placed.push(p)))
         .and_then(|()| {
             let child = fork_child(|| command(spec))?;
-            wait(child)
+            wait_group(spec, child)
         });
     for placed in placed.into_iter().rev() {
         placed.take_out();
@@ -211,6 +211,7 @@ fn remove_tree(parent: &OwnedFd, name: &str) {
 
 /// The command's process: `chroot`, confinement, the command.
 fn command(spec: &RunSpec) -> Result<i32, String> {
+    own_group()?;
     rustix::process::chroot(&spec.rootfs).map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     exec::enter_workdir(&spec.workdir)?;

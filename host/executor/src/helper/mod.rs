@@ -76,6 +76,33 @@ fn report(why: &str) {
     }
 }
 
+/// Where the helper writes the process group of a command that shares
+/// the host's pid namespace (tiers B and C), so that kiln can end it and
+/// whatever it left running when the step's time runs out.
+pub fn group_file(spec: &RunSpec) -> std::path::PathBuf {
+    spec.scratch.join("group")
+}
+
+/// The command `child` leads its own process group: say so, run until it
+/// ends, then end what it left behind (a daemon it started would
+/// otherwise outlive the build and hold its output open).
+fn wait_group(spec: &RunSpec, child: libc::pid_t) -> Result<i32, String> {
+    let _ = std::fs::write(group_file(spec), child.to_string());
+    let status = wait(child);
+    // SAFETY: signalling the process group the child created.
+    unsafe { libc::kill(-child, libc::SIGKILL) };
+    status
+}
+
+/// Make the calling process the leader of a new process group.
+fn own_group() -> Result<(), String> {
+    // SAFETY: setpgid with constant arguments.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
+        return Err(format!("setpgid: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Where the helper writes why the sandbox could not be set up.
 pub fn error_file(spec: &RunSpec) -> std::path::PathBuf {
     spec.scratch.join("setup-error")

@@ -66,16 +66,15 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
     // restricts that child.
     unsafe {
         command.pre_exec(move || {
-            confine::capabilities(Tier::Ptrace)
+            super::own_group()
+                .and_then(|()| confine::capabilities(Tier::Ptrace))
                 .and_then(|()| confine::landlock(Tier::Ptrace, proxy, &rules))
                 .and_then(|()| confine::seccomp(Tier::Ptrace, proxy.is_some()))
                 .map_err(std::io::Error::other)
         });
     }
-    let status = command
-        .status()
+    let child = command
+        .spawn()
         .map_err(|e| format!("running {}: {e}", proot.display()))?;
-    Ok(status.code().unwrap_or_else(|| {
-        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-    }))
+    super::wait_group(spec, child.id() as libc::pid_t)
 }

@@ -188,6 +188,7 @@ impl Runner<'_> {
                         strict: true,
                         epoch: self.build.epoch,
                         identity: &data.identity,
+                        contents: true,
                     },
                     &mut extracted,
                     self.build.scratch,

@@ -19,8 +19,11 @@ pub(super) struct Stage {
     pub(super) own: Tree,
     /// Base layers whose content is read only when an instruction needs it.
     pub(super) base_layers: usize,
-    /// The whole file system, once some instruction needed it.
+    /// The whole file system, once some instruction needed its files.
     pub(super) view: Option<Tree>,
+    /// What is where in the whole file system, without the files' bytes,
+    /// once some instruction needed to know (a destination, WORKDIR).
+    outline: Option<Tree>,
     /// ARG values in scope.
     pub(super) args: Vec<(String, String)>,
     pub(super) shell: Vec<String>,
@@ -38,6 +41,7 @@ impl Stage {
             own: Tree::default(),
             base_layers: 0,
             view: None,
+            outline: None,
             args: Vec::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set: false,
@@ -50,6 +54,7 @@ impl Stage {
     pub(super) fn forget_files(&mut self) {
         self.own = Tree::default();
         self.view = None;
+        self.outline = None;
         self.base_layers = self.image.layers.len();
     }
 
@@ -104,33 +109,77 @@ impl Stage {
     /// The whole file system: base layers read (once) and own files on top.
     pub(super) fn view(&mut self, build: &Build<'_>) -> Result<&Tree, Error> {
         if self.view.is_none() {
-            registry::fetch_layers(
-                &self.image.layers[..self.base_layers],
-                build.layout,
-                build.insecure,
-            )?;
-            let mut view = Tree::default();
-            for layer in &self.image.layers[..self.base_layers] {
-                let what = format!("base layer {}", layer.descriptor.digest());
-                let blob = build.layout.open_blob(&layer.descriptor)?;
-                archive::extract(
-                    blob,
-                    &what,
-                    &Landing {
-                        dest: "",
-                        whiteouts: true,
-                        strict: false,
-                        epoch: u64::MAX,
-                        identity: &layer.diff_id,
-                    },
-                    &mut view,
-                    build.scratch,
-                )?;
-            }
+            let mut view = self.base_tree(build, true)?;
             view.overlay(&self.own);
             self.view = Some(view);
         }
         Ok(self.view.as_ref().expect("just set"))
+    }
+
+    /// What is where, without the base files' bytes: the view's outline,
+    /// from kiln's outline cache in the layout when these base layers
+    /// were outlined before (a rebuild then reads no layer at all).
+    fn outline(&mut self, build: &Build<'_>) -> Result<&Tree, Error> {
+        if self.view.is_some() {
+            return Ok(self.view.as_ref().expect("checked"));
+        }
+        if self.outline.is_none() {
+            let chain: String = self.image.layers[..self.base_layers]
+                .iter()
+                .map(|l| format!("{}\n", l.diff_id))
+                .collect();
+            let key = kiln_sdk::digest::sha256_oci(format!("kiln-outline-v1\n{chain}").as_bytes());
+            let cached = build
+                .layout
+                .root()
+                .join("kiln-outlines")
+                .join(key.trim_start_matches("sha256:"));
+            let mut outline = match std::fs::read(&cached)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Tree>(&bytes).ok())
+            {
+                Some(tree) => tree,
+                None => {
+                    let tree = self.base_tree(build, false)?;
+                    // Only a speed-up: a failed write is a slower rebuild.
+                    let _ = save_outline(&cached, &tree);
+                    tree
+                }
+            };
+            outline.overlay(&self.own);
+            self.outline = Some(outline);
+        }
+        Ok(self.outline.as_ref().expect("just set"))
+    }
+
+    /// The base layers applied in order, with the files' bytes copied to
+    /// scratch or (`contents` false) only described.
+    fn base_tree(&self, build: &Build<'_>, contents: bool) -> Result<Tree, Error> {
+        registry::fetch_layers(
+            &self.image.layers[..self.base_layers],
+            build.layout,
+            build.insecure,
+        )?;
+        let mut tree = Tree::default();
+        for layer in &self.image.layers[..self.base_layers] {
+            let what = format!("base layer {}", layer.descriptor.digest());
+            let blob = build.layout.open_blob(&layer.descriptor)?;
+            archive::extract(
+                blob,
+                &what,
+                &Landing {
+                    dest: "",
+                    whiteouts: true,
+                    strict: false,
+                    epoch: u64::MAX,
+                    identity: &layer.diff_id,
+                    contents,
+                },
+                &mut tree,
+                build.scratch,
+            )?;
+        }
+        Ok(tree)
     }
 
     /// The entry at `path`, reading base layers only when the stage's own
@@ -142,7 +191,7 @@ impl Stage {
         if self.base_layers == 0 {
             return Ok(None);
         }
-        Ok(self.view(build)?.get(path).cloned())
+        Ok(self.outline(build)?.get(path).cloned())
     }
 
     /// Where `path` leads in this stage's file system, symlinks followed
@@ -221,7 +270,17 @@ impl Stage {
         name: &str,
         build: &Build<'_>,
     ) -> Result<Option<Vec<String>>, String> {
-        let Some(entry) = self.lookup(file, build).map_err(|e| e.to_string())? else {
+        // The file's bytes are needed: the full view, not the outline.
+        let entry = match self.own.get(file) {
+            Some(entry) => Some(entry.clone()),
+            None if self.base_layers == 0 => None,
+            None => self
+                .view(build)
+                .map_err(|e| e.to_string())?
+                .get(file)
+                .cloned(),
+        };
+        let Some(entry) = entry else {
             return Ok(None);
         };
         let Kind::File(data) = entry.kind else {
@@ -247,4 +306,16 @@ pub(super) fn adjust(mut entry: Entry, owner: Option<(u64, u64)>, chmod: Option<
         entry.mode = mode;
     }
     entry
+}
+
+/// Write `tree` as the outline cache entry `path`, by rename.
+fn save_outline(path: &std::path::Path, tree: &Tree) -> std::io::Result<()> {
+    let dir = path.parent().expect("an entry has a directory");
+    std::fs::create_dir_all(dir)?;
+    let partial = dir.join(format!("{}outline", kiln_sdk::files::PARTIAL_PREFIX));
+    std::fs::write(
+        &partial,
+        serde_json::to_vec(tree).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&partial, path)
 }
