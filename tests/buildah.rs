@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use common::images::{Entry, busybox_layout, image_config, push_layout, unpack};
 use common::registry::{Auth, Registry};
-use common::{Run, kiln, run_ok};
+use common::{Run, buildah, kiln, run_ok};
 
 /// What both tools name the image they build.
 const TAG: &str = "kiln-case:latest";
@@ -63,7 +63,7 @@ const BUILDAH_DEPARTS: &[(&str, &str)] = &[
 
 #[test]
 fn kiln_build_matches_buildah() {
-    if !buildah_installed() {
+    if !buildah::installed() {
         return;
     }
     assert_eq!(
@@ -97,42 +97,9 @@ fn kiln_build_matches_buildah() {
                 .collect(),
             Err(why) => vec![format!("kiln build failed: {why}")],
         };
-        if found.is_empty() {
-            eprintln!("{}: same as buildah", case.name);
-        } else {
-            eprintln!("{}: differs from buildah", case.name);
-            failures.push(format!(
-                "case `{}` (kiln | buildah):\n  {}",
-                case.name,
-                found.join("\n  ")
-            ));
-        }
+        buildah::record(&mut failures, &case.name, found);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ from buildah:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
-}
-
-/// Whether buildah can run; when it cannot, a skip, or a failure under
-/// `KILN_REQUIRE_CONFORMANCE` (CI).
-fn buildah_installed() -> bool {
-    if Command::new("buildah")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
-        "KILN_REQUIRE_CONFORMANCE is set but buildah is not installed (apt-get install buildah)"
-    );
-    eprintln!("skipping: buildah is not installed (apt-get install buildah)");
-    false
+    buildah::assert_none_differ(&failures, cases.len());
 }
 
 /// One directory of `tests/buildah/`.

@@ -12,17 +12,22 @@
 //! - their histories' shape: one entry per instruction, the same ones
 //!   marked empty, and each RUN's command.
 //!
-//! What buildah leaves that kiln by design does not is listed in
-//! [`BUILDAH_LEFTOVERS`] and [`HISTORY_SHAPE`]; nothing else is ignored.
+//! Where the two differ by design, it is said where the comparison makes
+//! up for it: the run-time mount points and files buildah leaves in every
+//! RUN's layer (`BUILDAH_LEFTOVERS`), the paths of a case where buildah
+//! departs from Docker (BuildKit), which kiln follows (`BUILDAH_DEPARTS`),
+//! Env's order (`compared_config`) and the history's wording (`Step`).
+//! Nothing else is ignored.
 //!
 //! Bases: `busybox/` builds on Debian's static busybox with every applet
 //! linked, `debian/` on a Debian bookworm minbase made by mmdebstrap
 //! (`common::debian`). A case may also hold `args` (flags for both tools,
-//! split at whitespace) and `secrets` (`ID=VALUE` lines: buildah reads a
-//! file, kiln a secret granted to a pipeline step, as `kiln build` takes
-//! none). Neither is part of the context.
+//! split at whitespace) and `secrets` (`ID=VALUE` lines, given to both as
+//! `--secret id=ID,src=FILE`). Neither is part of the context.
 //!
-//! `KILN_RUN_DIFF_CASE=NAME` runs only the cases whose name contains NAME.
+//! `KILN_RUN_DIFF_CASE=NAME` runs only the cases whose name contains NAME;
+//! `KILN_RUN_DIFF_KEEP=1` keeps the images and unpacked trees, and prints
+//! where.
 //! Runs as root (buildah, and umoci unpacking with owners). Skips when
 //! buildah is not installed, unless `KILN_REQUIRE_CONFORMANCE` is set.
 //!
@@ -43,14 +48,15 @@ use sha2::{Digest, Sha256};
 use common::debian::{APT_CONF, debian_layout};
 use common::images::{busybox_layout, image_config, push_layout};
 use common::registry::{Auth, Registry};
-use common::{Run, kiln, run_ok};
+use common::{Run, buildah, kiln, run_ok};
 
 /// What both tools name the image they build; `latest` tags it in the
 /// OCI layouts.
 const TAG: &str = "run-diff:latest";
 
-/// The repository and tag of the base image in the test's registry.
-const BASE: &str = "base:1";
+/// The base image's repository in the test's registry, tagged `latest`
+/// as in the layouts that make it.
+const BASE: &str = "base";
 
 /// The members of the image config's `config` that are compared.
 const CONFIG_FIELDS: &[&str] = &[
@@ -80,6 +86,95 @@ const BUILDAH_LEFTOVERS: &[&str] = &[
     "/etc/resolv.conf",
 ];
 
+/// A path of one case where buildah 1.28 departs from Docker (BuildKit),
+/// which kiln follows.
+struct Departure {
+    case: &'static str,
+    path: &'static str,
+    /// Whether only the hard-link group is left out of the comparison;
+    /// otherwise the whole path is.
+    hard_links_only: bool,
+    why: &'static str,
+}
+
+/// Every departure the cases show, printed when a case is compared.
+const BUILDAH_DEPARTS: &[Departure] = &[
+    // `ln` to a file of an earlier layer: on overlayfs (Docker, BuildKit)
+    // the link copies the file up, so the layer holds both names as one
+    // hard-link group, as kiln's does; buildah's vfs diff writes only the
+    // new name, so the two are separate files in the image.
+    Departure {
+        case: "links",
+        path: "/bin/busybox",
+        hard_links_only: true,
+        why: "buildah's vfs diff breaks a hard link to a lower layer's file",
+    },
+    Departure {
+        case: "links",
+        path: "/l/busybox-hard",
+        hard_links_only: true,
+        why: "buildah's vfs diff breaks a hard link to a lower layer's file",
+    },
+    Departure {
+        case: "links",
+        path: "/etc/passwd",
+        hard_links_only: true,
+        why: "buildah's vfs diff breaks a hard link to a lower layer's file",
+    },
+    Departure {
+        case: "links",
+        path: "/l/passwd-hard",
+        hard_links_only: true,
+        why: "buildah's vfs diff breaks a hard link to a lower layer's file",
+    },
+    // A cache mount over a directory the image has: buildah's layer
+    // deletes the directory and what it held; BuildKit leaves both.
+    Departure {
+        case: "cache-mount",
+        path: "/var/cache/existing",
+        hard_links_only: false,
+        why: "buildah deletes a cache mount's existing target",
+    },
+    Departure {
+        case: "cache-mount",
+        path: "/var/cache/existing/kept",
+        hard_links_only: false,
+        why: "buildah deletes a cache mount's existing target",
+    },
+    // A secret's target whose directories the image lacks: buildah makes
+    // them and leaves them in the layer; kiln leaves nothing of a mount.
+    Departure {
+        case: "secret-mount",
+        path: "/run/secrets",
+        hard_links_only: false,
+        why: "buildah leaves the directories it made for a mount target",
+    },
+    Departure {
+        case: "secret-mount",
+        path: "/etc/app",
+        hard_links_only: false,
+        why: "buildah leaves the directories it made for a mount target",
+    },
+    // What RUN writes under a VOLUME declared before it: BuildKit keeps
+    // it (moby/buildkit#880), buildah 1.28 drops it, as Docker's classic
+    // builder did.
+    Departure {
+        case: "multi-stage",
+        path: "/data/after",
+        hard_links_only: false,
+        why: "buildah drops what RUN writes to a VOLUME",
+    },
+    // groupadd backs /etc/group up to /etc/group-, with the original's
+    // size and mtime, which the base's /etc/group- has too: buildah's vfs
+    // diff compares those and misses the new content.
+    Departure {
+        case: "dpkg-users",
+        path: "/etc/group-",
+        hard_links_only: false,
+        why: "buildah's vfs diff misses a change that keeps size and mtime",
+    },
+];
+
 #[test]
 fn busybox_runs_match_buildah() {
     compare_base("busybox", busybox_with_applets);
@@ -94,7 +189,7 @@ fn debian_runs_match_buildah() {
 /// `tests/data/run-diff/NAME/` with both tools, and fail listing every
 /// difference of every case.
 fn compare_base(name: &str, layout: fn(&Path) -> PathBuf) {
-    if !buildah_installed() {
+    if !buildah::installed() {
         return;
     }
     let cases = cases(name);
@@ -106,15 +201,19 @@ fn compare_base(name: &str, layout: fn(&Path) -> PathBuf) {
         "0",
         "this test runs as root: buildah builds, and umoci unpacks with owners"
     );
-    let work = tempfile::tempdir().unwrap();
+    let mut work = tempfile::tempdir().unwrap();
+    if std::env::var_os("KILN_RUN_DIFF_KEEP").is_some() {
+        work.disable_cleanup(true);
+        eprintln!("keeping {}", work.path().display());
+    }
     let registry = Registry::start(Auth::Anonymous);
-    let (repo, tag) = BASE.split_once(':').unwrap();
-    push_layout(&layout(work.path()), tag, &registry.host(), repo);
+    push_layout(&layout(work.path()), "latest", &registry.host(), BASE);
     let builds = Builds {
         registry: registry.host(),
-        base: format!("{}/{BASE}", registry.host()),
+        base: format!("{}/{BASE}:latest", registry.host()),
         buildah_root: work.path().join("buildah"),
     };
+    std::fs::create_dir_all(builds.buildah_root.join("tmp")).unwrap();
 
     let mut failures = Vec::new();
     for case in &cases {
@@ -122,45 +221,12 @@ fn compare_base(name: &str, layout: fn(&Path) -> PathBuf) {
         let context = case.context(&dir);
         let expected = builds.buildah(case, &context, &dir);
         let found = match builds.kiln(case, &context, &dir) {
-            Ok(actual) => differences(&actual, &expected),
+            Ok(actual) => differences(&case.name, &actual, &expected),
             Err(why) => vec![format!("kiln build failed: {why}")],
         };
-        if found.is_empty() {
-            eprintln!("{name}/{}: same as buildah", case.name);
-        } else {
-            eprintln!("{name}/{}: differs from buildah", case.name);
-            failures.push(format!(
-                "case `{name}/{}` (kiln | buildah):\n  {}",
-                case.name,
-                found.join("\n  ")
-            ));
-        }
+        buildah::record(&mut failures, &format!("{name}/{}", case.name), found);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ from buildah:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
-}
-
-/// Whether buildah can run; when it cannot, a skip, or a failure under
-/// `KILN_REQUIRE_CONFORMANCE` (CI).
-fn buildah_installed() -> bool {
-    if Command::new("buildah")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("KILN_REQUIRE_CONFORMANCE").is_none(),
-        "KILN_REQUIRE_CONFORMANCE is set but buildah is not installed (apt-get install buildah)"
-    );
-    eprintln!("skipping: buildah is not installed (apt-get install buildah)");
-    false
+    buildah::assert_none_differ(&failures, cases.len());
 }
 
 /// Debian's static busybox with every applet it has linked where
@@ -169,33 +235,20 @@ fn buildah_installed() -> bool {
 fn busybox_with_applets(dir: &Path) -> PathBuf {
     let layout = busybox_layout(dir);
     let applets = dir.join("applets-rootfs");
-    for path in run_ok(Command::new("/bin/busybox").arg("--list-full")).lines() {
+    let list = run_ok(Command::new("/bin/busybox").arg("--list-full"));
+    // The list names busybox itself too.
+    for path in list.lines().filter(|path| *path != "bin/busybox") {
         let path = applets.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         symlink("/bin/busybox", path).unwrap();
     }
-    let layer = dir.join("applets-layer.tar");
-    run_ok(
-        Command::new("tar")
-            .args([
-                "--create",
-                "--sort=name",
-                "--numeric-owner",
-                "--owner=0",
-                "--group=0",
-                "--mtime=@0",
-            ])
-            .arg("--file")
-            .arg(&layer)
-            .arg("--directory")
-            .arg(&applets)
-            .arg("."),
-    );
+    // The test runs as root, so umoci records the applets as root's.
     run_ok(
         Command::new("umoci")
-            .args(["raw", "add-layer", "--image"])
+            .args(["insert", "--image"])
             .arg(format!("{}:latest", layout.display()))
-            .arg(&layer),
+            .arg(&applets)
+            .arg("/"),
     );
     layout
 }
@@ -250,13 +303,21 @@ impl Case {
             .collect()
     }
 
-    /// The case's secrets, as (id, value).
-    fn secrets(&self) -> Vec<(String, String)> {
-        self.text("secrets")
+    /// `--secret id=ID,src=FILE` for each of the case's secrets, as both
+    /// tools take them, each written to a file in `dir`.
+    fn secret_flags(&self, dir: &Path) -> Vec<String> {
+        let mut flags = Vec::new();
+        for (id, value) in self
+            .text("secrets")
             .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(id, value)| (id.to_owned(), value.to_owned()))
-            .collect()
+            .filter_map(|l| l.split_once('='))
+        {
+            let file = dir.join(format!("secret-{id}"));
+            std::fs::write(&file, value).unwrap();
+            flags.push("--secret".to_owned());
+            flags.push(format!("id={id},src={}", file.display()));
+        }
+        flags
     }
 
     fn text(&self, name: &str) -> String {
@@ -275,66 +336,29 @@ struct Builds {
 }
 
 impl Builds {
-    /// `kiln build --allow-run` of the case (or, with secrets, a pipeline
-    /// step granted them), read back.
+    /// `kiln build --allow-run` of the case, read back.
     fn kiln(&self, case: &Case, context: &Path, dir: &Path) -> Result<Image, String> {
-        let base_arg = format!("BASE={}", self.base);
-        let secrets = case.secrets();
-        let (command, layout) = if secrets.is_empty() {
-            let layout = dir.join("kiln-image");
-            let output = format!("oci:{}", layout.display());
-            let mut command = kiln(
-                dir,
-                &[
-                    "build",
-                    "--allow-run",
-                    "--allow-net",
-                    &self.registry,
-                    "--build-arg",
-                    &base_arg,
-                    "-t",
-                    TAG,
-                    "--output",
-                    &output,
-                ],
-            );
-            command.args(case.args()).arg(context);
-            (command, layout)
-        } else {
-            let artifacts = dir.join("kiln-artifacts");
-            let names: Vec<&str> = secrets.iter().map(|(id, _)| id.as_str()).collect();
-            let pipeline = dir.join("kiln.yml");
-            assert!(
-                case.args().is_empty(),
-                "{}: a case with secrets takes no args",
-                case.name
-            );
-            std::fs::write(
-                &pipeline,
-                format!(
-                    "stages: [build]\nsteps:\n  build-image:\n    stage: build\n    \
-                     uses: dockerfile-build\n    with:\n      context: {context}\n      \
-                     tags: {TAG}\n      build-args: {base_arg}\n    allow:\n      \
-                     read: [{context}]\n      net: [\"{registry}\"]\n      run: true\n      \
-                     secrets: [{names}]\n",
-                    context = context.display(),
-                    registry = self.registry,
-                    names = names.join(", "),
-                ),
-            )
-            .unwrap();
-            let mut command = kiln(
-                dir,
-                &[
-                    "run",
-                    pipeline.to_str().unwrap(),
-                    "--artifacts-dir",
-                    artifacts.to_str().unwrap(),
-                ],
-            );
-            command.envs(secrets.iter().map(|(id, value)| (id, value)));
-            (command, artifacts.join("out/build-image/image"))
-        };
+        let layout = dir.join("kiln-image");
+        let output = format!("oci:{}", layout.display());
+        let mut command = kiln(
+            dir,
+            &[
+                "build",
+                "--allow-run",
+                "--allow-net",
+                &self.registry,
+                "--build-arg",
+                &format!("BASE={}", self.base),
+                "-t",
+                TAG,
+                "--output",
+                &output,
+            ],
+        );
+        command
+            .args(case.args())
+            .args(case.secret_flags(dir))
+            .arg(context);
         let run = Run::of(command);
         if run.code() != Some(0) {
             return Err(format!("exit {:?}\n{}", run.code(), run.all()));
@@ -351,18 +375,20 @@ impl Builds {
             .args(["bud", "--isolation", "chroot", "--tls-verify=false"])
             // A layer per instruction, as kiln writes them.
             .arg("--layers")
+            // The OCI format makes buildah ignore SHELL (it warns "SHELL is
+            // not supported for OCI image format") and run every RUN with
+            // /bin/sh; Docker's format keeps it. The push below writes an
+            // OCI image either way.
+            .args(["--format", "docker"])
             .arg("--build-arg")
             .arg(format!("BASE={}", self.base))
             .args(["-t", TAG])
             .args(case.args());
-        for (id, value) in case.secrets() {
-            let file = dir.join(format!("secret-{id}"));
-            std::fs::write(&file, value).unwrap();
-            command
-                .arg("--secret")
-                .arg(format!("id={id},src={}", file.display()));
-        }
-        let built = command.arg(context).output().unwrap();
+        let built = command
+            .args(case.secret_flags(dir))
+            .arg(context)
+            .output()
+            .unwrap();
         assert!(
             built.status.success(),
             "case `{}`: buildah bud failed (a fault in the case):\n{}{}",
@@ -388,7 +414,10 @@ impl Builds {
             .arg(self.buildah_root.join("storage"))
             .arg("--runroot")
             .arg(self.buildah_root.join("run"))
-            .args(["--storage-driver", "vfs"]);
+            .args(["--storage-driver", "vfs"])
+            // Cache mounts live under $TMPDIR (/var/tmp by default), shared
+            // by every build on the machine otherwise.
+            .env("TMPDIR", self.buildah_root.join("tmp"));
         command
     }
 }
@@ -449,6 +478,14 @@ fn compared_config(config: &Value) -> BTreeMap<&'static str, Value> {
         {
             labels.remove("io.buildah.version");
         }
+        // ENV of a variable the image has: Docker (BuildKit) and kiln
+        // replace it where it is, buildah moves it to the end. Names are
+        // unique in both, so the order means nothing to a runtime.
+        if let Value::Array(env) = &mut value
+            && field == "Env"
+        {
+            env.sort_by_key(Value::to_string);
+        }
         let unset = match &value {
             Value::Null => true,
             Value::String(s) => s.is_empty(),
@@ -469,8 +506,10 @@ fn compared_config(config: &Value) -> BTreeMap<&'static str, Value> {
 /// Docker's classic `/bin/sh -c #(nop) ENV A=b`, and for RUN the shell,
 /// prefixed by `|N NAME=VALUE...` when build arguments are in scope; kiln
 /// writes the instruction as the Dockerfile has it, `ENV A=b`,
-/// `RUN echo hi`, without the build arguments' values. Compared: whether
-/// the entry has a layer, the instruction, and for RUN the command.
+/// `RUN echo hi`, without the build arguments' values, and with a
+/// continued line's whitespace collapsed (the command it runs keeps it).
+/// Compared: whether the entry has a layer, the instruction, and for RUN
+/// the command up to whitespace.
 #[derive(PartialEq)]
 struct Step {
     empty_layer: bool,
@@ -482,7 +521,7 @@ struct Step {
 }
 
 /// Why history entries are compared by shape rather than by text.
-const HISTORY_SHAPE: &str = "buildah writes `/bin/sh -c #(nop) INSTRUCTION` and `|N ARGS /bin/sh -c COMMAND`, kiln `INSTRUCTION` and `RUN COMMAND`";
+const HISTORY_SHAPE: &str = "compared: has a layer, instruction, RUN's command";
 
 impl Step {
     fn of(entry: &Value) -> Step {
@@ -546,10 +585,15 @@ impl Step {
     /// Whether kiln's entry `self` and buildah's `other` describe the same
     /// instruction: buildah's RUN text ends with kiln's command.
     fn same_as(&self, other: &Step) -> bool {
-        self.empty_layer == other.empty_layer
+        // WORKDIR of a directory the image lacks: kiln makes it in a layer
+        // of its own, as BuildKit does; buildah makes it in the next RUN's
+        // layer and marks WORKDIR empty. The trees agree either way.
+        let layers_agree = self.empty_layer == other.empty_layer || self.instruction == "WORKDIR";
+        let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        layers_agree
             && self.instruction == other.instruction
             && match (&self.command, &other.command) {
-                (Some(kiln), Some(buildah)) => buildah.ends_with(kiln.as_str()),
+                (Some(kiln), Some(buildah)) => words(buildah).ends_with(&words(kiln)),
                 (kiln, buildah) => kiln == buildah,
             }
     }
@@ -587,7 +631,12 @@ struct Node {
 #[derive(Clone, PartialEq)]
 enum Kind {
     Dir,
-    File { size: u64, sha256: String },
+    /// A file's size and digest, and its text when short enough to show.
+    File {
+        size: u64,
+        sha256: String,
+        text: Option<String>,
+    },
     Symlink(String),
     Fifo,
     Device(u64),
@@ -616,9 +665,13 @@ impl Tree {
                 if meta.nlink() > 1 {
                     inodes.entry(meta.ino()).or_default().push(name.clone());
                 }
+                let bytes = std::fs::read(&path).unwrap();
                 Kind::File {
                     size: meta.len(),
-                    sha256: hex::encode(Sha256::digest(std::fs::read(&path).unwrap())),
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                    text: String::from_utf8(bytes)
+                        .ok()
+                        .filter(|text| text.len() <= 100),
                 }
             } else if file_type.is_fifo() {
                 Kind::Fifo
@@ -652,7 +705,12 @@ impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Dir => "dir".to_owned(),
-            Kind::File { size, sha256 } => format!("file {size} bytes sha256:{}", &sha256[..12]),
+            Kind::File {
+                text: Some(text), ..
+            } => format!("file {text:?}"),
+            Kind::File { size, sha256, .. } => {
+                format!("file {size} bytes sha256:{}", &sha256[..12])
+            }
             Kind::Symlink(target) => format!("symlink -> {target}"),
             Kind::Fifo => "fifo".to_owned(),
             Kind::Device(rdev) => format!("device {rdev:#x}"),
@@ -679,7 +737,7 @@ fn buildah_leftover(path: &str, node: &Node) -> bool {
 
 /// Every way `actual` (kiln's) differs from `expected` (buildah's), one
 /// line each: the config field, history entry or path, and both values.
-fn differences(actual: &Image, expected: &Image) -> Vec<String> {
+fn differences(case: &str, actual: &Image, expected: &Image) -> Vec<String> {
     let mut found = Vec::new();
     for &field in CONFIG_FIELDS {
         let (kiln, buildah) = (actual.config.get(field), expected.config.get(field));
@@ -719,15 +777,31 @@ fn differences(actual: &Image, expected: &Image) -> Vec<String> {
         {
             continue;
         }
+        if let Some(departure) = BUILDAH_DEPARTS
+            .iter()
+            .find(|d| d.case == case && d.path == path.as_str())
+        {
+            let unlinked = |node: Option<&Node>| {
+                node.cloned().map(|node| Node {
+                    hard_links: Vec::new(),
+                    ..node
+                })
+            };
+            if !departure.hard_links_only || unlinked(kiln) == unlinked(buildah) {
+                eprintln!("{case}: {path} not compared: {}", departure.why);
+                continue;
+            }
+        }
         let show = |n: Option<&Node>| n.map_or("(absent)".to_owned(), Node::to_string);
         found.push(format!("{path}: {} | {}", show(kiln), show(buildah)));
     }
     found
 }
 
-/// Task 2: apt-get in a RUN on the Debian base reaches the mirror through
-/// kiln's proxy when the build grants the mirror's host, and not at all
-/// otherwise.
+/// apt-get in a RUN on the Debian base reaches the mirror through kiln's
+/// proxy when the build grants the mirror's host, and not at all
+/// otherwise. As root kiln maps every id, so apt's sandbox user (`_apt`)
+/// works without `APT::Sandbox::User "root"`.
 #[test]
 fn apt_get_reaches_the_mirror_only_when_granted() {
     if !Path::new("/usr/bin/mmdebstrap").exists()
@@ -738,9 +812,13 @@ fn apt_get_reaches_the_mirror_only_when_granted() {
     }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(Auth::Anonymous);
-    let (repo, tag) = BASE.split_once(':').unwrap();
-    push_layout(&debian_layout(work.path()), tag, &registry.host(), repo);
-    let base = format!("BASE={}/{BASE}", registry.host());
+    push_layout(
+        &debian_layout(work.path()),
+        "latest",
+        &registry.host(),
+        BASE,
+    );
+    let base = format!("BASE={}/{BASE}:latest", registry.host());
 
     let context = work.path().join("context");
     run_ok(
@@ -764,7 +842,7 @@ fn apt_get_reaches_the_mirror_only_when_granted() {
 
     let granted = build(&hosts, "oci:granted");
     let text = granted.ok();
-    assert!(text.contains("isolation"), "{text}");
+    assert!(text.contains("ran with"), "{text}");
     let root = Image::read(&context.join("granted"), &work.path().join("bundle"))
         .unwrap()
         .tree;
@@ -777,6 +855,9 @@ fn apt_get_reaches_the_mirror_only_when_granted() {
         "/usr/bin/curl: {curl}"
     );
 
+    // The registry stays granted (the base comes from it), so RUN has
+    // kiln's proxy, which refuses the mirror: `denied HTTP request to
+    // deb.debian.org:80`, and apt's 403.
     let refused = build(&[], "oci:refused");
     assert_ne!(refused.code(), Some(0), "{}", refused.all());
     let text = refused.all();

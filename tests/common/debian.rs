@@ -7,15 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use super::images::umoci_new;
+use super::images::one_layer_layout;
 use super::run_ok;
 
 /// The mirror the root filesystem comes from; tests that let RUN reach it
 /// grant this host.
 pub const MIRROR: &str = "http://deb.debian.org/debian";
-
-/// Debian's default `PATH` for root.
-const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Apt options of this machine, needed to use its mirror (a snapshot:
 /// Release files past their Valid-Until). Used while mmdebstrap installs,
@@ -76,23 +73,5 @@ pub fn rootfs_tarball() -> PathBuf {
 /// `latest` (one layer, `PATH` set, `Cmd ["bash"]` as Docker Hub's
 /// `debian:bookworm`), and return the layout's path.
 pub fn debian_layout(dir: &Path) -> PathBuf {
-    let tarball = rootfs_tarball();
-    let layout = dir.join("debian-layout");
-    let image = umoci_new(&layout, "latest");
-    run_ok(
-        Command::new("umoci")
-            .args(["raw", "add-layer", "--image", &image])
-            .arg(&tarball),
-    );
-    run_ok(Command::new("umoci").args([
-        "config",
-        "--image",
-        &image,
-        "--config.env",
-        PATH,
-        "--config.cmd",
-        "bash",
-    ]));
-    run_ok(Command::new("umoci").args(["gc", "--layout"]).arg(&layout));
-    layout
+    one_layer_layout(&dir.join("debian-layout"), &rootfs_tarball(), "bash")
 }

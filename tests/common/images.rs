@@ -95,12 +95,17 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
             .arg(&rootfs)
             .arg("."),
     );
-    let layout = dir.join("busybox-layout");
-    let image = umoci_new(&layout, "latest");
+    one_layer_layout(&dir.join("busybox-layout"), &layer, "sh")
+}
+
+/// An OCI image layout at `layout` holding one image tagged `latest`: the
+/// layer tar `layer`, `PATH` set, and `cmd` as its command.
+pub fn one_layer_layout(layout: &Path, layer: &Path, cmd: &str) -> PathBuf {
+    let image = umoci_new(layout, "latest");
     run_ok(
         Command::new("umoci")
             .args(["raw", "add-layer", "--image", &image])
-            .arg(&layer),
+            .arg(layer),
     );
     run_ok(Command::new("umoci").args([
         "config",
@@ -109,10 +114,10 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
         "--config.env",
         PATH,
         "--config.cmd",
-        "sh",
+        cmd,
     ]));
-    run_ok(Command::new("umoci").args(["gc", "--layout"]).arg(&layout));
-    layout
+    run_ok(Command::new("umoci").args(["gc", "--layout"]).arg(layout));
+    layout.to_path_buf()
 }
 
 /// Push the image tagged `tag` in the OCI layout `layout` to

@@ -4,6 +4,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod buildah;
 pub mod conformance;
 pub mod debian;
 pub mod example;
