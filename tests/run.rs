@@ -101,6 +101,7 @@ fn escapes_from_inside_run_are_contained() {
          cd / && mkdir -p /c && chroot /c sh -c 'cd ../../../..; echo x > {marker}' 2>/dev/null; \
          wget -q -T 2 -O /leak-net http://127.0.0.1:{port}/ 2>/dev/null; \
          kill -9 1 {kiln} 2>/dev/null; mount -t tmpfs none /mnt 2>/dev/null && echo mounted > /mounted; \
+         echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo wrote > /proc-sys; \
          true\n",
         marker = marker.display(),
         port = server.port,
@@ -132,6 +133,10 @@ fn escapes_from_inside_run_are_contained() {
         assert!(
             !root.join("mounted").exists(),
             "{tier}: mounted a file system"
+        );
+        assert!(
+            !root.join("proc-sys").exists(),
+            "{tier}: wrote the host's /proc/sys"
         );
     }
     assert_eq!(

@@ -130,6 +130,19 @@ fn wait(child: libc::pid_t) -> Result<i32, String> {
     })
 }
 
+/// Be killed when the process that forked this one (`parent`) ends;
+/// called again after changing credentials, which clears it. If the
+/// parent has already gone, end now.
+fn die_with_parent(parent: libc::pid_t) {
+    // SAFETY: prctl with constant arguments; getppid cannot fail.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(SETUP_FAILED);
+        }
+    }
+}
+
 /// Fork; the child runs `child` and exits with what it returns (a setup
 /// error is written to the error file first). The child dies with its
 /// parent, so killing the helper ends the command.

@@ -21,8 +21,9 @@ use crate::ids::IdMap;
 use crate::spec::{Network, RunSpec};
 use crate::tier::Tier;
 
-/// Device nodes bound from the host into the command's `/dev`.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Device nodes bound from the host into the command's `/dev` (no `tty`:
+/// a command has no terminal of kiln's to type into).
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Run `spec` in tier A; the command's exit status.
 pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
@@ -61,6 +62,7 @@ fn run_with(spec: &RunSpec) -> Result<i32, String> {
         Network::Proxy { port } => Some(port),
         _ => None,
     };
+    let helper = rustix::process::getpid().as_raw_nonzero().get();
     let child = fork_child(|| {
         let mut flags = UnshareFlags::NEWUSER
             | UnshareFlags::NEWNS
@@ -77,17 +79,12 @@ fn run_with(spec: &RunSpec) -> Result<i32, String> {
         if rustix::io::read(&go_read, &mut byte) != Ok(1) {
             return Err("the helper did not write the id maps".into());
         }
-        // Become the namespace's root: until then this process is the
-        // host's user, which the shifted map does not include.
-        let root_gid = rustix::process::Gid::from_raw(0);
-        let root_uid = rustix::process::Uid::from_raw(0);
+        // Become the namespace's root (as root, every id is mapped as it
+        // is; otherwise kiln's one id is root inside).
         if matches!(spec.ids, IdMap::Shift { .. }) {
             rustix::thread::set_thread_groups(&[]).map_err(|e| format!("setgroups: {e}"))?;
         }
-        rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
-            .map_err(|e| format!("setresgid in the namespace: {e}"))?;
-        rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
-            .map_err(|e| format!("setresuid in the namespace: {e}"))?;
+        become_root(helper)?;
         if spec.network != Network::Host {
             relay::inside(&channel_inside, proxy_port.is_some())?;
         }
@@ -108,17 +105,18 @@ fn run_with(spec: &RunSpec) -> Result<i32, String> {
     wait(child)
 }
 
-/// Map ids for the child's user namespace: the shifted range when kiln may
-/// (root), else the one id kiln runs as, as root inside.
+/// Map ids for the child's user namespace. As root, every id as it is:
+/// the namespace's root must reach the root file system and the mount
+/// sources beneath kiln's private directories to set the mounts up; the
+/// command itself runs in a namespace nested in it, with the shifted
+/// range (see [`shifted`]). Otherwise the one id kiln runs as, as root
+/// inside.
 fn write_id_maps(child: libc::pid_t, ids: &IdMap) -> Result<(), String> {
-    let write = |file: &str, text: String| {
-        std::fs::write(format!("/proc/{child}/{file}"), text.as_bytes())
-            .map_err(|e| format!("writing {file} ({}): {e}", text.trim()))
-    };
+    let write = |file: &str, text: String| write_proc(&child.to_string(), file, &text);
     match *ids {
-        IdMap::Shift { base, count } => {
-            write("uid_map", format!("0 {base} {count}\n"))?;
-            write("gid_map", format!("0 {base} {count}\n"))?;
+        IdMap::Shift { .. } => {
+            write("uid_map", "0 0 4294967295\n".into())?;
+            write("gid_map", "0 0 4294967295\n".into())?;
         }
         IdMap::Single => {
             let uid = rustix::process::geteuid().as_raw();
@@ -199,12 +197,84 @@ fn command(spec: &RunSpec) -> Result<i32, String> {
         .map_err(|e| format!("detaching the old root: {e}"))?;
     drop((root, proc, dev));
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    match spec.ids {
+        IdMap::Shift { base, count } if base != 0 => shifted(spec, base, count),
+        _ => confined(spec, !matches!(spec.ids, IdMap::Single)),
+    }
+}
+
+/// Run the command in a user namespace nested in the setup's, where the
+/// image's ids are the shifted range on the host: the command's root is
+/// never the host's root, so what the kernel grants uid 0 alone (writing
+/// `/proc/sys`, `/proc/sysrq-trigger`, files of the host's root) stays
+/// out of reach even if every other fence failed.
+fn shifted(spec: &RunSpec, base: u32, count: u32) -> Result<i32, String> {
+    let pipe = || {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+    };
+    let (ready_read, ready_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
+    let child = fork_child(|| {
+        // SAFETY: this child is single-threaded.
+        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }
+            .map_err(|e| format!("unshare: {e}"))?;
+        // Its pid as the mounted /proc names it (the fresh one of the pid
+        // namespace, or the pod's, bound).
+        let me = std::fs::read_link("/proc/self").map_err(|e| format!("/proc/self: {e}"))?;
+        rustix::io::write(&ready_write, me.to_string_lossy().as_bytes())
+            .map_err(|e| format!("signalling: {e}"))?;
+        let mut byte = [0u8];
+        if rustix::io::read(&go_read, &mut byte) != Ok(1) {
+            return Err("the id maps of the command's namespace were not written".into());
+        }
+        // Its parent is the pid namespace's init, whose end ends it.
+        become_root(1)?;
+        confined(spec, true)
+    })?;
+    drop((ready_write, go_read));
+    let mut pid = [0u8; 32];
+    let n = rustix::io::read(&ready_read, &mut pid).map_err(|e| format!("reading: {e}"))?;
+    if n == 0 {
+        return wait(child);
+    }
+    let pid = String::from_utf8_lossy(&pid[..n]).into_owned();
+    for file in ["uid_map", "gid_map"] {
+        write_proc(&pid, file, &format!("0 {base} {count}\n"))?;
+    }
+    rustix::io::write(&go_write, b"g").map_err(|e| format!("signalling: {e}"))?;
+    wait(child)
+}
+
+/// The last steps in the command's own process: a session of its own (no
+/// controlling terminal to push input into), the working directory,
+/// Docker's capabilities, the user, Landlock, seccomp, the command.
+fn confined(spec: &RunSpec, groups: bool) -> Result<i32, String> {
+    rustix::process::setsid().map_err(|e| format!("setsid: {e}"))?;
     exec::enter_workdir(&spec.workdir)?;
     confine::capabilities(Tier::Namespaces)?;
-    exec::become_user(spec, matches!(spec.ids, IdMap::Shift { .. }))?;
+    exec::become_user(spec, groups)?;
     confine::landlock(Tier::Namespaces, None, &[])?;
     confine::seccomp(Tier::Namespaces, true)?;
     Ok(exec::exec(&spec.args, &spec.env))
+}
+
+/// Root of the current user namespace, and still ended with `parent`
+/// (changing credentials clears the parent-death signal).
+fn become_root(parent: libc::pid_t) -> Result<(), String> {
+    let root_gid = rustix::process::Gid::from_raw(0);
+    let root_uid = rustix::process::Uid::from_raw(0);
+    rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
+        .map_err(|e| format!("setresgid in the namespace: {e}"))?;
+    rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
+        .map_err(|e| format!("setresuid in the namespace: {e}"))?;
+    super::die_with_parent(parent);
+    Ok(())
+}
+
+/// Write `text` to `/proc/PID/FILE`.
+fn write_proc(pid: &str, file: &str, text: &str) -> Result<(), String> {
+    std::fs::write(format!("/proc/{pid}/{file}"), text.as_bytes())
+        .map_err(|e| format!("writing {file} ({}): {e}", text.trim()))
 }
 
 /// A fresh `/proc` for the new pid namespace, or, where the outer `/proc`

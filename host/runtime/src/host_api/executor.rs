@@ -225,7 +225,7 @@ impl HostRootfs for StepState {
             static SWEPT: std::sync::Once = std::sync::Once::new();
             SWEPT.call_once(|| tokio::task::block_in_place(|| sweep_stale(&access.work)));
             let dir = unique_dir(&access.work);
-            let rootfs = Rootfs::create(dir, id_map()).map_err(|e| e.to_string())?;
+            let rootfs = Rootfs::create(dir, id_map(isolation.tier)).map_err(|e| e.to_string())?;
             Ok(RootfsState {
                 rootfs,
                 tier: isolation.tier,

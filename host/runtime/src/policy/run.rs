@@ -104,19 +104,40 @@ pub fn isolation() -> Result<Isolation, String> {
         .clone()
 }
 
-/// How image owners are kept on disk: as they are when kiln is root
-/// (tier A maps the namespace's ids onto the same host ids, so the
-/// command's root can still reach the root file system and mount sources
-/// beneath kiln's private directories; pivot_root, Landlock and seccomp
-/// keep it from everything else), and in a side table when kiln is not
-/// root and every id inside is kiln's own user.
-pub fn id_map() -> IdMap {
-    if rustix::process::geteuid().is_root() {
-        IdMap::Shift {
+/// How image owners are kept on disk for `tier`. As root with namespaces,
+/// shifted into a private range (root's `/etc/subuid` range, or from
+/// 100000 as podman does): the command's root is then no host user at
+/// all, and the files the image's root owns belong to no host user either.
+/// As root without a user namespace (chroot, ptrace) they are as they
+/// are; when kiln is not root, every id inside is kiln's own user and the
+/// image's owners are kept in a side table.
+pub fn id_map(tier: Tier) -> IdMap {
+    if !rustix::process::geteuid().is_root() {
+        return IdMap::Single;
+    }
+    match tier {
+        Tier::Namespaces => IdMap::Shift {
+            base: subordinate_base().unwrap_or(DEFAULT_BASE),
+            count: 65536,
+        },
+        Tier::ChrootLandlock | Tier::Ptrace => IdMap::Shift {
             base: 0,
             count: u32::MAX,
-        }
-    } else {
-        IdMap::Single
+        },
     }
+}
+
+/// Where root's range starts when `/etc/subuid` names none.
+const DEFAULT_BASE: u32 = 100_000;
+
+/// The start of root's range in `/etc/subuid`, if it has one of 65536 ids.
+fn subordinate_base() -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/subuid").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let user = fields.next()?;
+        let start = fields.next()?.parse().ok()?;
+        let count: u32 = fields.next()?.parse().ok()?;
+        (matches!(user, "root" | "0") && count >= 65536 && start > 0).then_some(start)
+    })
 }
