@@ -398,6 +398,7 @@ mod tests {
             strict: true,
             epoch: 0,
             identity: "t",
+            contents: true,
         };
         extract(&bytes[..], "t.tar", &landing, &mut tree, &scratch).unwrap();
         scratch.remove();
