@@ -417,3 +417,42 @@ fn a_pipeline_step_granted_run_builds_and_says_its_isolation() {
         refused.stderr()
     );
 }
+
+#[test]
+fn mount_targets_and_caches_cannot_be_turned_against_kiln() {
+    for tier in TIERS {
+        // A target that folds to the root through `..` is refused.
+        let dir = context("RUN ln -s / /r\nRUN --mount=type=cache,id=up,target=/r/.. true\n");
+        let refused = build(dir.path(), tier, &[]);
+        assert_eq!(refused.code(), Some(2), "{tier}: {}", refused.all());
+        assert!(
+            refused.stderr().contains("is the root"),
+            "{tier}: {}",
+            refused.stderr()
+        );
+        // A cache a command replaced with a symlink comes back empty, and
+        // a tmpfs over the image's directory hides it only meanwhile.
+        let dir = context(
+            "RUN --mount=type=cache,id=poison,target=/c sh -c 'rm -rf /c; ln -s / /c' || true\n\
+             RUN --mount=type=cache,id=poison,target=/c ls -A /c > /listing\n\
+             RUN mkdir -p /data && echo keep > /data/f\n\
+             RUN --mount=type=tmpfs,target=/data ls -A /data > /seen-in-tmpfs\n\
+             RUN cat /data/f > /after-tmpfs\n",
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let mut command = kiln(dir.path(), &["build", "--allow-run", "-o", "oci:out", "."]);
+        command
+            .env("KILN_RUN_ISOLATION", tier)
+            .env("KILN_CACHE_DIR", cache.path());
+        Run::of(command).ok();
+        let root = unpack(dir.path());
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(read("listing"), "", "{tier}: the cache followed a symlink");
+        assert_eq!(read("seen-in-tmpfs"), "", "{tier}");
+        assert_eq!(
+            read("after-tmpfs"),
+            "keep\n",
+            "{tier}: the tmpfs removed the image's files"
+        );
+    }
+}

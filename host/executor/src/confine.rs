@@ -236,14 +236,31 @@ pub fn seccomp(tier: Tier, network: bool) -> Result<(), String> {
         );
     }
     denied.insert(libc::SYS_clone, clone_rules);
+    // vsock is not network-namespaced: on a VM it would lead out of any
+    // tier.
+    let mut socket_rules = vec![
+        SeccompRule::new(vec![
+            arg(0, SeccompCmpOp::Eq, libc::AF_VSOCK as u64).map_err(fail)?,
+        ])
+        .map_err(fail)?,
+    ];
     if tier != Tier::Namespaces {
-        let mut socket_rules = Vec::new();
         let mut other = vec![arg(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64).map_err(fail)?];
         if network {
             for family in [libc::AF_INET, libc::AF_INET6] {
                 other.push(arg(0, SeccompCmpOp::Ne, family as u64).map_err(fail)?);
-                // TCP only: Landlock has no rules for UDP or raw sockets.
-                for kind in [libc::SOCK_DGRAM, libc::SOCK_RAW] {
+                // Plain TCP only: Landlock filters TCP alone, so every other
+                // socket type, and TCP-like protocols (SCTP, MPTCP), are
+                // refused.
+                for kind in [
+                    libc::SOCK_DGRAM,
+                    libc::SOCK_RAW,
+                    libc::SOCK_RDM,
+                    libc::SOCK_SEQPACKET,
+                    libc::SOCK_DCCP,
+                    // SOCK_PACKET, obsolete (libc deprecates the name).
+                    10,
+                ] {
                     socket_rules.push(
                         SeccompRule::new(vec![
                             arg(0, SeccompCmpOp::Eq, family as u64).map_err(fail)?,
@@ -252,11 +269,19 @@ pub fn seccomp(tier: Tier, network: bool) -> Result<(), String> {
                         .map_err(fail)?,
                     );
                 }
+                socket_rules.push(
+                    SeccompRule::new(vec![
+                        arg(0, SeccompCmpOp::Eq, family as u64).map_err(fail)?,
+                        arg(2, SeccompCmpOp::Ne, 0).map_err(fail)?,
+                        arg(2, SeccompCmpOp::Ne, libc::IPPROTO_TCP as u64).map_err(fail)?,
+                    ])
+                    .map_err(fail)?,
+                );
             }
         }
         socket_rules.push(SeccompRule::new(other).map_err(fail)?);
-        denied.insert(libc::SYS_socket, socket_rules);
     }
+    denied.insert(libc::SYS_socket, socket_rules);
     let eperm = SeccompFilter::new(
         denied,
         SeccompAction::Allow,

@@ -76,6 +76,9 @@ pub enum RunError {
     /// The step's time ran out while the command ran.
     #[error("RUN was stopped: the step's time limit ran out")]
     Timeout,
+    /// The command printed more than the step's log may hold.
+    #[error("RUN was stopped: it printed more than the step's log may hold")]
+    LogBudget,
     /// Reading or writing the root file system.
     #[error(transparent)]
     Rootfs(#[from] crate::error::Error),
@@ -85,14 +88,16 @@ pub enum RunError {
 }
 
 /// Run `request` in `rootfs` and write what it changed to `diff`. Lines
-/// the command prints go to `output` as they come.
+/// the command prints go to `output` as they come (at most [`MAX_LINE`]
+/// bytes each); when `output` answers false (the step's log budget is
+/// spent) the command is stopped.
 pub fn run(
     rootfs: &mut Rootfs,
     isolation: &Isolation,
     request: &Request,
     deadline: Instant,
     diff: impl Write,
-    mut output: impl FnMut(Stream, &str),
+    mut output: impl FnMut(Stream, &str) -> bool,
 ) -> Result<Outcome, RunError> {
     let user = user::resolve(rootfs.path(), &request.user).map_err(|reason| RunError::Setup {
         tier: isolation.tier.name(),
@@ -144,7 +149,10 @@ fn skipped(mounts: &[MountSpec]) -> Vec<String> {
 fn tempfile_dir(root: &Path) -> Result<PathBuf, RunError> {
     let parent = root.parent().unwrap_or(Path::new("/tmp"));
     for attempt in 0..100u32 {
-        let dir = parent.join(format!("{}-scratch-{attempt}", std::process::id()));
+        // Named after the root: whoever sweeps the root's leftovers
+        // sweeps these too.
+        let name = root.file_name().unwrap_or_default().to_string_lossy();
+        let dir = parent.join(format!("{name}-scratch-{attempt}"));
         match std::fs::create_dir(&dir) {
             Ok(()) => {
                 let _ = std::fs::set_permissions(
@@ -162,6 +170,26 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf, RunError> {
     ))
 }
 
+/// The longest line of a command's output kept whole; longer ones are cut
+/// into pieces this long, so that a line without end cannot fill memory.
+pub const MAX_LINE: u64 = 64 * 1024;
+
+/// Kill the helper `pid` and, where the command shares the host's pid
+/// namespace, its process group (tiers B and C).
+fn stop(pid: u32, spec: &RunSpec) {
+    // SAFETY: signalling our own child, which is not reaped until the
+    // waiter thread sees it end, and a group of processes the helper made.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    if let Some(group) = std::fs::read_to_string(group_file(spec))
+        .ok()
+        .and_then(|g| g.trim().parse::<libc::pid_t>().ok())
+        .filter(|g| *g > 1)
+    {
+        // SAFETY: as above.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
 /// What the helper's threads report.
 enum Event {
     /// A line the command printed.
@@ -175,7 +203,7 @@ fn run_helper(
     spec: &RunSpec,
     isolation: &Isolation,
     deadline: Instant,
-    output: &mut impl FnMut(Stream, &str),
+    output: &mut impl FnMut(Stream, &str) -> bool,
 ) -> Result<i32, RunError> {
     let spec_path = spec.scratch.join("spec.json");
     let json = serde_json::to_vec(spec).map_err(|e| RunError::Helper(e.to_string()))?;
@@ -214,7 +242,10 @@ fn run_helper(
         std::thread::spawn(move || {
             let mut reader = BufReader::new(pipe);
             let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            while std::io::Read::take(&mut reader, MAX_LINE)
+                .read_until(b'\n', &mut line)
+                .is_ok_and(|n| n > 0)
+            {
                 let text = String::from_utf8_lossy(&line)
                     .trim_end_matches(['\n', '\r'])
                     .to_owned();
@@ -234,24 +265,18 @@ fn run_helper(
     let status = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match receive.recv_timeout(left) {
-            Ok(Event::Line(stream, line)) => output(stream, &line),
+            Ok(Event::Line(stream, line)) => {
+                if !output(stream, &line) {
+                    stop(pid, spec);
+                    return Err(RunError::LogBudget);
+                }
+            }
             Ok(Event::Exited(status)) => break status,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(RunError::Helper("the helper's waiter ended".into()));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // SAFETY: signalling our own child, which is not reaped
-                // until the waiter thread sees it end, and the command's
-                // process group where it has one (tiers B and C).
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                if let Some(group) = std::fs::read_to_string(group_file(spec))
-                    .ok()
-                    .and_then(|g| g.trim().parse::<libc::pid_t>().ok())
-                    .filter(|g| *g > 1)
-                {
-                    // SAFETY: as above, a group of processes the helper started.
-                    unsafe { libc::kill(-group, libc::SIGKILL) };
-                }
+                stop(pid, spec);
                 return Err(RunError::Timeout);
             }
         }
@@ -264,7 +289,9 @@ fn run_helper(
         && let Ok(Event::Line(stream, line)) =
             receive.recv_timeout(std::time::Duration::from_millis(100))
     {
-        output(stream, &line);
+        if !output(stream, &line) {
+            return Err(RunError::LogBudget);
+        }
     }
     let code = status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)

@@ -41,6 +41,11 @@ impl Tier {
     }
 }
 
+/// The Landlock ABI the chroot tier needs: files (1), TCP ports (4), and
+/// signal and abstract-socket scoping (6). Without them root in a `chroot`
+/// could reach the network or kill kiln.
+const CHROOT_LANDLOCK_ABI: u32 = 6;
+
 /// No tier can run here; the message names what would unlock one.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -86,12 +91,14 @@ impl Probe {
                 Tier::Namespaces => self.namespaces.clone(),
                 Tier::ChrootLandlock => {
                     self.chroot.clone()?;
-                    if self.landlock_abi == 0 && !insecure_chroot {
-                        return Err(
-                            "the kernel has no Landlock, and root escapes a plain chroot \
-                                    (pass --insecure-chroot to accept that)"
-                                .into(),
-                        );
+                    if self.landlock_abi < CHROOT_LANDLOCK_ABI && !insecure_chroot {
+                        return Err(format!(
+                            "the kernel's Landlock (ABI {}) cannot hold root in a chroot: it needs \
+                             ABI {CHROOT_LANDLOCK_ABI} (Linux 6.12) to keep a command from \
+                             signalling kiln and reaching its network (pass --insecure-chroot to \
+                             accept that)",
+                            self.landlock_abi
+                        ));
                     }
                     Ok(())
                 }
@@ -247,7 +254,7 @@ mod tests {
 
     #[test]
     fn chroot_without_landlock_needs_consent() {
-        let probe = Probe {
+        let mut probe = Probe {
             namespaces: Err("unshare: EPERM".into()),
             chroot: Ok(()),
             landlock_abi: 0,
@@ -255,5 +262,10 @@ mod tests {
         };
         assert!(probe.choose(None, false).is_err());
         assert_eq!(probe.choose(None, true).unwrap(), Tier::ChrootLandlock);
+        // Landlock without signal scoping is not enough either.
+        probe.landlock_abi = 5;
+        assert!(probe.choose(None, false).unwrap_err().0.contains("ABI 5"));
+        probe.landlock_abi = 6;
+        assert_eq!(probe.choose(None, false).unwrap(), Tier::ChrootLandlock);
     }
 }

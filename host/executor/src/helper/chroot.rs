@@ -51,11 +51,22 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
         .map_err(|e| format!("creating /dev/{name}: {e}"))?;
         created_devices.push(name);
     }
+    let scratch = std::sync::Arc::new(
+        rustix::fs::open(
+            &spec.scratch,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("{}: {e}", spec.scratch.display()))?,
+    );
     let mut placed = Vec::new();
     let result = spec
         .mounts
         .iter()
-        .try_for_each(|mount| place(&mut stubs, mount).map(|p| placed.push(p)))
+        .enumerate()
+        .try_for_each(|(index, mount)| {
+            place(&mut stubs, mount, &scratch, index).map(|p| placed.push(p))
+        })
         .and_then(|()| {
             let child = fork_child(|| command(spec))?;
             wait_group(spec, child)
@@ -77,83 +88,120 @@ struct Placed {
     name: String,
     /// For a cache directory, where it goes back to.
     cache: Option<std::path::PathBuf>,
+    /// What the image had at the target, moved into the scratch directory
+    /// (`scratch`, name) while the mount stands in for it.
+    aside: (std::sync::Arc<OwnedFd>, String),
 }
 
 impl Placed {
-    /// Take the source out again: a cache moves back, a copy is removed.
+    /// Take the source out again (a cache moves back, a copy or tmpfs
+    /// goes) and put back what the image had there.
     fn take_out(self) {
         match &self.cache {
             Some(home) => {
-                if let Some((home_parent, home_name)) = split(home)
-                    && let Ok(home_parent) = rustix::fs::open(
-                        home_parent,
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                {
-                    let _ = rustix::fs::renameat(&self.parent, &self.name, &home_parent, home_name);
+                // Only a directory goes back: a command may have put a
+                // symlink (to `/`) or anything else in its place, which a
+                // later build would follow.
+                let is_dir =
+                    rustix::fs::statat(&self.parent, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
+                let moved = is_dir
+                    && split(home).is_some_and(|(home_parent, home_name)| {
+                        rustix::fs::open(
+                            home_parent,
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .and_then(|home_parent| {
+                            rustix::fs::renameat(&self.parent, &self.name, &home_parent, home_name)
+                        })
+                        .is_ok()
+                    });
+                if !moved {
+                    remove_tree(&self.parent, &self.name);
                 }
-                let _ = rustix::fs::mkdirat(&self.parent, &self.name, Mode::from_raw_mode(0o755));
             }
             None => remove_tree(&self.parent, &self.name),
         }
+        let (scratch, aside) = &self.aside;
+        let _ = rustix::fs::renameat(scratch.as_ref(), aside.as_str(), &self.parent, &self.name);
     }
 }
 
-/// Put `mount` at its target inside the root.
-fn place(stubs: &mut Stubs, mount: &MountSpec) -> Result<Placed, String> {
+/// Put `mount` at its target inside the root, what the image had there
+/// moved aside into `scratch` (as `aside-INDEX`).
+fn place(
+    stubs: &mut Stubs,
+    mount: &MountSpec,
+    scratch: &std::sync::Arc<OwnedFd>,
+    index: usize,
+) -> Result<Placed, String> {
     let is_dir = mount.source.as_ref().is_none_or(|s| s.is_dir());
     drop(stubs.ensure(&mount.target, is_dir)?);
+    // The host checked that the target is clean (no `.` or `..`) and not
+    // the root, so its last component is a name in its parent.
     let (parent_path, name) = mount
         .target
-        .trim_end_matches('/')
         .rsplit_once('/')
-        .ok_or_else(|| format!("mount target {} is the root", mount.target))?;
+        .filter(|(_, name)| !matches!(*name, "" | "." | ".."))
+        .ok_or_else(|| format!("mount target {} is not a path below the root", mount.target))?;
     let parent = open_in_root(
         stubs.root(),
         parent_path,
         OFlags::RDONLY | OFlags::DIRECTORY,
     )?;
     let name = name.to_owned();
-    match &mount.source {
+    let aside = format!("aside-{index}");
+    rustix::fs::renameat(&parent, name.as_str(), scratch.as_ref(), aside.as_str())
+        .map_err(|e| format!("moving {} aside: {e}", mount.target))?;
+    let placed = Placed {
+        parent,
+        name,
+        cache: None,
+        aside: (scratch.clone(), aside),
+    };
+    let put = match &mount.source {
         // A cache directory is moved in whole and back afterwards.
         Some(source) if mount.writable && source.is_dir() => {
-            remove_tree(&parent, &name);
             let (source_parent, source_name) =
                 split(source).ok_or_else(|| format!("bad cache path {}", source.display()))?;
-            let source_parent = rustix::fs::open(
+            rustix::fs::open(
                 source_parent,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| format!("{}: {e}", source.display()))?;
-            rustix::fs::renameat(&source_parent, source_name, &parent, &name).map_err(|e| {
+            .and_then(|source_parent| {
+                rustix::fs::renameat(
+                    &source_parent,
+                    source_name,
+                    &placed.parent,
+                    placed.name.as_str(),
+                )
+            })
+            .map(|()| Some(source.clone()))
+            .map_err(|e| {
                 format!(
                     "moving the cache {} into the root for chroot isolation (it must be on the \
                      same file system as kiln's work directory): {e}",
                     source.display()
                 )
-            })?;
-            Ok(Placed {
-                parent,
-                name,
-                cache: Some(source.clone()),
             })
         }
-        Some(source) => {
-            remove_tree(&parent, &name);
-            copy_tree(source, &parent, &name)?;
-            Ok(Placed {
-                parent,
-                name,
-                cache: None,
-            })
+        Some(source) => copy_tree(source, &placed.parent, &placed.name).map(|()| None),
+        None => rustix::fs::mkdirat(
+            &placed.parent,
+            placed.name.as_str(),
+            Mode::from_raw_mode(0o1777),
+        )
+        .map(|()| None)
+        .map_err(|e| format!("{}: {e}", mount.target)),
+    };
+    match put {
+        Ok(cache) => Ok(Placed { cache, ..placed }),
+        Err(e) => {
+            placed.take_out();
+            Err(e)
         }
-        None => Ok(Placed {
-            parent,
-            name,
-            cache: None,
-        }),
     }
 }
 
@@ -187,7 +235,19 @@ fn copy_tree(source: &Path, parent: &OwnedFd, name: &str) -> Result<(), String> 
         let target =
             std::fs::read_link(source).map_err(|e| format!("{}: {e}", source.display()))?;
         rustix::fs::symlinkat(&target, parent, name).map_err(|e| format!("{name}: {e}"))?;
-    } else {
+    } else if meta.is_file() {
+        // Regular files only, opened without blocking (a FIFO would hang)
+        // and checked once open (nothing swapped in meanwhile).
+        let input = rustix::fs::open(
+            source,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("{}: {e}", source.display()))?;
+        let opened = rustix::fs::fstat(&input).map_err(|e| format!("{}: {e}", source.display()))?;
+        if FileType::from_raw_mode(opened.st_mode) != FileType::RegularFile {
+            return Err(format!("{} is not a regular file", source.display()));
+        }
         let out = rustix::fs::openat(
             parent,
             name,
@@ -195,11 +255,27 @@ fn copy_tree(source: &Path, parent: &OwnedFd, name: &str) -> Result<(), String> 
             mode,
         )
         .map_err(|e| format!("{name}: {e}"))?;
-        let mut out = std::fs::File::from(out);
-        let mut input =
-            std::fs::File::open(source).map_err(|e| format!("{}: {e}", source.display()))?;
-        std::io::copy(&mut input, &mut out).map_err(|e| format!("{name}: {e}"))?;
+        std::io::copy(
+            &mut std::fs::File::from(input),
+            &mut std::fs::File::from(out),
+        )
+        .map_err(|e| format!("{name}: {e}"))?;
+    } else {
+        // Devices, FIFOs and sockets of a source are not copied.
+        return Ok(());
     }
+    // Owners as the source has them (a secret's mount uid/gid).
+    let _ = rustix::fs::chownat(
+        parent,
+        name,
+        Some(rustix::fs::Uid::from_raw(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+        )),
+        Some(rustix::fs::Gid::from_raw(
+            std::os::unix::fs::MetadataExt::gid(&meta),
+        )),
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
     Ok(())
 }
 

@@ -94,13 +94,13 @@ fn wait_group(spec: &RunSpec, child: libc::pid_t) -> Result<i32, String> {
     status
 }
 
-/// Make the calling process the leader of a new process group.
+/// Make the calling process the leader of a new session and process
+/// group: killed as a group when it ends, and without kiln's controlling
+/// terminal (whose input a command could otherwise push keys into).
 fn own_group() -> Result<(), String> {
-    // SAFETY: setpgid with constant arguments.
-    if unsafe { libc::setpgid(0, 0) } != 0 {
-        return Err(format!("setpgid: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::process::setsid()
+        .map(drop)
+        .map_err(|e| format!("setsid: {e}"))
 }
 
 /// Where the helper writes why the sandbox could not be set up.

@@ -37,7 +37,6 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
     // mount points to a hard-coded /tmp: the pod's own, writable here.
     let mut rules: Vec<(String, bool)> = vec![
         (spec.rootfs.display().to_string(), true),
-        (spec.scratch.display().to_string(), true),
         ("/dev".to_owned(), true),
         ("/tmp".to_owned(), true),
     ];
@@ -59,7 +58,14 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
     command
         .args(&spec.args)
         .env_clear()
-        .envs(spec.env.iter().filter_map(|e| e.split_once('=')))
+        // proot reads the environment it passes on: variables that steer
+        // it or its dynamic loader would steer the tracer, not the command.
+        .envs(
+            spec.env
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .filter(|(name, _)| !name.starts_with("PROOT_") && !name.starts_with("LD_")),
+        )
         .stdin(std::process::Stdio::null());
     let proxy = spec.network.proxy_port(Tier::Ptrace);
     // SAFETY: the closure runs in the forked child before exec and only

@@ -110,6 +110,7 @@ impl StepState {
         secrets: &std::path::Path,
         held: &mut Held,
     ) -> Result<Vec<MountSpec>, String> {
+        let tier = isolation()?.tier;
         let owner = |uid: Option<u32>, gid: Option<u32>| match *ids {
             kiln_executor::ids::IdMap::Shift { base, .. } => Some((
                 base.saturating_add(uid.unwrap_or(0)),
@@ -132,15 +133,56 @@ impl StepState {
                     mount.target
                 ));
             }
+            // `.` and `..` folded away: the executor places mounts by the
+            // target's last component, which must name something below `/`.
+            let target = kiln_oci::path::clean(&mount.target);
+            if target == "/" {
+                return Err(format!(
+                    "RUN --mount target {} is the root; mount below it",
+                    mount.target
+                ));
+            }
             let source = match &mount.source {
                 MountSource::Tmpfs => None,
                 MountSource::Cache((id, sharing)) => {
-                    let name = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16]);
+                    // One directory per id and per id map: its files are
+                    // owned as the command's users are on disk, which
+                    // differs between isolations.
+                    let owners = match *ids {
+                        kiln_executor::ids::IdMap::Shift { base, .. } => format!("u{base}"),
+                        kiln_executor::ids::IdMap::Single => "single".to_owned(),
+                    };
+                    let name = format!(
+                        "{}-{owners}",
+                        hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16])
+                    );
                     std::fs::create_dir_all(&access.caches)
                         .map_err(|e| format!("{}: {e}", access.caches.display()))?;
-                    let (dir, lock) = lock_cache(&access.caches, &name, *sharing)
-                        .map_err(|e| format!("cache {id}: {e}"))?;
-                    held.locks.push(lock);
+                    // The same cache twice in one RUN is one directory and
+                    // one lock (a second lock would wait for the first).
+                    // Without a mount namespace (chroot) the cache is moved
+                    // into the root: nobody else may use it meanwhile.
+                    let sharing = if tier == Tier::ChrootLandlock {
+                        Sharing::Locked
+                    } else {
+                        *sharing
+                    };
+                    let dir = match held.caches.iter().find(|(n, _)| *n == name) {
+                        Some((_, dir)) => dir.clone(),
+                        None => {
+                            let (dir, lock) = lock_cache(&access.caches, &name, sharing)
+                                .map_err(|e| format!("cache {id}: {e}"))?;
+                            held.locks.push(lock);
+                            held.caches.push((name.clone(), dir.clone()));
+                            dir
+                        }
+                    };
+                    // What a command left there must be a directory: never
+                    // a symlink a later mount would follow.
+                    if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                        std::fs::remove_file(&dir)
+                            .map_err(|e| format!("cache {id}: {}: {e}", dir.display()))?;
+                    }
                     if !dir.is_dir() {
                         std::fs::create_dir_all(&dir)
                             .map_err(|e| format!("cache {id}: {}: {e}", dir.display()))?;
@@ -188,8 +230,7 @@ impl StepState {
                     Some(self.mounts.host_path(guest)?)
                 }
                 MountSource::Layered(source) => {
-                    let tier = isolation()?.tier;
-                    let mut rootfs = Rootfs::create(unique_dir(&access.work), *ids)
+                    let mut rootfs = Rootfs::create(unique_dir(&access.work)?, *ids)
                         .map_err(|e| e.to_string())?;
                     for layer in &source.layers {
                         let file = self.mounts.open_file(layer)?;
@@ -206,7 +247,7 @@ impl StepState {
             };
             specs.push(MountSpec {
                 source,
-                target: mount.target.clone(),
+                target,
                 writable: matches!(mount.source, MountSource::Cache(_) | MountSource::Tmpfs)
                     && mount.writable,
             });
@@ -222,9 +263,15 @@ impl HostRootfs for StepState {
             let isolation = isolation()?;
             std::fs::create_dir_all(&access.work)
                 .map_err(|e| format!("{}: {e}", access.work.display()))?;
+            // Private: roots hold the image's setuid files and secrets.
+            std::fs::set_permissions(
+                &access.work,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .map_err(|e| format!("{}: {e}", access.work.display()))?;
             static SWEPT: std::sync::Once = std::sync::Once::new();
             SWEPT.call_once(|| tokio::task::block_in_place(|| sweep_stale(&access.work)));
-            let dir = unique_dir(&access.work);
+            let dir = unique_dir(&access.work)?;
             let rootfs = Rootfs::create(dir, id_map(isolation.tier)).map_err(|e| e.to_string())?;
             Ok(RootfsState {
                 rootfs,
@@ -333,7 +380,7 @@ impl HostRootfs for StepState {
                         Stream::Stdout => Level::Info,
                         Stream::Stderr => Level::Warn,
                     };
-                    let _ = log.plugin(level, line, &[]);
+                    log.plugin(level, line, &[]).is_ok()
                 },
             )
         });
@@ -378,6 +425,8 @@ impl Host for StepState {}
 struct Held {
     layered: Vec<RootfsState>,
     locks: Vec<std::fs::File>,
+    /// Cache directories locked for this command, by name.
+    caches: Vec<(String, PathBuf)>,
 }
 
 /// The cache directory for `name` under `caches` and the lock that
@@ -425,38 +474,77 @@ fn lock_cache(
     found.ok_or_else(|| std::io::Error::other("every private copy of the cache is in use"))
 }
 
-/// Remove root file systems a kiln that was killed left under `work`
-/// (named `PID-N`, by a process that no longer runs): they would fill the
-/// disk and, in kiln's cache, GitLab's cache archive.
+/// This process's claim on what it creates under kiln's RUN work
+/// directory: a file `PREFIX.lock` it holds locked while it runs; its root
+/// file systems, secrets and scratch are named `PREFIX-…`. A claim whose
+/// lock is free belongs to a kiln that ended, and its leftovers may go.
+fn claim(work: &std::path::Path) -> Result<&'static str, String> {
+    static CLAIM: std::sync::OnceLock<Result<(String, std::fs::File), String>> =
+        std::sync::OnceLock::new();
+    CLAIM
+        .get_or_init(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let prefix = format!("{}-{nanos:x}", std::process::id());
+            let path = work.join(format!("{prefix}.lock"));
+            let file = std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((prefix, file))
+        })
+        .as_ref()
+        .map(|(prefix, _)| prefix.as_str())
+        .map_err(Clone::clone)
+}
+
+/// Remove what kilns that ended (killed, or out of power) left under
+/// `work`: their claims' locks are free. They would fill the disk and, in
+/// kiln's cache, GitLab's cache archive.
 fn sweep_stale(work: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(work) else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .split(['-', '.'])
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+    let entries: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    for lock in entries
+        .iter()
+        .filter_map(|n| n.to_str()?.strip_suffix(".lock"))
+    {
+        let path = work.join(format!("{lock}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
             continue;
         };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
         }
+        let leftovers = format!("{lock}-");
+        for name in entries.iter().filter_map(|n| n.to_str()) {
+            if name.starts_with(&leftovers) || name.starts_with(&format!("{lock}.")) {
+                let path = work.join(name);
+                if path.is_dir() {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }
 
-/// A new directory name under `parent` for one root file system.
-fn unique_dir(parent: &std::path::Path) -> PathBuf {
+/// A new name under `work` for one root file system (or, with an
+/// extension, its secrets), inside this process's claim.
+fn unique_dir(work: &std::path::Path) -> Result<PathBuf, String> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    parent.join(format!("{}-{n}", std::process::id()))
+    Ok(work.join(format!("{}-{n}", claim(work)?)))
 }
 
 /// A new private (0700) directory under `parent`.
 fn private_dir(parent: &std::path::Path) -> Result<PathBuf, String> {
-    let dir = unique_dir(parent).with_extension("secrets");
+    let dir = unique_dir(parent)?.with_extension("secrets");
     std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
