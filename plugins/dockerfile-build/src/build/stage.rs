@@ -120,8 +120,8 @@ impl Stage {
     /// from kiln's outline cache in the layout when these base layers
     /// were outlined before (a rebuild then reads no layer at all).
     fn outline(&mut self, build: &Build<'_>) -> Result<&Tree, Error> {
-        if self.view.is_some() {
-            return Ok(self.view.as_ref().expect("checked"));
+        if let Some(view) = &self.view {
+            return Ok(view);
         }
         if self.outline.is_none() {
             let chain: String = self.image.layers[..self.base_layers]
