@@ -375,6 +375,10 @@ fn a_command_cannot_trace_kiln_and_podman_runs_the_image() {
             !traced.contains("ATTACHED") && !traced.contains("OPENED"),
             "{tier}: {traced}"
         );
+        assert!(
+            traced.contains("x32 Operation not permitted"),
+            "{tier}: {traced}"
+        );
         let podman_dir = tempfile::tempdir().unwrap();
         let printed = podman_run(
             podman_dir.path(),

@@ -13,7 +13,7 @@ use landlock::{
 use rustix::thread::CapabilitySet;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    SeccompRule, TargetArch, sock_filter,
 };
 
 use crate::tier::Tier;
@@ -300,5 +300,30 @@ pub fn seccomp(tier: Tier, network: bool) -> Result<(), String> {
         let program: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: {e}"))?;
         seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))?;
     }
-    Ok(())
+    seccompiler::apply_filter(&no_x32()).map_err(|e| format!("seccomp: {e}"))
+}
+
+/// A filter refusing x32 system calls: on kernels that enable the x32 ABI
+/// their numbers (`nr | 0x40000000`) would pass the rules above, which
+/// name x86-64 numbers.
+fn no_x32() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const RET_K: u16 = 0x06;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        // arch (seccomp_data.arch, offset 4); other architectures pass.
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        // nr (offset 0)
+        op(LD_W_ABS, 0, 0, 0),
+        op(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
+        op(RET_K, 0, 0, RET_ALLOW),
+    ]
 }
