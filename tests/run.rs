@@ -460,3 +460,22 @@ fn mount_targets_and_caches_cannot_be_turned_against_kiln() {
         );
     }
 }
+
+#[test]
+fn nothing_a_command_started_outlives_it() {
+    // A daemon detached with setsid. (Under ptrace, proot itself waits
+    // for every process it traces: the step's deadline ends those.)
+    let dir = context("RUN setsid sleep 31337 </dev/null >/dev/null 2>&1 & sleep 0.3; true\n");
+    for tier in ["namespaces", "chroot-landlock"] {
+        build(dir.path(), tier, &["--no-cache"]).ok();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("31337"))
+            .collect();
+        assert!(left.is_empty(), "{tier}: left running: {left:?}");
+    }
+}

@@ -33,6 +33,7 @@ const DEVICES: [(&str, u32, u32); 5] = [
 
 /// Run `spec` in tier B; the command's exit status.
 pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
+    super::adopt_orphans();
     let mut stubs = Stubs::new(&spec.rootfs, None)?;
     drop(stubs.ensure("/dev", true)?);
     let dev = open_in_root(stubs.root(), "/dev", OFlags::RDONLY | OFlags::DIRECTORY)?;

@@ -91,7 +91,43 @@ fn wait_group(spec: &RunSpec, child: libc::pid_t) -> Result<i32, String> {
     let status = wait(child);
     // SAFETY: signalling the process group the child created.
     unsafe { libc::kill(-child, libc::SIGKILL) };
+    end_descendants();
     status
+}
+
+/// Adopt every process the command leaves behind: with this, one that
+/// left the command's process group (`setsid`) becomes the helper's child
+/// when its parent ends, and [`end_descendants`] ends it.
+fn adopt_orphans() {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+}
+
+/// Kill and reap every child the helper has (the command's leftovers it
+/// adopted), until none is left.
+fn end_descendants() {
+    for _ in 0..64 {
+        let children = std::fs::read_to_string(format!(
+            "/proc/self/task/{}/children",
+            rustix::thread::gettid().as_raw_nonzero()
+        ))
+        .unwrap_or_default();
+        let pids: Vec<libc::pid_t> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: our own (adopted) child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own children.
+        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Make the calling process the leader of a new session and process

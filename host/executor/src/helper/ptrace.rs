@@ -21,6 +21,7 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
         .proot
         .as_ref()
         .ok_or("no proot to run the command with")?;
+    super::adopt_orphans();
     let mut command = Command::new(proot);
     if spec.uid == 0 {
         command.arg("-0");
