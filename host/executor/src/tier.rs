@@ -264,7 +264,9 @@ mod tests {
         assert_eq!(probe.choose(None, true).unwrap(), Tier::ChrootLandlock);
         // Landlock without signal scoping is not enough either.
         probe.landlock_abi = 5;
-        assert!(probe.choose(None, false).unwrap_err().0.contains("ABI 5"));
+        let refused = probe.choose(Some(Tier::ChrootLandlock), false).unwrap_err();
+        assert!(refused.0.contains("ABI 5"), "{refused}");
+        assert!(probe.choose(None, false).is_err());
         probe.landlock_abi = 6;
         assert_eq!(probe.choose(None, false).unwrap(), Tier::ChrootLandlock);
     }
