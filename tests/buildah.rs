@@ -111,19 +111,10 @@ struct Case {
 /// Every case, by name, narrowed by `KILN_BUILDAH_CASE`.
 fn cases() -> Vec<Case> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/buildah");
-    let only = std::env::var("KILN_BUILDAH_CASE").unwrap_or_default();
-    let mut cases: Vec<Case> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .map(|dir| Case {
-            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
-            dir,
-        })
-        .filter(|c| c.name.contains(&only))
-        .collect();
-    cases.sort_by(|a, b| a.name.cmp(&b.name));
-    cases
+    buildah::case_dirs(&root, "KILN_BUILDAH_CASE")
+        .into_iter()
+        .map(|(name, dir)| Case { name, dir })
+        .collect()
 }
 
 impl Case {

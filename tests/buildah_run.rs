@@ -46,7 +46,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use common::debian::{APT_CONF, debian_layout};
-use common::images::{busybox_layout, image_config, push_layout};
+use common::images::{busybox_layout, image_config, push_layout, umoci_unpack};
 use common::registry::{Auth, Registry};
 use common::{Run, buildah, kiln, run_ok};
 
@@ -267,19 +267,10 @@ fn cases(base: &str) -> Vec<Case> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/run-diff")
         .join(base);
-    let only = std::env::var("KILN_RUN_DIFF_CASE").unwrap_or_default();
-    let mut cases: Vec<Case> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .map(|dir| Case {
-            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
-            dir,
-        })
-        .filter(|c| c.name.contains(&only))
-        .collect();
-    cases.sort_by(|a, b| a.name.cmp(&b.name));
-    cases
+    buildah::case_dirs(&root, "KILN_RUN_DIFF_CASE")
+        .into_iter()
+        .map(|(name, dir)| Case { name, dir })
+        .collect()
 }
 
 impl Case {
@@ -437,19 +428,7 @@ impl Image {
     /// `bundle`.
     fn read(layout: &Path, bundle: &Path) -> Result<Image, String> {
         let config = image_config(layout).map_err(|e| format!("{}: {e}", layout.display()))?;
-        let output = Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:latest", layout.display()))
-            .arg(bundle)
-            .output()
-            .map_err(|e| format!("umoci: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "umoci unpack {} failed: {}",
-                layout.display(),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        umoci_unpack(layout, bundle)?;
         Ok(Image {
             config: compared_config(&config["config"]),
             history: config["history"]

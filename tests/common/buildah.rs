@@ -1,6 +1,7 @@
 //! What the buildah differentials share: whether buildah is there, and how
 //! a case's differences are said.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Whether buildah can run; when it cannot, a skip, or a failure under
@@ -42,4 +43,19 @@ pub fn assert_none_differ(failures: &[String], total: usize) {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// The case directories under `root`, by name, narrowed to those whose
+/// name contains `$only_var` when it is set.
+pub fn case_dirs(root: &Path, only_var: &str) -> Vec<(String, PathBuf)> {
+    let only = std::env::var(only_var).unwrap_or_default();
+    let mut cases: Vec<(String, PathBuf)> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|dir| (dir.file_name().unwrap().to_string_lossy().into_owned(), dir))
+        .filter(|(name, _)| name.contains(&only))
+        .collect();
+    cases.sort();
+    cases
 }

@@ -190,9 +190,8 @@ impl fmt::Display for Entry {
     }
 }
 
-/// `umoci unpack` the image tagged `latest` of `layout` into `bundle`;
-/// its root filesystem, path by path.
-pub fn unpack(layout: &Path, bundle: &Path) -> Result<BTreeMap<String, Entry>, String> {
+/// `umoci unpack` the image tagged `latest` of `layout` into `bundle`.
+pub fn umoci_unpack(layout: &Path, bundle: &Path) -> Result<(), String> {
     let output = Command::new("umoci")
         .args(["unpack", "--image"])
         .arg(format!("{}:latest", layout.display()))
@@ -206,6 +205,13 @@ pub fn unpack(layout: &Path, bundle: &Path) -> Result<BTreeMap<String, Entry>, S
             String::from_utf8_lossy(&output.stderr)
         ));
     }
+    Ok(())
+}
+
+/// `umoci unpack` the image tagged `latest` of `layout` into `bundle`;
+/// its root filesystem, path by path.
+pub fn unpack(layout: &Path, bundle: &Path) -> Result<BTreeMap<String, Entry>, String> {
+    umoci_unpack(layout, bundle)?;
     let rootfs = bundle.join("rootfs");
     let mut tree = BTreeMap::new();
     walk(&rootfs, &rootfs, &mut tree);

@@ -46,9 +46,6 @@ pub(super) fn run(spec: &RunSpec) -> Result<i32, String> {
 }
 
 fn run_with(spec: &RunSpec) -> Result<i32, String> {
-    let pipe = || {
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
-    };
     let (ready_read, ready_write) = pipe()?;
     let (go_read, go_write) = pipe()?;
     let (channel_inside, channel_outside) = rustix::net::socketpair(
@@ -209,9 +206,6 @@ fn command(spec: &RunSpec) -> Result<i32, String> {
 /// `/proc/sys`, `/proc/sysrq-trigger`, files of the host's root) stays
 /// out of reach even if every other fence failed.
 fn shifted(spec: &RunSpec, base: u32, count: u32) -> Result<i32, String> {
-    let pipe = || {
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
-    };
     let (ready_read, ready_write) = pipe()?;
     let (go_read, go_write) = pipe()?;
     let child = fork_child(|| {
@@ -269,6 +263,12 @@ fn become_root(parent: libc::pid_t) -> Result<(), String> {
         .map_err(|e| format!("setresuid in the namespace: {e}"))?;
     super::die_with_parent(parent);
     Ok(())
+}
+
+/// A pipe for the handshakes between the helper's processes; closed on
+/// exec, so the command never holds it.
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
 }
 
 /// Write `text` to `/proc/PID/FILE`.
